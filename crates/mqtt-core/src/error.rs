@@ -1,0 +1,210 @@
+//! Errors grouped by cause. The reconnect policy reads only [`Error::is_recoverable`].
+
+use core::fmt;
+
+/// Every way the MQTT core can fail, grouped by who is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The local configuration or a request from the application is invalid.
+    Config(ConfigError),
+    /// The peer broke MQTT 3.1.1 or refused us.
+    Protocol(ProtocolError),
+    /// A bounded buffer or table is full.
+    Exhausted(ResourceError),
+    /// The byte stream below MQTT failed.
+    Transport(TransportError),
+    /// The peer did not answer in time.
+    Timeout(TimeoutKind),
+}
+
+impl Error {
+    /// Whether reconnecting can help. Configuration errors and refusals that only a human can
+    /// fix (bad credentials, not authorized, identifier rejected) are not recoverable.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            Error::Config(_) => false,
+            Error::Protocol(ProtocolError::ConnectionRefused(code)) => code.is_recoverable(),
+            Error::Protocol(_) => true,
+            Error::Exhausted(_) => true,
+            Error::Transport(_) => true,
+            Error::Timeout(_) => true,
+        }
+    }
+}
+
+/// Invalid configuration or application request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Client id empty, longer than the packet allows, or containing NUL.
+    InvalidClientId,
+    /// A topic name is empty, too long, contains a wildcard or NUL.
+    InvalidTopicName,
+    /// A topic filter is empty, too long, contains NUL or misplaces `+`/`#`.
+    InvalidTopicFilter,
+    /// User name or password is too long for the packet.
+    InvalidCredentials,
+    /// The encoded packet would exceed the configured maximum packet size or a slot.
+    PacketTooLarge,
+    /// The in-flight window is zero or larger than the outbox.
+    InvalidWindow,
+    /// More filters in one request than one packet may carry.
+    TooManyFilters,
+    /// The request needs a connected session.
+    NotConnected,
+    /// The maximum packet size is below the MQTT minimum or above the receive buffer.
+    InvalidMaxPacketSize,
+}
+
+/// The peer broke the protocol or refused the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Remaining length longer than 4 bytes or not minimally encoded.
+    MalformedRemainingLength,
+    /// A packet larger than the configured maximum.
+    PacketTooLarge,
+    /// A packet type a server must never send to a client (CONNECT, SUBSCRIBE, ...).
+    UnexpectedPacketType(u8),
+    /// Reserved flag bits of the fixed header are wrong.
+    InvalidFlags(u8),
+    /// The remaining length does not fit the packet type or its content.
+    InvalidLength(u8),
+    /// Packet identifier zero.
+    ZeroPacketId,
+    /// QoS 3, or a SUBACK return code that is neither a QoS nor 0x80.
+    InvalidQos,
+    /// A topic name that is not UTF-8, contains NUL or a wildcard, or is empty.
+    InvalidTopic,
+    /// CONNACK return code outside 0..=5 or reserved CONNACK flags set.
+    InvalidConnack,
+    /// A packet before CONNACK, or a second CONNACK.
+    UnexpectedPacket,
+    /// A SUBACK whose return codes do not match the filters we asked for.
+    SubackMismatch,
+    /// `mqttrs` rejected a frame that passed our checks.
+    Decode,
+    /// The broker refused the connection with this CONNACK return code.
+    ConnectionRefused(ConnectRefusal),
+}
+
+/// CONNACK return codes 1..=5 (MQTT 3.1.1 §3.2.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectRefusal {
+    /// 1: the broker does not speak MQTT 3.1.1.
+    UnacceptableProtocolVersion,
+    /// 2: the client identifier is not allowed.
+    IdentifierRejected,
+    /// 3: the MQTT service is unavailable.
+    ServerUnavailable,
+    /// 4: malformed user name or password.
+    BadUserNameOrPassword,
+    /// 5: the client is not authorized.
+    NotAuthorized,
+}
+
+impl ConnectRefusal {
+    /// Only "server unavailable" can go away by itself.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, ConnectRefusal::ServerUnavailable)
+    }
+}
+
+
+/// A bounded resource is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceError {
+    /// The outbox holds as many messages as it can; the new one was not accepted.
+    OutboxFull,
+    /// The subscription table is full.
+    SubscriptionsFull,
+    /// Too many inbound QoS 2 messages awaiting PUBREL.
+    InboundQos2Full,
+    /// All packet identifiers are in use.
+    NoPacketId,
+    /// The caller's transmit buffer is smaller than the next packet.
+    TransmitBufferTooSmall,
+}
+
+/// The transport (TCP/TLS socket) failed. The core does not know errno values; the layer
+/// below maps its errors onto these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportError {
+    /// The peer closed the stream.
+    Closed,
+    /// Reading failed.
+    Read,
+    /// Writing failed or wrote nothing.
+    Write,
+    /// The stream could not be opened.
+    Connect,
+}
+
+/// What the peer failed to answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// No CONNACK after CONNECT.
+    Connack,
+    /// No PINGRESP (or any packet) after PINGREQ.
+    Ping,
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+impl From<ResourceError> for Error {
+    fn from(e: ResourceError) -> Self {
+        Error::Exhausted(e)
+    }
+}
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        Error::Transport(e)
+    }
+}
+impl From<TimeoutKind> for Error {
+    fn from(e: TimeoutKind) -> Self {
+        Error::Timeout(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "configuration: {e:?}"),
+            Error::Protocol(e) => write!(f, "protocol: {e:?}"),
+            Error::Exhausted(e) => write!(f, "resource exhausted: {e:?}"),
+            Error::Transport(e) => write!(f, "transport: {e:?}"),
+            Error::Timeout(e) => write!(f, "timeout: {e:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_only_server_unavailable_is_recoverable() {
+        let refused = |c| Error::Protocol(ProtocolError::ConnectionRefused(c));
+        assert!(refused(ConnectRefusal::ServerUnavailable).is_recoverable());
+        assert!(!refused(ConnectRefusal::NotAuthorized).is_recoverable());
+        assert!(!refused(ConnectRefusal::BadUserNameOrPassword).is_recoverable());
+        assert!(!refused(ConnectRefusal::IdentifierRejected).is_recoverable());
+        assert!(!refused(ConnectRefusal::UnacceptableProtocolVersion).is_recoverable());
+    }
+
+    #[test]
+    fn configuration_errors_are_not_recoverable_but_faults_of_the_link_are() {
+        assert!(!Error::Config(ConfigError::InvalidClientId).is_recoverable());
+        assert!(Error::Transport(TransportError::Closed).is_recoverable());
+        assert!(Error::Timeout(TimeoutKind::Ping).is_recoverable());
+        assert!(Error::Protocol(ProtocolError::InvalidFlags(0x21)).is_recoverable());
+        assert!(Error::Exhausted(ResourceError::InboundQos2Full).is_recoverable());
+    }
+}

@@ -1,0 +1,1072 @@
+//! The MQTT 3.1.1 client session (§3, §4): connect, keepalive, the QoS 1/2 flows in both
+//! directions, resend after reconnect, subscriptions and the bounded outbox.
+//!
+//! # Driving a session
+//! A [`Session`] is deterministic: every input carries the current [`Instant`], nothing happens
+//! between calls. After any input, poll in this order until each returns `None`:
+//! 1. [`Session::poll_event`] – parses received frames and reports what happened;
+//! 2. [`Session::poll_transmit`] – the next packet to write to the transport;
+//! 3. [`Session::poll_timeout`] – when to call [`Session::handle_timeout`] at the latest.
+//!
+//! Inputs are [`Session::handle_connected`] (a fresh transport is open),
+//! [`Session::handle_bytes`] / [`Session::receive_buffer`] + [`Session::handle_received`],
+//! [`Session::handle_disconnected`] and [`Session::handle_timeout`]; application requests are
+//! [`Session::publish`], [`Session::subscribe`], [`Session::unsubscribe`] and
+//! [`Session::disconnect`].
+//!
+//! # What survives a reconnect
+//! Publishes live in a fixed table of slots (the outbox) from [`Session::publish`] until they
+//! are acknowledged: messages made while offline wait there, and at most
+//! [`SessionConfig::inflight_window`] QoS 1/2 messages are on the wire at once. When the broker
+//! reports a session present, unacknowledged PUBLISHes are resent with DUP and the same packet
+//! identifier and PUBRELs are resent (§4.4). Without a session the broker has forgotten them,
+//! so they are sent again as new messages and subscriptions are restored. Nothing is dropped:
+//! when the outbox is full, `publish` refuses with [`ResourceError::OutboxFull`].
+
+use crate::error::{
+    ConfigError, ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind, TransportError,
+};
+use crate::framing::{self, FrameReader, MIN_MAX_PACKET_SIZE};
+use crate::{topic, Instant, QoS};
+use core::fmt;
+use heapless::{Deque, String, Vec};
+use log::{debug, info, warn};
+use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol, QosPid, SubscribeReturnCodes};
+
+/// Filters per SUBSCRIBE/UNSUBSCRIBE packet: the fixed capacity of `mqttrs`' no_std types.
+pub const MAX_FILTERS_PER_PACKET: usize = 5;
+/// Longest topic filter kept for re-subscribing.
+pub const MAX_FILTER_LEN: usize = 128;
+/// Subscriptions remembered for re-subscribing after a reconnect.
+pub const MAX_SUBSCRIPTIONS: usize = 8;
+/// Inbound QoS 2 messages awaiting PUBREL (Mosquitto's default `max_inflight_messages` is 20).
+pub const MAX_INBOUND_QOS2: usize = 32;
+/// Acknowledgements of inbound messages waiting to be written.
+const MAX_PENDING_ACKS: usize = 16;
+
+/// A password. Its `Debug` never shows the bytes.
+#[derive(Clone, Copy)]
+pub struct Password<'a>(pub &'a [u8]);
+
+impl fmt::Debug for Password<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The last will the broker publishes if the connection ends without DISCONNECT (§3.1.2.5).
+#[derive(Debug, Clone, Copy)]
+pub struct LastWill<'a> {
+    /// Topic name of the will message.
+    pub topic: &'a str,
+    /// Its payload.
+    pub payload: &'a [u8],
+    /// Its QoS.
+    pub qos: QoS,
+    /// Whether the broker retains it.
+    pub retain: bool,
+}
+
+/// What goes into CONNECT (§3.1).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions<'a> {
+    /// Client identifier; the broker's ACLs and the device certificate use it.
+    pub client_id: &'a str,
+    /// Optional user name.
+    pub username: Option<&'a str>,
+    /// Optional password (never logged).
+    pub password: Option<Password<'a>>,
+    /// Start from a clean session (`true`) or resume the broker's stored one (`false`).
+    pub clean_session: bool,
+    /// Keepalive in seconds; 0 turns keepalive off.
+    pub keep_alive_s: u16,
+    /// Optional last will.
+    pub last_will: Option<LastWill<'a>>,
+}
+
+/// Session settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig<'a> {
+    /// The CONNECT content.
+    pub connect: ConnectOptions<'a>,
+    /// Largest packet accepted from the broker (at most the receive buffer).
+    pub max_packet_size: usize,
+    /// QoS 1/2 publishes on the wire at once (1 = stop-and-wait, at most the outbox size).
+    pub inflight_window: usize,
+    /// How long to wait for CONNACK.
+    pub connack_timeout_ms: u32,
+    /// How long to wait for PINGRESP.
+    pub ping_timeout_ms: u32,
+}
+
+impl<'a> SessionConfig<'a> {
+    /// Defaults: 1 KiB packets, window 4, 10 s CONNACK and ping timeouts.
+    pub fn new(connect: ConnectOptions<'a>) -> Self {
+        Self {
+            connect,
+            max_packet_size: 1024,
+            inflight_window: 4,
+            connack_timeout_ms: 10_000,
+            ping_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The handle [`Session::publish`] returns and [`Event::Published`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u32);
+
+/// A message received from the broker, borrowed from the receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Payload bytes.
+    pub payload: &'a [u8],
+    /// The QoS it was delivered with.
+    pub qos: QoS,
+    /// Set when the broker sends it from its retained store.
+    pub retain: bool,
+    /// DUP: the broker may have sent it before (QoS 1 only; QoS 2 duplicates are suppressed).
+    pub duplicate: bool,
+}
+
+/// The result for one filter of a SUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeResult {
+    /// Granted with this maximum QoS.
+    Granted(QoS),
+    /// Refused by the broker (return code 0x80); the filter is forgotten.
+    Refused,
+}
+
+/// What the session reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// CONNACK accepted.
+    Connected {
+        /// The broker had a stored session for us.
+        session_present: bool,
+    },
+    /// A message arrived.
+    Message(Message<'a>),
+    /// A QoS 1 or 2 publish was acknowledged (PUBACK or PUBCOMP).
+    Published(MessageId),
+    /// SUBACK for the request with this packet identifier, one result per filter in order.
+    Subscribed {
+        /// The identifier [`Session::subscribe`] returned.
+        packet_id: u16,
+        /// One result per filter.
+        results: Vec<SubscribeResult, MAX_FILTERS_PER_PACKET>,
+    },
+    /// UNSUBACK for the request with this packet identifier.
+    Unsubscribed {
+        /// The identifier [`Session::unsubscribe`] returned.
+        packet_id: u16,
+    },
+    /// The connection is over; the caller must close the transport.
+    ConnectionLost(Error),
+}
+
+/// Where the connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// No transport.
+    Disconnected,
+    /// Transport open, CONNECT queued or sent, no CONNACK yet.
+    Connecting,
+    /// CONNACK accepted.
+    Connected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Down,
+    Connecting { connect_sent: bool, deadline: Instant },
+    Up,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not on the wire in this connection (new, or to be resent).
+    Queued,
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    AwaitingAck,
+    /// PUBREC received; PUBREL to be sent.
+    ReleasePending,
+    /// PUBREL sent; waiting for PUBCOMP.
+    AwaitingPubcomp,
+}
+
+struct Slot<const B: usize> {
+    id: MessageId,
+    packet_id: Option<Pid>,
+    stage: Stage,
+    /// The encoded PUBLISH; emptied once PUBREC makes the payload unnecessary.
+    packet: Vec<u8, B>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubscriptionState {
+    SubscribeUnsent,
+    AwaitingSuback,
+    Active,
+    UnsubscribeUnsent,
+    AwaitingUnsuback,
+}
+
+struct Subscription {
+    filter: String<MAX_FILTER_LEN>,
+    qos: QoS,
+    /// The request this filter belongs to; filters of one request travel in one packet.
+    packet_id: Pid,
+    state: SubscriptionState,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ack {
+    Puback(Pid),
+    Pubrec(Pid),
+    Pubcomp(Pid),
+}
+
+/// An MQTT client session with a receive buffer of `RX` bytes and an outbox of `SLOTS`
+/// messages of at most `SLOT_BYTES` encoded bytes each. Never allocates.
+pub struct Session<'a, const RX: usize = 1024, const SLOTS: usize = 8, const SLOT_BYTES: usize = 512> {
+    config: SessionConfig<'a>,
+    link: Link,
+    reader: FrameReader<RX>,
+    slots: [Option<Slot<SLOT_BYTES>>; SLOTS],
+    next_message_id: u32,
+    next_packet_id: u16,
+    subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
+    inbound_qos2: Vec<Pid, MAX_INBOUND_QOS2>,
+    acks: Deque<Ack, MAX_PENDING_ACKS>,
+    last_transmit: Instant,
+    ping_deadline: Option<Instant>,
+    ping_due: bool,
+    disconnect_requested: bool,
+    lost: Option<Error>,
+}
+
+impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
+    Session<'a, RX, SLOTS, SLOT_BYTES>
+{
+    /// Checks the configuration and makes a disconnected session.
+    pub fn new(config: SessionConfig<'a>) -> Result<Self, ConfigError> {
+        let connect = &config.connect;
+        if connect.client_id.is_empty()
+            || connect.client_id.len() > 256
+            || connect.client_id.contains('\0')
+        {
+            return Err(ConfigError::InvalidClientId);
+        }
+        if connect.username.is_some_and(|u| u.len() > 1024 || u.contains('\0'))
+            || connect.password.is_some_and(|p| p.0.len() > 1024)
+        {
+            return Err(ConfigError::InvalidCredentials);
+        }
+        if let Some(will) = &connect.last_will {
+            topic::validate_name(will.topic)?;
+        }
+        if !(MIN_MAX_PACKET_SIZE..=RX).contains(&config.max_packet_size) {
+            return Err(ConfigError::InvalidMaxPacketSize);
+        }
+        if config.inflight_window == 0 || config.inflight_window > SLOTS {
+            return Err(ConfigError::InvalidWindow);
+        }
+        Ok(Self {
+            config,
+            link: Link::Down,
+            reader: FrameReader::new(),
+            slots: core::array::from_fn(|_| None),
+            next_message_id: 0,
+            next_packet_id: 0,
+            subscriptions: Vec::new(),
+            inbound_qos2: Vec::new(),
+            acks: Deque::new(),
+            last_transmit: Instant(0),
+            ping_deadline: None,
+            ping_due: false,
+            disconnect_requested: false,
+            lost: None,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SessionConfig<'a> {
+        &self.config
+    }
+
+    /// Where the connection stands.
+    pub fn state(&self) -> ConnectionState {
+        match self.link {
+            Link::Down => ConnectionState::Disconnected,
+            Link::Connecting { .. } => ConnectionState::Connecting,
+            Link::Up => ConnectionState::Connected,
+        }
+    }
+
+    /// Messages in the outbox: queued, in flight or awaiting their last acknowledgement.
+    pub fn outbox_len(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    /// QoS 1/2 messages on the wire in this connection.
+    pub fn inflight_len(&self) -> usize {
+        self.slots.iter().flatten().filter(|s| s.stage != Stage::Queued).count()
+    }
+
+    /// Whether [`Session::publish`] would accept one more message now.
+    pub fn outbox_has_room(&self) -> bool {
+        self.slots.iter().any(Option::is_none)
+    }
+
+    // ----- inputs -------------------------------------------------------------------------
+
+    /// A new transport is open: CONNECT goes out with the next [`Session::poll_transmit`].
+    pub fn handle_connected(&mut self, now: Instant) {
+        self.reader.clear();
+        self.acks.clear();
+        self.lost = None;
+        self.ping_deadline = None;
+        self.ping_due = false;
+        self.disconnect_requested = false;
+        self.last_transmit = now;
+        let deadline = now.plus_ms(u64::from(self.config.connack_timeout_ms));
+        self.link = Link::Connecting { connect_sent: false, deadline };
+    }
+
+    /// The transport failed or was closed under us.
+    pub fn handle_disconnected(&mut self, cause: TransportError) {
+        if self.link != Link::Down {
+            self.lose(Error::Transport(cause));
+        }
+    }
+
+    /// Space to receive into directly; follow with [`Session::handle_received`].
+    pub fn receive_buffer(&mut self) -> &mut [u8] {
+        self.reader.spare_capacity()
+    }
+
+    /// `n` bytes were written into [`Session::receive_buffer`].
+    pub fn handle_received(&mut self, n: usize) {
+        self.reader.commit(n);
+    }
+
+    /// Copies received bytes in; returns how many fit. When fewer than all fit, drain
+    /// [`Session::poll_event`] and [`Session::poll_transmit`] and offer the rest again.
+    pub fn handle_bytes(&mut self, bytes: &[u8]) -> usize {
+        if self.link == Link::Down {
+            return bytes.len();
+        }
+        self.reader.push(bytes)
+    }
+
+    /// Time has passed: fires the CONNACK and ping timeouts and schedules PINGREQ.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.link {
+            Link::Down => {}
+            Link::Connecting { deadline, .. } => {
+                if now >= deadline {
+                    self.lose(Error::Timeout(TimeoutKind::Connack));
+                }
+            }
+            Link::Up => {
+                if let Some(deadline) = self.ping_deadline {
+                    if now >= deadline {
+                        self.lose(Error::Timeout(TimeoutKind::Ping));
+                    }
+                } else if let Some(ping_at) = self.keepalive_deadline() {
+                    if now >= ping_at {
+                        self.ping_due = true;
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- application requests -----------------------------------------------------------
+
+    /// Queues a message. Accepted while disconnected too: it waits in the outbox.
+    pub fn publish(
+        &mut self,
+        topic_name: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        topic::validate_name(topic_name)?;
+        let free = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(ResourceError::OutboxFull)?;
+        let packet_id = match qos {
+            QoS::AtMostOnce => None,
+            _ => Some(self.allocate_packet_id()?),
+        };
+        let qospid = match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(pid)) => QosPid::AtLeastOnce(pid),
+            (QoS::ExactlyOnce, Some(pid)) => QosPid::ExactlyOnce(pid),
+            _ => QosPid::AtMostOnce,
+        };
+        let publish = mqttrs::Publish { dup: false, qospid, retain, topic_name, payload };
+        let mut packet: Vec<u8, SLOT_BYTES> = Vec::new();
+        packet
+            .resize_default(SLOT_BYTES)
+            .map_err(|_| ConfigError::PacketTooLarge)?;
+        let len = mqttrs::encode_slice(&Packet::Publish(publish), &mut packet)
+            .map_err(|_| ConfigError::PacketTooLarge)?;
+        packet.truncate(len);
+        let id = MessageId(self.next_message_id);
+        self.next_message_id = self.next_message_id.wrapping_add(1);
+        if let Some(slot) = self.slots.get_mut(free) {
+            *slot = Some(Slot { id, packet_id, stage: Stage::Queued, packet });
+        }
+        debug!("queued {id:?} qos {qos:?} for {topic_name}");
+        Ok(id)
+    }
+
+    /// Subscribes to up to five filters in one packet; returns its packet identifier, which
+    /// [`Event::Subscribed`] reports. The filters are restored after a reconnect without a
+    /// session.
+    pub fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<u16, Error> {
+        if filters.is_empty() || filters.len() > MAX_FILTERS_PER_PACKET {
+            return Err(ConfigError::TooManyFilters.into());
+        }
+        for (filter, _) in filters {
+            topic::validate_filter(filter)?;
+            if filter.len() > MAX_FILTER_LEN {
+                return Err(ConfigError::InvalidTopicFilter.into());
+            }
+        }
+        let replaced = |s: &Subscription| filters.iter().any(|(f, _)| s.filter.as_str() == *f);
+        let new_entries = filters.len();
+        let kept = self.subscriptions.iter().filter(|s| !replaced(s)).count();
+        if kept + new_entries > MAX_SUBSCRIPTIONS {
+            return Err(ResourceError::SubscriptionsFull.into());
+        }
+        let packet_id = self.allocate_packet_id()?;
+        // A filter subscribed again replaces the old entry (§3.8.4).
+        self.subscriptions.retain(|s| !replaced(s));
+        for (filter, qos) in filters {
+            let mut owned = String::new();
+            owned.push_str(filter).map_err(|_| ConfigError::InvalidTopicFilter)?;
+            let entry = Subscription {
+                filter: owned,
+                qos: *qos,
+                packet_id,
+                state: SubscriptionState::SubscribeUnsent,
+            };
+            self.subscriptions
+                .push(entry)
+                .map_err(|_| ResourceError::SubscriptionsFull)?;
+        }
+        Ok(packet_id.get())
+    }
+
+    /// Unsubscribes from up to five filters in one packet; returns its packet identifier,
+    /// which [`Event::Unsubscribed`] reports.
+    pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<u16, Error> {
+        if filters.is_empty() || filters.len() > MAX_FILTERS_PER_PACKET {
+            return Err(ConfigError::TooManyFilters.into());
+        }
+        for filter in filters {
+            topic::validate_filter(filter)?;
+            if filter.len() > MAX_FILTER_LEN {
+                return Err(ConfigError::InvalidTopicFilter.into());
+            }
+        }
+        let unknown = filters
+            .iter()
+            .filter(|f| !self.subscriptions.iter().any(|s| s.filter.as_str() == **f))
+            .count();
+        if self.subscriptions.len() + unknown > MAX_SUBSCRIPTIONS {
+            return Err(ResourceError::SubscriptionsFull.into());
+        }
+        let packet_id = self.allocate_packet_id()?;
+        for filter in filters {
+            match self.subscriptions.iter_mut().find(|s| s.filter.as_str() == *filter) {
+                Some(entry) => {
+                    entry.packet_id = packet_id;
+                    entry.state = SubscriptionState::UnsubscribeUnsent;
+                }
+                None => {
+                    let mut owned = String::new();
+                    owned.push_str(filter).map_err(|_| ConfigError::InvalidTopicFilter)?;
+                    let entry = Subscription {
+                        filter: owned,
+                        qos: QoS::AtMostOnce,
+                        packet_id,
+                        state: SubscriptionState::UnsubscribeUnsent,
+                    };
+                    self.subscriptions
+                        .push(entry)
+                        .map_err(|_| ResourceError::SubscriptionsFull)?;
+                }
+            }
+        }
+        Ok(packet_id.get())
+    }
+
+    /// Ends the connection with DISCONNECT once the packets before it are written; the will
+    /// is not published. The outbox is kept.
+    pub fn disconnect(&mut self) {
+        if self.link != Link::Down {
+            self.disconnect_requested = true;
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------------------------
+
+    /// The next event. Parses at most one received frame per call.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        if let Some(error) = self.lost.take() {
+            return Some(Event::ConnectionLost(error));
+        }
+        loop {
+            if self.link == Link::Down || self.acks.is_full() {
+                // Down: nothing to parse. Acks full: let poll_transmit drain them first.
+                return None;
+            }
+            let max_packet_size = self.config.max_packet_size;
+            match self.reader.advance(max_packet_size) {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(error) => {
+                    warn!("dropping connection: broken framing: {error:?}");
+                    return Some(self.lose_now(error.into()));
+                }
+            }
+            // Handle the packet with the frame borrowed, keep only owned results, then
+            // borrow the frame again for a message: a returned borrow must not overlap the
+            // mutations above it.
+            let step = {
+                let frame = self.reader.current_frame();
+                match framing::decode(frame, max_packet_size) {
+                    Err(error) => Step::Lost(error.into()),
+                    Ok(packet) => {
+                        let mut fields = Fields {
+                            config: &self.config,
+                            link: &mut self.link,
+                            slots: &mut self.slots,
+                            subscriptions: &mut self.subscriptions,
+                            inbound_qos2: &mut self.inbound_qos2,
+                            acks: &mut self.acks,
+                            ping_deadline: &mut self.ping_deadline,
+                            ping_due: &mut self.ping_due,
+                        };
+                        match fields.handle_packet(packet) {
+                            Err(error) => Step::Lost(error),
+                            Ok(None) => Step::Continue,
+                            Ok(Some(Event::Message(m))) => Step::Message(MessageLayout::of(frame, &m)),
+                            Ok(Some(event)) => Step::Event(event.without_message()),
+                        }
+                    }
+                }
+            };
+            match step {
+                Step::Continue => continue,
+                Step::Lost(error) => {
+                    warn!("dropping connection: {error}");
+                    return Some(self.lose_now(error));
+                }
+                Step::Event(event) => return Some(event),
+                Step::Message(layout) => return Some(layout.message(self.reader.current_frame())),
+            }
+        }
+    }
+
+    /// Writes the next packet to send into `buf` and returns its length. An error
+    /// [`ResourceError::TransmitBufferTooSmall`] leaves the packet queued.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let written = match self.link {
+            Link::Down => None,
+            Link::Connecting { connect_sent: true, .. } => None,
+            Link::Connecting { connect_sent: false, deadline } => {
+                let n = self.encode_connect(buf)?;
+                self.link = Link::Connecting { connect_sent: true, deadline };
+                Some(n)
+            }
+            Link::Up => self.transmit_when_up(now, buf)?,
+        };
+        if written.is_some() {
+            self.last_transmit = now;
+        }
+        Ok(written)
+    }
+
+    /// The instant at which [`Session::handle_timeout`] must be called, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.link {
+            Link::Down => None,
+            Link::Connecting { deadline, .. } => Some(deadline),
+            Link::Up => self.ping_deadline.or_else(|| {
+                if self.ping_due {
+                    None
+                } else {
+                    self.keepalive_deadline()
+                }
+            }),
+        }
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        match self.config.connect.keep_alive_s {
+            0 => None,
+            seconds => Some(self.last_transmit.plus_ms(u64::from(seconds) * 1000)),
+        }
+    }
+
+    fn lose(&mut self, error: Error) {
+        info!("connection lost: {error}");
+        self.link = Link::Down;
+        self.reader.clear();
+        self.lost = Some(error);
+    }
+
+    fn lose_now(&mut self, error: Error) -> Event<'static> {
+        info!("connection lost: {error}");
+        self.link = Link::Down;
+        self.reader.clear();
+        Event::ConnectionLost(error)
+    }
+
+    fn allocate_packet_id(&mut self) -> Result<Pid, ResourceError> {
+        for _ in 0..u16::MAX {
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            let Ok(candidate) = Pid::try_from(self.next_packet_id) else {
+                continue;
+            };
+            let in_outbox = self.slots.iter().flatten().any(|s| s.packet_id == Some(candidate));
+            let in_subscriptions = self.subscriptions.iter().any(|s| s.packet_id == candidate);
+            if !in_outbox && !in_subscriptions {
+                return Ok(candidate);
+            }
+        }
+        Err(ResourceError::NoPacketId)
+    }
+
+    fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let options = &self.config.connect;
+        let connect = mqttrs::Connect {
+            protocol: Protocol::MQTT311,
+            keep_alive: options.keep_alive_s,
+            client_id: options.client_id,
+            clean_session: options.clean_session,
+            last_will: options.last_will.map(|will| mqttrs::LastWill {
+                topic: will.topic,
+                message: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+            }),
+            username: options.username,
+            password: options.password.map(|p| p.0),
+        };
+        debug!("sending CONNECT as {}", options.client_id);
+        encode(&Packet::Connect(connect), buf)
+    }
+
+    fn transmit_when_up(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        if let Some(ack) = self.acks.front().copied() {
+            let packet = match ack {
+                Ack::Puback(pid) => Packet::Puback(pid),
+                Ack::Pubrec(pid) => Packet::Pubrec(pid),
+                Ack::Pubcomp(pid) => Packet::Pubcomp(pid),
+            };
+            let n = encode(&packet, buf)?;
+            self.acks.pop_front();
+            return Ok(Some(n));
+        }
+        if self.disconnect_requested {
+            let n = encode(&Packet::Disconnect, buf)?;
+            info!("disconnected by request");
+            self.link = Link::Down;
+            self.reader.clear();
+            self.disconnect_requested = false;
+            return Ok(Some(n));
+        }
+        if let Some(n) = self.transmit_pubrel(buf)? {
+            return Ok(Some(n));
+        }
+        if let Some(n) = self.transmit_subscription_change(buf)? {
+            return Ok(Some(n));
+        }
+        if let Some(n) = self.transmit_publish(buf)? {
+            return Ok(Some(n));
+        }
+        if self.ping_due {
+            let n = encode(&Packet::Pingreq, buf)?;
+            self.ping_due = false;
+            self.ping_deadline = Some(now.plus_ms(u64::from(self.config.ping_timeout_ms)));
+            debug!("sending PINGREQ");
+            return Ok(Some(n));
+        }
+        Ok(None)
+    }
+
+    fn transmit_pubrel(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let oldest = self
+            .slots
+            .iter_mut()
+            .flatten()
+            .filter(|s| s.stage == Stage::ReleasePending)
+            .min_by_key(|s| s.id);
+        let Some(slot) = oldest else {
+            return Ok(None);
+        };
+        let Some(pid) = slot.packet_id else {
+            return Ok(None);
+        };
+        let n = encode(&Packet::Pubrel(pid), buf)?;
+        slot.stage = Stage::AwaitingPubcomp;
+        Ok(Some(n))
+    }
+
+    fn transmit_subscription_change(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        use SubscriptionState::*;
+        let Some(first) = self
+            .subscriptions
+            .iter()
+            .find(|s| matches!(s.state, SubscribeUnsent | UnsubscribeUnsent))
+        else {
+            return Ok(None);
+        };
+        let (packet_id, unsent) = (first.packet_id, first.state);
+        let batch = || {
+            self.subscriptions
+                .iter()
+                .filter(move |s| s.packet_id == packet_id && s.state == unsent)
+                .take(MAX_FILTERS_PER_PACKET)
+        };
+        let n = if unsent == SubscribeUnsent {
+            let mut topics = Vec::new();
+            for s in batch() {
+                let topic_path = String::from(s.filter.as_str());
+                // Capacity is MAX_FILTERS_PER_PACKET, and take() stops there.
+                let _ = topics.push(mqttrs::SubscribeTopic { topic_path, qos: s.qos });
+            }
+            encode(&Packet::Subscribe(mqttrs::Subscribe { pid: packet_id, topics }), buf)?
+        } else {
+            let mut topics = Vec::new();
+            for s in batch() {
+                let _ = topics.push(String::from(s.filter.as_str()));
+            }
+            encode(&Packet::Unsubscribe(mqttrs::Unsubscribe { pid: packet_id, topics }), buf)?
+        };
+        let awaiting = if unsent == SubscribeUnsent { AwaitingSuback } else { AwaitingUnsuback };
+        self.subscriptions
+            .iter_mut()
+            .filter(|s| s.packet_id == packet_id && s.state == unsent)
+            .for_each(|s| s.state = awaiting);
+        debug!("sending {:?} id {}", unsent, packet_id.get());
+        Ok(Some(n))
+    }
+
+    fn transmit_publish(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let window_full = self.inflight_len() >= self.config.inflight_window;
+        let next = self
+            .slots
+            .iter_mut()
+            .flatten()
+            .filter(|s| s.stage == Stage::Queued && (s.packet_id.is_none() || !window_full))
+            .min_by_key(|s| s.id);
+        let Some(slot) = next else {
+            return Ok(None);
+        };
+        let dst = buf
+            .get_mut(..slot.packet.len())
+            .ok_or(ResourceError::TransmitBufferTooSmall)?;
+        dst.copy_from_slice(&slot.packet);
+        let n = slot.packet.len();
+        let id = slot.id;
+        if slot.packet_id.is_some() {
+            slot.stage = Stage::AwaitingAck;
+        } else if let Some(emptied) = self.slots.iter_mut().find(|s| s.as_ref().is_some_and(|s| s.id == id)) {
+            // QoS 0: nothing comes back; the slot is free once written.
+            *emptied = None;
+        }
+        debug!("sending PUBLISH {id:?}");
+        Ok(Some(n))
+    }
+}
+
+/// What handling one frame produced, with no borrow of the frame.
+enum Step {
+    Continue,
+    Lost(Error),
+    Event(Event<'static>),
+    Message(MessageLayout),
+}
+
+/// Where a received message's topic and payload sit in its frame.
+struct MessageLayout {
+    topic: core::ops::Range<usize>,
+    payload: core::ops::Range<usize>,
+    qos: QoS,
+    retain: bool,
+    duplicate: bool,
+}
+
+impl MessageLayout {
+    fn of(frame: &[u8], message: &Message<'_>) -> Self {
+        // The payload runs to the end of the frame; the topic starts after the fixed header
+        // and its 2-byte length (both validated by framing).
+        let payload_start = frame.len().saturating_sub(message.payload.len());
+        let id_len = if message.qos == QoS::AtMostOnce { 0 } else { 2 };
+        let topic_end = payload_start.saturating_sub(id_len);
+        let topic_start = topic_end.saturating_sub(message.topic.len());
+        Self {
+            topic: topic_start..topic_end,
+            payload: payload_start..frame.len(),
+            qos: message.qos,
+            retain: message.retain,
+            duplicate: message.duplicate,
+        }
+    }
+
+    fn message(self, frame: &[u8]) -> Event<'_> {
+        let topic = frame.get(self.topic).and_then(|t| core::str::from_utf8(t).ok());
+        Event::Message(Message {
+            topic: topic.unwrap_or_default(),
+            payload: frame.get(self.payload).unwrap_or_default(),
+            qos: self.qos,
+            retain: self.retain,
+            duplicate: self.duplicate,
+        })
+    }
+}
+
+impl Event<'_> {
+    /// The same event with no borrow; a message becomes nothing (callers handle it first).
+    fn without_message(self) -> Event<'static> {
+        match self {
+            Event::Connected { session_present } => Event::Connected { session_present },
+            Event::Published(id) => Event::Published(id),
+            Event::Subscribed { packet_id, results } => Event::Subscribed { packet_id, results },
+            Event::Unsubscribed { packet_id } => Event::Unsubscribed { packet_id },
+            Event::ConnectionLost(e) => Event::ConnectionLost(e),
+            Event::Message(_) => Event::ConnectionLost(Error::Protocol(ProtocolError::Decode)),
+        }
+    }
+}
+
+/// The session fields that handling one packet changes, borrowed apart from the reader that
+/// holds the packet's bytes.
+struct Fields<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> {
+    config: &'s SessionConfig<'a>,
+    link: &'s mut Link,
+    slots: &'s mut [Option<Slot<SLOT_BYTES>>; SLOTS],
+    subscriptions: &'s mut Vec<Subscription, MAX_SUBSCRIPTIONS>,
+    inbound_qos2: &'s mut Vec<Pid, MAX_INBOUND_QOS2>,
+    acks: &'s mut Deque<Ack, MAX_PENDING_ACKS>,
+    ping_deadline: &'s mut Option<Instant>,
+    ping_due: &'s mut bool,
+}
+
+fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
+    mqttrs::encode_slice(packet, buf).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
+}
+
+impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, SLOT_BYTES> {
+    fn handle_packet<'p>(&mut self, packet: Packet<'p>) -> Result<Option<Event<'p>>, Error> {
+        let connecting = matches!(self.link, Link::Connecting { .. });
+        match packet {
+            Packet::Connack(connack) if connecting => self.handle_connack(connack),
+            _ if connecting => Err(ProtocolError::UnexpectedPacket.into()),
+            Packet::Connack(_) => Err(ProtocolError::UnexpectedPacket.into()),
+            Packet::Publish(publish) => self.handle_publish(publish),
+            Packet::Puback(pid) => Ok(self.complete(pid, QoS::AtLeastOnce)),
+            Packet::Pubrec(pid) => {
+                self.handle_pubrec(pid);
+                Ok(None)
+            }
+            Packet::Pubrel(pid) => {
+                self.inbound_qos2.retain(|p| *p != pid);
+                self.queue_ack(Ack::Pubcomp(pid))?;
+                Ok(None)
+            }
+            Packet::Pubcomp(pid) => Ok(self.complete(pid, QoS::ExactlyOnce)),
+            Packet::Suback(suback) => self.handle_suback(suback),
+            Packet::Unsuback(pid) => {
+                let before = self.subscriptions.len();
+                self.subscriptions.retain(|s| {
+                    !(s.packet_id == pid && s.state == SubscriptionState::AwaitingUnsuback)
+                });
+                if self.subscriptions.len() == before {
+                    warn!("UNSUBACK for unknown id {}", pid.get());
+                    return Ok(None);
+                }
+                Ok(Some(Event::Unsubscribed { packet_id: pid.get() }))
+            }
+            Packet::Pingresp => {
+                *self.ping_deadline = None;
+                Ok(None)
+            }
+            // framing::validate_from_server refuses every other type before decoding.
+            _ => Err(ProtocolError::UnexpectedPacket.into()),
+        }
+    }
+
+    fn handle_connack<'p>(&mut self, connack: mqttrs::Connack) -> Result<Option<Event<'p>>, Error> {
+        let refusal = match connack.code {
+            ConnectReturnCode::Accepted => None,
+            ConnectReturnCode::RefusedProtocolVersion => Some(ConnectRefusal::UnacceptableProtocolVersion),
+            ConnectReturnCode::RefusedIdentifierRejected => Some(ConnectRefusal::IdentifierRejected),
+            ConnectReturnCode::ServerUnavailable => Some(ConnectRefusal::ServerUnavailable),
+            ConnectReturnCode::BadUsernamePassword => Some(ConnectRefusal::BadUserNameOrPassword),
+            ConnectReturnCode::NotAuthorized => Some(ConnectRefusal::NotAuthorized),
+        };
+        if let Some(refusal) = refusal {
+            return Err(ProtocolError::ConnectionRefused(refusal).into());
+        }
+        // §3.2.2.2: with clean session the broker must answer session present = 0.
+        let session_present = connack.session_present && !self.config.connect.clean_session;
+        self.restore_after_connect(session_present);
+        *self.link = Link::Up;
+        *self.ping_deadline = None;
+        *self.ping_due = false;
+        info!("connected (session present: {session_present})");
+        Ok(Some(Event::Connected { session_present }))
+    }
+
+    fn restore_after_connect(&mut self, session_present: bool) {
+        for slot in self.slots.iter_mut().flatten() {
+            match slot.stage {
+                Stage::Queued => {}
+                Stage::AwaitingAck => {
+                    slot.stage = Stage::Queued;
+                    if let Some(first) = slot.packet.first_mut() {
+                        if session_present {
+                            *first |= 0b1000; // DUP (§3.3.1.1), same packet identifier
+                        } else {
+                            *first &= !0b1000; // a new message to a broker without state
+                        }
+                    }
+                }
+                // PUBREC was received, the broker owns the message: resend PUBREL (§4.4). A
+                // broker without the session answers PUBCOMP for an unknown id all the same.
+                Stage::ReleasePending | Stage::AwaitingPubcomp => slot.stage = Stage::ReleasePending,
+            }
+        }
+        if !session_present {
+            self.inbound_qos2.clear();
+        }
+        for s in self.subscriptions.iter_mut() {
+            s.state = match s.state {
+                SubscriptionState::Active if session_present => SubscriptionState::Active,
+                SubscriptionState::Active
+                | SubscriptionState::AwaitingSuback
+                | SubscriptionState::SubscribeUnsent => SubscriptionState::SubscribeUnsent,
+                SubscriptionState::AwaitingUnsuback | SubscriptionState::UnsubscribeUnsent => {
+                    SubscriptionState::UnsubscribeUnsent
+                }
+            };
+        }
+    }
+
+    fn queue_ack(&mut self, ack: Ack) -> Result<(), Error> {
+        // poll_event parses only while there is room, so this cannot fail; if it ever did,
+        // dropping the connection is the honest answer.
+        self.acks.push_back(ack).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
+    }
+
+    fn handle_publish<'p>(&mut self, publish: mqttrs::Publish<'p>) -> Result<Option<Event<'p>>, Error> {
+        let qos = match publish.qospid {
+            QosPid::AtMostOnce => QoS::AtMostOnce,
+            QosPid::AtLeastOnce(pid) => {
+                self.queue_ack(Ack::Puback(pid))?;
+                QoS::AtLeastOnce
+            }
+            QosPid::ExactlyOnce(pid) => {
+                if self.inbound_qos2.contains(&pid) {
+                    // Delivered already; only the PUBREC was lost (§4.3.3, method B).
+                    self.queue_ack(Ack::Pubrec(pid))?;
+                    debug!("duplicate QoS 2 id {} suppressed", pid.get());
+                    return Ok(None);
+                }
+                self.inbound_qos2.push(pid).map_err(|_| ResourceError::InboundQos2Full)?;
+                self.queue_ack(Ack::Pubrec(pid))?;
+                QoS::ExactlyOnce
+            }
+        };
+        Ok(Some(Event::Message(Message {
+            topic: publish.topic_name,
+            payload: publish.payload,
+            qos,
+            retain: publish.retain,
+            duplicate: publish.dup,
+        })))
+    }
+
+    fn handle_pubrec(&mut self, pid: Pid) {
+        let slot = self.slots.iter_mut().flatten().find(|s| s.packet_id == Some(pid));
+        match slot {
+            Some(slot) if slot.stage != Stage::Queued => {
+                slot.stage = Stage::ReleasePending;
+                slot.packet.clear();
+            }
+            _ => warn!("PUBREC for unknown id {}", pid.get()),
+        }
+    }
+
+    fn complete<'p>(&mut self, pid: Pid, expected: QoS) -> Option<Event<'p>> {
+        let awaited = match expected {
+            QoS::AtLeastOnce => Stage::AwaitingAck,
+            _ => Stage::AwaitingPubcomp,
+        };
+        let found = self.slots.iter_mut().find(|s| {
+            s.as_ref().is_some_and(|s| s.packet_id == Some(pid) && s.stage == awaited)
+        });
+        match found.and_then(Option::take) {
+            Some(slot) => {
+                debug!("{:?} acknowledged", slot.id);
+                Some(Event::Published(slot.id))
+            }
+            None => {
+                warn!("acknowledgement for unknown id {}", pid.get());
+                None
+            }
+        }
+    }
+
+    fn handle_suback<'p>(&mut self, suback: mqttrs::Suback) -> Result<Option<Event<'p>>, Error> {
+        let pid = suback.pid;
+        let awaiting = |s: &Subscription| {
+            s.packet_id == pid && s.state == SubscriptionState::AwaitingSuback
+        };
+        let count = self.subscriptions.iter().filter(|s| awaiting(s)).count();
+        if count == 0 {
+            warn!("SUBACK for unknown id {}", pid.get());
+            return Ok(None);
+        }
+        if count != suback.return_codes.len() {
+            return Err(ProtocolError::SubackMismatch.into());
+        }
+        let mut results = Vec::new();
+        let mut codes = suback.return_codes.iter();
+        for s in self.subscriptions.iter_mut().filter(|s| awaiting(s)) {
+            let result = match codes.next() {
+                Some(SubscribeReturnCodes::Success(granted)) => {
+                    s.state = SubscriptionState::Active;
+                    SubscribeResult::Granted(*granted)
+                }
+                _ => {
+                    warn!("broker refused subscription {}", s.filter);
+                    SubscribeResult::Refused
+                }
+            };
+            let _ = results.push(result);
+        }
+        // Refused filters are forgotten so that they are not restored after a reconnect.
+        self.subscriptions.retain(|s| !awaiting(s));
+        Ok(Some(Event::Subscribed { packet_id: pid.get(), results }))
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
