@@ -53,6 +53,8 @@ pub enum ConfigError {
     NotConnected,
     /// The maximum packet size is below the MQTT minimum or above the receive buffer.
     InvalidMaxPacketSize,
+    /// The layer below refused a setting (e.g. a TLS socket option).
+    TransportRejected,
 }
 
 /// The peer broke the protocol or refused the connection.

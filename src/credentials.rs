@@ -1,0 +1,82 @@
+//! TLS credentials in Zephyr's credential store (`tls_credential_add`), under one security tag.
+//!
+//! The store keeps pointers, not copies, so everything registered here is `'static`: the
+//! certificates built into the image live in flash (`shim.c`).
+
+use crate::ffi;
+use crate::net::Errno;
+use core::ffi::c_int;
+use zephyr::raw;
+
+/// Which credential; the numbers are shared with `shim.c`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The CA that must have signed the broker's certificate.
+    Ca = 0,
+    /// The device's own certificate (mutual TLS).
+    DeviceCertificate = 1,
+    /// The device's private key (mutual TLS).
+    DeviceKey = 2,
+}
+
+/// Why a credential could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialError {
+    /// The store is full (`CONFIG_TLS_MAX_CREDENTIALS_NUMBER`).
+    StoreFull,
+    /// The credential is empty or the tag is invalid.
+    Invalid,
+    /// Any other failure, with its errno.
+    Other(Errno),
+}
+
+/// What [`install_builtin`] registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Installed {
+    /// A device certificate and key are registered: the broker can authenticate the device.
+    pub mutual_tls: bool,
+}
+
+fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
+    let mut data: *const u8 = core::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
+    let ret = unsafe { ffi::app_builtin_credential(kind as c_int, &mut data, &mut len) };
+    if ret < 0 || data.is_null() || len == 0 {
+        return None;
+    }
+    // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
+    // alive for the whole program.
+    Some(unsafe { core::slice::from_raw_parts(data, len) })
+}
+
+/// Registers `data` as `kind` under `sec_tag`, replacing what was there.
+pub fn register(sec_tag: i32, kind: CredentialKind, data: &'static [u8]) -> Result<(), CredentialError> {
+    // SAFETY: plain call; deleting a credential that is not there fails harmlessly (-ENOENT).
+    let _ = unsafe { ffi::app_credential_delete(sec_tag, kind as c_int) };
+    // SAFETY: data is 'static, as the credential store keeps the pointer.
+    let ret = unsafe { ffi::app_credential_add(sec_tag, kind as c_int, data.as_ptr(), data.len()) };
+    if ret >= 0 {
+        return Ok(());
+    }
+    let errno = ret.saturating_neg();
+    Err(match errno as u32 {
+        raw::ENOMEM => CredentialError::StoreFull,
+        raw::EINVAL => CredentialError::Invalid,
+        _ => CredentialError::Other(Errno(errno)),
+    })
+}
+
+/// Registers the credentials built into the image.
+pub fn install_builtin(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
+    let ca = builtin(CredentialKind::Ca).ok_or((CredentialKind::Ca, CredentialError::Invalid))?;
+    register(sec_tag, CredentialKind::Ca, ca).map_err(|e| (CredentialKind::Ca, e))?;
+    let device = builtin(CredentialKind::DeviceCertificate).zip(builtin(CredentialKind::DeviceKey));
+    let Some((certificate, key)) = device else {
+        return Ok(Installed { mutual_tls: false });
+    };
+    register(sec_tag, CredentialKind::DeviceCertificate, certificate)
+        .map_err(|e| (CredentialKind::DeviceCertificate, e))?;
+    register(sec_tag, CredentialKind::DeviceKey, key).map_err(|e| (CredentialKind::DeviceKey, e))?;
+    Ok(Installed { mutual_tls: true })
+}

@@ -1,0 +1,25 @@
+//! Declarations of the C shim (`shim.c`). Each function returns `>= 0` or `-errno`; callers in
+//! [`crate::net`] and [`crate::credentials`] map the result with [`crate::net::Errno`].
+
+use core::ffi::{c_char, c_int};
+
+extern "C" {
+    pub fn app_builtin_credential(kind: c_int, data: *mut *const u8, len: *mut usize) -> c_int;
+    pub fn app_credential_add(sec_tag: c_int, kind: c_int, data: *const u8, len: usize) -> c_int;
+    pub fn app_credential_delete(sec_tag: c_int, kind: c_int) -> c_int;
+
+    pub fn app_resolve(host: *const c_char, port: u16, addr: *mut u8, addr_len: *mut usize) -> c_int;
+    pub fn app_tls_socket(addr: *const u8) -> c_int;
+    pub fn app_tls_require_peer_verification(fd: c_int) -> c_int;
+    pub fn app_tls_set_sec_tags(fd: c_int, tags: *const i32, count: usize) -> c_int;
+    pub fn app_tls_set_hostname(fd: c_int, host: *const c_char) -> c_int;
+    pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
+    pub fn app_tls_verify_result(fd: c_int, flags: *mut u32) -> c_int;
+    pub fn app_connect(fd: c_int, addr: *const u8, addr_len: usize) -> c_int;
+    pub fn app_send(fd: c_int, data: *const u8, len: usize) -> c_int;
+    pub fn app_recv(fd: c_int, buf: *mut u8, len: usize, timeout_ms: i32) -> c_int;
+    pub fn app_close(fd: c_int) -> c_int;
+
+    pub fn app_random_u64() -> u64;
+    pub fn app_network_wait(timeout_ms: i32) -> c_int;
+}

@@ -1,0 +1,23 @@
+//! Secure MQTT firmware: the Zephyr layer.
+//!
+//! Everything that touches Zephyr lives here and nothing else does: the TLS socket and name
+//! resolution ([`net`]), TLS credentials ([`credentials`]), settings from Kconfig
+//! ([`settings`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
+//! block is in [`net`] or [`credentials`] and says why it is sound; the C functions they call
+//! are in `shim.c` (Zephyr's `zsock_*` calls are inline syscall wrappers with no symbol).
+#![no_std]
+
+mod app;
+mod credentials;
+mod ffi;
+mod net;
+mod settings;
+
+#[no_mangle]
+extern "C" fn rust_main() {
+    // SAFETY: rust_main runs once at startup, before any other Rust code or thread exists.
+    if unsafe { zephyr::set_logger() }.is_err() {
+        zephyr::printkln!("logger was already set");
+    }
+    app::run()
+}

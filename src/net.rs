@@ -1,0 +1,221 @@
+//! Zephyr TLS sockets (`IPPROTO_TLS_1_2` with mbedTLS underneath) as an MQTT transport.
+//!
+//! The connect sequence follows `subsys/net/lib/mqtt/mqtt_transport_socket_tls.c`: socket,
+//! peer verification required, security tag list, host name, session cache, connect (which
+//! runs the handshake), and close on any error. Verification is never optional: a broker whose
+//! certificate does not chain to our CA or does not carry the broker's host name is refused.
+
+use crate::ffi;
+use core::ffi::{c_int, CStr};
+use mqtt_core::driver::{Received, Transport};
+use zephyr::raw;
+
+/// An errno value, as the shim returns it negated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+/// Why a network operation failed, grouped the way the reconnect policy cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetError {
+    /// DNS could not resolve the broker's name.
+    NameNotResolved,
+    /// The broker's port refused the TCP connection.
+    ConnectionRefused,
+    /// No route to the broker, or the network is down.
+    Unreachable,
+    /// The connection or handshake timed out.
+    TimedOut,
+    /// The TLS handshake failed; the certificate check says why.
+    Handshake(CertificateProblem),
+    /// The peer reset or aborted the connection.
+    ConnectionReset,
+    /// Out of sockets, TLS contexts or memory.
+    OutOfResources,
+    /// A setting was rejected (a bug or a bad configuration).
+    InvalidArgument,
+    /// Anything else, with its errno.
+    Other(Errno),
+}
+
+/// What mbedTLS found wrong with the broker's certificate (MBEDTLS_X509_BADCERT_* flags of
+/// `include/mbedtls/x509.h`, read through `TLS_CERT_VERIFY_RESULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// The handshake failed but the certificate passed (cipher mismatch, client certificate
+    /// refused by the broker, ...).
+    None,
+    /// The certificate has expired.
+    Expired,
+    /// The certificate does not carry the broker's host name.
+    HostNameMismatch,
+    /// The certificate does not chain to our CA.
+    NotTrusted,
+    /// Other verification flags.
+    Other(u32),
+}
+
+const BADCERT_EXPIRED: u32 = 0x01;
+const BADCERT_CN_MISMATCH: u32 = 0x04;
+const BADCERT_NOT_TRUSTED: u32 = 0x08;
+
+impl CertificateProblem {
+    fn from_flags(flags: u32) -> Self {
+        // Most specific first: an expired certificate from our CA is "expired", not
+        // "untrusted"; a name mismatch on a trusted certificate is a name mismatch.
+        if flags == 0 {
+            CertificateProblem::None
+        } else if flags & BADCERT_NOT_TRUSTED != 0 {
+            CertificateProblem::NotTrusted
+        } else if flags & BADCERT_EXPIRED != 0 {
+            CertificateProblem::Expired
+        } else if flags & BADCERT_CN_MISMATCH != 0 {
+            CertificateProblem::HostNameMismatch
+        } else {
+            CertificateProblem::Other(flags)
+        }
+    }
+}
+
+impl NetError {
+    /// The one place errno values become errors.
+    pub fn from_errno(errno: Errno) -> Self {
+        let code = errno.0 as u32;
+        match code {
+            raw::ECONNREFUSED => NetError::ConnectionRefused,
+            raw::EHOSTUNREACH | raw::ENETUNREACH | raw::ENETDOWN => NetError::Unreachable,
+            raw::ETIMEDOUT => NetError::TimedOut,
+            raw::ECONNRESET | raw::ECONNABORTED | raw::EPIPE | raw::ENOTCONN => {
+                NetError::ConnectionReset
+            }
+            raw::ENOMEM | raw::ENFILE | raw::EMFILE | raw::ENOBUFS => NetError::OutOfResources,
+            raw::EINVAL | raw::ENOPROTOOPT | raw::EPROTONOSUPPORT => NetError::InvalidArgument,
+            _ => NetError::Other(errno),
+        }
+    }
+
+    /// Whether trying again later can help. Everything but a rejected setting can.
+    pub fn is_recoverable(&self) -> bool {
+        !matches!(self, NetError::InvalidArgument)
+    }
+}
+
+fn check(ret: c_int) -> Result<c_int, NetError> {
+    if ret >= 0 {
+        Ok(ret)
+    } else {
+        Err(NetError::from_errno(Errno(ret.saturating_neg())))
+    }
+}
+
+/// A resolved socket address, kept opaque (the shim copies a `struct sockaddr` into it).
+#[repr(C, align(8))]
+pub struct SocketAddress {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+/// Resolves `host` (DNS, or a literal address) for `port`.
+pub fn resolve(host: &CStr, port: u16) -> Result<SocketAddress, NetError> {
+    let mut address = SocketAddress { bytes: [0; 48], len: 48 };
+    // SAFETY: host is NUL-terminated; bytes has room for len bytes and the shim writes at
+    // most that many, updating len.
+    let ret = unsafe {
+        ffi::app_resolve(host.as_ptr(), port, address.bytes.as_mut_ptr(), &mut address.len)
+    };
+    match check(ret) {
+        Ok(_) => Ok(address),
+        Err(NetError::Unreachable) | Err(NetError::Other(_)) => Err(NetError::NameNotResolved),
+        Err(other) => Err(other),
+    }
+}
+
+/// Waits until the network can reach the broker (DHCPv4 bound on the board; at once with
+/// host sockets).
+pub fn wait_for_network(timeout_ms: i32) -> Result<(), NetError> {
+    // SAFETY: plain call; the shim owns its static callback and semaphore.
+    check(unsafe { ffi::app_network_wait(timeout_ms) }).map(|_| ())
+}
+
+/// A random 64-bit value from Zephyr's entropy source (the board's RNGA on the K64F).
+pub fn random_u64() -> u64 {
+    // SAFETY: plain call with no arguments.
+    unsafe { ffi::app_random_u64() }
+}
+
+/// A connected TLS socket; closed on drop.
+pub struct TlsSocket {
+    fd: c_int,
+}
+
+impl TlsSocket {
+    /// Connects to `address` over TLS, verifying the peer against the credentials under
+    /// `sec_tags` and against `host_name`.
+    pub fn connect(address: &SocketAddress, host_name: &CStr, sec_tags: &[i32]) -> Result<Self, NetError> {
+        // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
+        let fd = check(unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
+        // From here on, dropping `socket` closes the descriptor on every error path.
+        let socket = TlsSocket { fd };
+        // SAFETY: fd is an open socket owned by `socket`.
+        check(unsafe { ffi::app_tls_require_peer_verification(fd) })?;
+        // SAFETY: the pointer and count describe the caller's slice; Zephyr copies the tags.
+        check(unsafe { ffi::app_tls_set_sec_tags(fd, sec_tags.as_ptr(), sec_tags.len()) })?;
+        // SAFETY: host_name is NUL-terminated; mbedTLS copies it.
+        check(unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
+        // SAFETY: fd is an open socket owned by `socket`.
+        check(unsafe { ffi::app_tls_enable_session_cache(fd) })?;
+        // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.
+        let connected = check(unsafe { ffi::app_connect(fd, address.bytes.as_ptr(), address.len) });
+        match connected {
+            Ok(_) => Ok(socket),
+            Err(NetError::ConnectionReset) => Err(NetError::Handshake(socket.verify_result())),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn verify_result(&self) -> CertificateProblem {
+        let mut flags = 0u32;
+        // SAFETY: fd is open; flags is a valid u32 for the shim to write.
+        match check(unsafe { ffi::app_tls_verify_result(self.fd, &mut flags) }) {
+            Ok(_) => CertificateProblem::from_flags(flags),
+            Err(_) => CertificateProblem::None,
+        }
+    }
+}
+
+impl Drop for TlsSocket {
+    fn drop(&mut self) {
+        // SAFETY: fd was opened by app_tls_socket and is closed exactly once, here.
+        let _ = unsafe { ffi::app_close(self.fd) };
+    }
+}
+
+impl Transport for TlsSocket {
+    type Error = NetError;
+
+    fn send_all(&mut self, mut bytes: &[u8]) -> Result<(), NetError> {
+        while !bytes.is_empty() {
+            // SAFETY: the pointer and length describe `bytes`, which outlives the call.
+            let sent = check(unsafe { ffi::app_send(self.fd, bytes.as_ptr(), bytes.len()) })?;
+            let sent = usize::try_from(sent).unwrap_or(0);
+            if sent == 0 {
+                return Err(NetError::ConnectionReset);
+            }
+            bytes = bytes.get(sent..).unwrap_or(&[]);
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<Received, NetError> {
+        let timeout = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
+        // SAFETY: the pointer and length describe `buf`, which outlives the call.
+        let ret = unsafe { ffi::app_recv(self.fd, buf.as_mut_ptr(), buf.len(), timeout) };
+        if ret == -(raw::EAGAIN as c_int) {
+            return Ok(Received::TimedOut);
+        }
+        match check(ret) {
+            Ok(0) => Ok(Received::Closed),
+            Ok(n) => Ok(Received::Data(usize::try_from(n).unwrap_or(0))),
+            Err(other) => Err(other),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Settings from Kconfig (`APP_*`, see `Kconfig`), checked once at build time.
+
+use zephyr::kconfig;
+
+/// Everything the application reads from Kconfig.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub broker_host: &'static str,
+    pub broker_port: u16,
+    pub client_id: &'static str,
+    pub topic_prefix: &'static str,
+    pub keep_alive_s: u16,
+    pub ping_timeout_ms: u32,
+    pub clean_session: bool,
+    pub inflight_window: usize,
+    pub sec_tag: i32,
+    pub reconnect_base_ms: u32,
+    pub reconnect_cap_ms: u32,
+    pub network_wait_ms: i32,
+}
+
+// Kconfig's `range` makes these conversions lossless; the assertions make a wrong range a
+// build error rather than a silent truncation.
+const _: () = assert!(kconfig::CONFIG_APP_BROKER_PORT >= 1 && kconfig::CONFIG_APP_BROKER_PORT <= 65535);
+const _: () = assert!(kconfig::CONFIG_APP_MQTT_KEEPALIVE_S >= 0 && kconfig::CONFIG_APP_MQTT_KEEPALIVE_S <= 65535);
+const _: () = assert!(kconfig::CONFIG_APP_MQTT_PING_TIMEOUT_MS > 0);
+const _: () = assert!(kconfig::CONFIG_APP_MQTT_INFLIGHT_WINDOW >= 1);
+const _: () = assert!(kconfig::CONFIG_APP_TLS_SEC_TAG >= 1 && kconfig::CONFIG_APP_TLS_SEC_TAG <= i32::MAX as isize);
+const _: () = assert!(kconfig::CONFIG_APP_RECONNECT_BASE_MS > 0 && kconfig::CONFIG_APP_RECONNECT_CAP_MS > 0);
+const _: () = assert!(kconfig::CONFIG_APP_NETWORK_WAIT_S > 0 && kconfig::CONFIG_APP_NETWORK_WAIT_S <= 3600);
+
+impl Settings {
+    /// The settings this image was built with.
+    pub const fn from_kconfig() -> Self {
+        Self {
+            broker_host: kconfig::CONFIG_APP_BROKER_HOSTNAME,
+            broker_port: kconfig::CONFIG_APP_BROKER_PORT as u16,
+            client_id: kconfig::CONFIG_APP_MQTT_CLIENT_ID,
+            topic_prefix: kconfig::CONFIG_APP_TOPIC_PREFIX,
+            keep_alive_s: kconfig::CONFIG_APP_MQTT_KEEPALIVE_S as u16,
+            ping_timeout_ms: kconfig::CONFIG_APP_MQTT_PING_TIMEOUT_MS as u32,
+            clean_session: cfg!(CONFIG_APP_MQTT_CLEAN_SESSION),
+            inflight_window: kconfig::CONFIG_APP_MQTT_INFLIGHT_WINDOW as usize,
+            sec_tag: kconfig::CONFIG_APP_TLS_SEC_TAG as i32,
+            reconnect_base_ms: kconfig::CONFIG_APP_RECONNECT_BASE_MS as u32,
+            reconnect_cap_ms: kconfig::CONFIG_APP_RECONNECT_CAP_MS as u32,
+            network_wait_ms: (kconfig::CONFIG_APP_NETWORK_WAIT_S * 1000) as i32,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The C side of the firmware's bindings. Zephyr's zsock_* calls are inline syscall
+ * wrappers with no symbol to link against, and the TLS option values are macros, so each is
+ * wrapped here in a function with a plain C ABI. Every app_* function returns >= 0 on
+ * success or a negative errno; the Rust side (src/net.rs) maps errno in one place.
+ *
+ * The option order and close-on-error follow subsys/net/lib/mqtt/mqtt_transport_socket_tls.c.
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <zephyr/kernel.h>
+#include <zephyr/net/socket.h>
+#include <zephyr/net/tls_credentials.h>
+#include <zephyr/random/random.h>
+
+#if defined(CONFIG_NET_CONNECTION_MANAGER)
+#include <zephyr/net/conn_mgr_monitor.h>
+#include <zephyr/net/net_event.h>
+#include <zephyr/net/net_mgmt.h>
+#endif
+
+/* --- Certificates built into the image (see CMakeLists.txt) -------------------------------- */
+
+static const uint8_t builtin_ca[] = {
+#include "app_certs/ca.crt.der.inc"
+};
+
+#if APP_HAS_DEVICE_CREDENTIALS
+static const uint8_t builtin_device_cert[] = {
+#include "app_certs/device.crt.der.inc"
+};
+static const uint8_t builtin_device_key[] = {
+#include "app_certs/device.key.der.inc"
+};
+#endif
+
+/* Kinds shared with src/credentials.rs. */
+enum app_credential_kind {
+	APP_CREDENTIAL_CA = 0,
+	APP_CREDENTIAL_DEVICE_CERT = 1,
+	APP_CREDENTIAL_DEVICE_KEY = 2,
+};
+
+int app_builtin_credential(int kind, const uint8_t **data, size_t *len)
+{
+	switch (kind) {
+	case APP_CREDENTIAL_CA:
+		*data = builtin_ca;
+		*len = sizeof(builtin_ca);
+		return 0;
+#if APP_HAS_DEVICE_CREDENTIALS
+	case APP_CREDENTIAL_DEVICE_CERT:
+		*data = builtin_device_cert;
+		*len = sizeof(builtin_device_cert);
+		return 0;
+	case APP_CREDENTIAL_DEVICE_KEY:
+		*data = builtin_device_key;
+		*len = sizeof(builtin_device_key);
+		return 0;
+#endif
+	default:
+		return -ENOENT;
+	}
+}
+
+static int credential_type(int kind, enum tls_credential_type *type)
+{
+	switch (kind) {
+	case APP_CREDENTIAL_CA:
+		*type = TLS_CREDENTIAL_CA_CERTIFICATE;
+		return 0;
+	case APP_CREDENTIAL_DEVICE_CERT:
+		/* The "server" certificate is the socket's own certificate, client or server. */
+		*type = TLS_CREDENTIAL_PUBLIC_CERTIFICATE;
+		return 0;
+	case APP_CREDENTIAL_DEVICE_KEY:
+		*type = TLS_CREDENTIAL_PRIVATE_KEY;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* The buffer must outlive the registration: the credential store keeps the pointer. */
+int app_credential_add(int sec_tag, int kind, const uint8_t *data, size_t len)
+{
+	enum tls_credential_type type;
+	int ret = credential_type(kind, &type);
+
+	if (ret < 0) {
+		return ret;
+	}
+	return tls_credential_add(sec_tag, type, data, len);
+}
+
+int app_credential_delete(int sec_tag, int kind)
+{
+	enum tls_credential_type type;
+	int ret = credential_type(kind, &type);
+
+	if (ret < 0) {
+		return ret;
+	}
+	return tls_credential_delete(sec_tag, type);
+}
+
+/* --- Name resolution ------------------------------------------------------------------------ */
+
+/*
+ * Resolves host:port to its first IPv4/IPv6 address, copied into addr (capacity *addr_len,
+ * updated to the address length).
+ */
+int app_resolve(const char *host, uint16_t port, uint8_t *addr, size_t *addr_len)
+{
+	struct zsock_addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+	};
+	struct zsock_addrinfo *result = NULL;
+	char port_text[6];
+	int ret;
+
+	snprintk(port_text, sizeof(port_text), "%u", port);
+	ret = zsock_getaddrinfo(host, port_text, &hints, &result);
+	if (ret != 0) {
+		/* DNS_EAI_* codes are negative; report them as "no such host". */
+		return ret == DNS_EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+	}
+	if (result == NULL || result->ai_addrlen > *addr_len) {
+		zsock_freeaddrinfo(result);
+		return -ENOMEM;
+	}
+	memcpy(addr, result->ai_addr, result->ai_addrlen);
+	*addr_len = result->ai_addrlen;
+	zsock_freeaddrinfo(result);
+	return 0;
+}
+
+/* --- TLS sockets ----------------------------------------------------------------------------- */
+
+int app_tls_socket(const uint8_t *addr)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)addr;
+	int fd = zsock_socket(sa->sa_family, SOCK_STREAM, IPPROTO_TLS_1_2);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int set_tls_option(int fd, int option, const void *value, socklen_t len)
+{
+	return zsock_setsockopt(fd, SOL_TLS, option, value, len) < 0 ? -errno : 0;
+}
+
+int app_tls_require_peer_verification(int fd)
+{
+	int verify = TLS_PEER_VERIFY_REQUIRED;
+
+	return set_tls_option(fd, TLS_PEER_VERIFY, &verify, sizeof(verify));
+}
+
+int app_tls_set_sec_tags(int fd, const int32_t *tags, size_t count)
+{
+	return set_tls_option(fd, TLS_SEC_TAG_LIST, tags, count * sizeof(sec_tag_t));
+}
+
+/* host must be NUL-terminated. */
+int app_tls_set_hostname(int fd, const char *host)
+{
+	return set_tls_option(fd, TLS_HOSTNAME, host, strlen(host) + 1);
+}
+
+int app_tls_enable_session_cache(int fd)
+{
+	int cache = TLS_SESSION_CACHE_ENABLED;
+
+	return set_tls_option(fd, TLS_SESSION_CACHE, &cache, sizeof(cache));
+}
+
+/* mbedTLS X.509 verification flags of the last handshake (MBEDTLS_X509_BADCERT_*). */
+int app_tls_verify_result(int fd, uint32_t *flags)
+{
+	socklen_t len = sizeof(*flags);
+
+	return zsock_getsockopt(fd, SOL_TLS, TLS_CERT_VERIFY_RESULT, flags, &len) < 0 ? -errno : 0;
+}
+
+/* Connects (and, for a TLS socket, runs the handshake) within timeout_ms. */
+int app_connect(int fd, const uint8_t *addr, size_t addr_len)
+{
+	return zsock_connect(fd, (const struct sockaddr *)addr, addr_len) < 0 ? -errno : 0;
+}
+
+int app_send(int fd, const uint8_t *data, size_t len)
+{
+	ssize_t sent = zsock_send(fd, data, len, 0);
+
+	return sent < 0 ? -errno : (int)sent;
+}
+
+/* Bytes received, 0 at end of stream, -EAGAIN when nothing came within timeout_ms. */
+int app_recv(int fd, uint8_t *buf, size_t len, int32_t timeout_ms)
+{
+	struct zsock_pollfd pfd = {.fd = fd, .events = ZSOCK_POLLIN};
+	int ready = zsock_poll(&pfd, 1, timeout_ms);
+	ssize_t received;
+
+	if (ready < 0) {
+		return -errno;
+	}
+	if (ready == 0) {
+		return -EAGAIN;
+	}
+	if ((pfd.revents & ZSOCK_POLLIN) == 0 && (pfd.revents & (ZSOCK_POLLERR | ZSOCK_POLLNVAL))) {
+		return -ECONNRESET;
+	}
+	received = zsock_recv(fd, buf, len, ZSOCK_MSG_DONTWAIT);
+	if (received < 0) {
+		return -errno;
+	}
+	return (int)received;
+}
+
+int app_close(int fd)
+{
+	return zsock_close(fd) < 0 ? -errno : 0;
+}
+
+/* --- Platform ------------------------------------------------------------------------------- */
+
+uint64_t app_random_u64(void)
+{
+	uint64_t value = 0;
+
+	sys_rand_get(&value, sizeof(value));
+	return value;
+}
+
+int64_t app_uptime_ms(void)
+{
+	return k_uptime_get();
+}
+
+void app_sleep_ms(int32_t ms)
+{
+	k_msleep(ms);
+}
+
+#if defined(CONFIG_NET_CONNECTION_MANAGER)
+static K_SEM_DEFINE(network_up, 0, 1);
+static struct net_mgmt_event_callback l4_callback;
+static bool l4_callback_registered;
+
+static void on_l4_event(struct net_mgmt_event_callback *cb, uint64_t event, struct net_if *iface)
+{
+	ARG_UNUSED(cb);
+	ARG_UNUSED(iface);
+	if (event == NET_EVENT_L4_CONNECTED) {
+		k_sem_give(&network_up);
+	} else if (event == NET_EVENT_L4_DISCONNECTED) {
+		k_sem_reset(&network_up);
+	}
+}
+#endif
+
+/*
+ * Waits until an interface has an address and a route (DHCPv4 bound on the board). With
+ * host sockets (native_sim) the host's network is up already.
+ */
+int app_network_wait(int32_t timeout_ms)
+{
+#if defined(CONFIG_NET_CONNECTION_MANAGER)
+	if (!l4_callback_registered) {
+		net_mgmt_init_event_callback(&l4_callback, on_l4_event,
+					     NET_EVENT_L4_CONNECTED | NET_EVENT_L4_DISCONNECTED);
+		net_mgmt_add_event_callback(&l4_callback);
+		l4_callback_registered = true;
+		conn_mgr_mon_resend_status();
+	}
+	if (k_sem_take(&network_up, K_MSEC(timeout_ms)) != 0) {
+		return -ETIMEDOUT;
+	}
+	/* Leave the state visible to the next caller. */
+	k_sem_give(&network_up);
+	return 0;
+#else
+	ARG_UNUSED(timeout_ms);
+	return 0;
+#endif
+}
