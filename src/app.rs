@@ -58,7 +58,7 @@ fn host_name_c(host: &str) -> Option<String<256>> {
 
 /// Never returns: the device runs until power goes away.
 pub fn run() -> ! {
-    let settings = Settings::from_kconfig();
+    let settings = Settings::current();
     info!(
         "secure-mqtt starting: broker {}:{}, client id {}",
         settings.broker_host, settings.broker_port, settings.client_id

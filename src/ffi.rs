@@ -21,5 +21,7 @@ extern "C" {
     pub fn app_close(fd: c_int) -> c_int;
 
     pub fn app_random_u64() -> u64;
+    #[cfg(CONFIG_ARCH_POSIX)]
+    pub fn app_broker_port_override() -> u16;
     pub fn app_network_wait(timeout_ms: i32) -> c_int;
 }

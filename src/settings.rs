@@ -29,7 +29,31 @@ const _: () = assert!(kconfig::CONFIG_APP_TLS_SEC_TAG >= 1 && kconfig::CONFIG_AP
 const _: () = assert!(kconfig::CONFIG_APP_RECONNECT_BASE_MS > 0 && kconfig::CONFIG_APP_RECONNECT_CAP_MS > 0);
 const _: () = assert!(kconfig::CONFIG_APP_NETWORK_WAIT_S > 0 && kconfig::CONFIG_APP_NETWORK_WAIT_S <= 3600);
 
+/// The broker port given on the native_sim command line (`--broker-port`), if any.
+#[cfg(CONFIG_ARCH_POSIX)]
+fn broker_port_override() -> Option<u16> {
+    // SAFETY: plain call; reads a value written once by the command-line parser at boot.
+    match unsafe { crate::ffi::app_broker_port_override() } {
+        0 => None,
+        port => Some(port),
+    }
+}
+
+#[cfg(not(CONFIG_ARCH_POSIX))]
+fn broker_port_override() -> Option<u16> {
+    None
+}
+
 impl Settings {
+    /// The settings in force: Kconfig, with the simulator's command-line override.
+    pub fn current() -> Self {
+        let mut settings = Self::from_kconfig();
+        if let Some(port) = broker_port_override() {
+            settings.broker_port = port;
+        }
+        settings
+    }
+
     /// The settings this image was built with.
     pub const fn from_kconfig() -> Self {
         Self {

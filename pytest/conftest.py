@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures of the firmware's end-to-end tests: a real Mosquitto with TLS on a free loopback
+port (certificates and configuration from the repository's certs/ tooling), MQTT peers
+through the mosquitto_pub/mosquitto_sub clients, and the native_sim image started by the
+twister harness with --broker-port pointing at that broker.
+
+Run by twister (`west twister -T . -p native_sim/native/64`) or directly on a build:
+  pytest --twister-harness --device-type=native --build-dir=BUILD -p twister_harness.plugin pytest
+"""
+
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEV_CERTS = REPO / "certs" / "dev-only-insecure"
+CLIENT_ID = "dev-device-1"
+DEVICE_TOPICS = f"devices/{CLIENT_ID}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class Broker:
+    """Mosquitto started through certs/broker-up, in the foreground so we own its pid."""
+
+    def __init__(self, port: int, run_dir: Path, certs: Path = DEV_CERTS):
+        self.port = port
+        self.run_dir = run_dir
+        self.certs = certs
+        self.process = None
+        self.log_path = run_dir / "broker-stdout.log"
+
+    def start(self) -> "Broker":
+        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+            pytest.fail("mosquitto is not installed: apt-get install mosquitto mosquitto-clients")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(REPO / "certs" / "broker-up"), "--certs", str(self.certs), "--port", str(self.port),
+             "--run-dir", str(self.run_dir), "--foreground"],
+            stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 10)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Peer:
+    """An MQTT client on the broker with the observer's certificate (allowed on every topic)."""
+
+    def __init__(self, port: int, certs: Path = DEV_CERTS):
+        self.port = port
+        self.certs = certs
+
+    def tls_args(self) -> list:
+        return ["-h", "localhost", "-p", str(self.port), "--cafile", str(self.certs / "ca.crt.pem"),
+                "--cert", str(self.certs / "observer.crt.pem"),
+                "--key", str(self.certs / "observer.key.pem")]
+
+    def publish(self, topic: str, payload: str, qos: int = 1) -> None:
+        subprocess.run(["mosquitto_pub", *self.tls_args(), "-t", topic, "-m", payload,
+                        "-q", str(qos)], check=True, timeout=10)
+
+    def subscribe(self, topic_filter: str) -> "Subscription":
+        return Subscription(["mosquitto_sub", *self.tls_args(), "-t", topic_filter, "-v",
+                             "-q", "1"])
+
+
+class Subscription:
+    """Lines "topic payload" as mosquitto_sub prints them, read on a thread."""
+
+    def __init__(self, command: list):
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, expected: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if line == expected:
+                return
+        raise AssertionError(f"{expected!r} not received within {timeout} s; got {self.seen}")
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+
+
+@pytest.fixture()
+def broker_port() -> int:
+    return free_port()
+
+
+@pytest.fixture()
+def broker(tmp_path, broker_port):
+    b = Broker(broker_port, tmp_path / "broker").start()
+    yield b
+    b.stop()
+    print(b.log())
+
+
+@pytest.fixture()
+def peer(broker) -> Peer:
+    return Peer(broker.port)
+
+
+@pytest.fixture()
+def device(unlaunched_dut, broker_port):
+    """The firmware image, pointed at the test's broker port; not started yet."""
+    unlaunched_dut.device_config.extra_test_args = f"--broker-port={broker_port}"
+    # The adapter builds its command line once per session; each test has its own port.
+    unlaunched_dut.command = []
+    return unlaunched_dut

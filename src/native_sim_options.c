@@ -1,0 +1,40 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * native_sim only: command-line options for the tests, so that an image built once can talk
+ * to a broker the test started on a free loopback port:
+ *   zephyr.exe --broker-port=18883
+ */
+
+#include <stdint.h>
+
+#include <zephyr/kernel.h>
+
+#include "soc.h"
+#include "cmdline.h" /* native_sim command-line options */
+
+static uint32_t broker_port_override;
+
+static void add_app_options(void)
+{
+	static struct args_struct_t app_options[] = {
+		{
+			.option = "broker-port",
+			.name = "port",
+			.type = 'u',
+			.dest = (void *)&broker_port_override,
+			.descript = "TCP port of the MQTT broker (overrides CONFIG_APP_BROKER_PORT)",
+		},
+		ARG_TABLE_ENDMARKER,
+	};
+
+	native_add_command_line_opts(app_options);
+}
+
+NATIVE_TASK(add_app_options, PRE_BOOT_1, 10);
+
+/* 0 when the option was not given or is out of range. */
+uint16_t app_broker_port_override(void)
+{
+	return broker_port_override <= UINT16_MAX ? (uint16_t)broker_port_override : 0;
+}
