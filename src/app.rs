@@ -119,7 +119,7 @@ pub fn run() -> ! {
                 cause
             }
             Err(cause) => {
-                warn!("connect to {}:{} failed: {}", settings.broker_host, settings.broker_port, describe(&cause));
+                warn!("connect to {}:{} failed: {cause}", settings.broker_host, settings.broker_port);
                 if cause.is_recoverable() {
                     Error::Transport(TransportError::Connect)
                 } else {
@@ -143,25 +143,6 @@ fn connect(settings: &Settings, host_name: &core::ffi::CStr, sec_tags: &[i32]) -
     let socket = TlsSocket::connect(&address, host_name, sec_tags)?;
     info!("tls: connected to {}", settings.broker_host);
     Ok(socket)
-}
-
-fn describe(cause: &NetError) -> &'static str {
-    use net::CertificateProblem::*;
-    match cause {
-        NetError::NameNotResolved => "broker host name not resolved",
-        NetError::ConnectionRefused => "connection refused",
-        NetError::Unreachable => "broker unreachable",
-        NetError::TimedOut => "timed out",
-        NetError::Handshake(NotTrusted) => "tls: broker certificate not signed by our CA",
-        NetError::Handshake(Expired) => "tls: broker certificate expired",
-        NetError::Handshake(HostNameMismatch) => "tls: broker certificate is for another host name",
-        NetError::Handshake(Other(_)) => "tls: broker certificate rejected",
-        NetError::Handshake(None) => "tls: handshake failed (certificate accepted)",
-        NetError::ConnectionReset => "connection reset",
-        NetError::OutOfResources => "out of sockets or memory",
-        NetError::InvalidArgument => "socket option rejected",
-        NetError::Other(_) => "socket error",
-    }
 }
 
 /// Runs one MQTT connection over `socket` until it ends; returns why it ended.

@@ -6,7 +6,6 @@
 use crate::ffi;
 use crate::net::Errno;
 use core::ffi::c_int;
-use zephyr::raw;
 
 /// Which credential; the numbers are shared with `shim.c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +59,13 @@ pub fn register(sec_tag: i32, kind: CredentialKind, data: &'static [u8]) -> Resu
         return Ok(());
     }
     let errno = ret.saturating_neg();
-    Err(match errno as u32 {
-        raw::ENOMEM => CredentialError::StoreFull,
-        raw::EINVAL => CredentialError::Invalid,
-        _ => CredentialError::Other(Errno(errno)),
+    let values = crate::net::errno_values();
+    Err(if errno == values.enomem {
+        CredentialError::StoreFull
+    } else if errno == values.einval {
+        CredentialError::Invalid
+    } else {
+        CredentialError::Other(Errno(errno))
     })
 }
 

@@ -8,7 +8,6 @@
 use crate::ffi;
 use core::ffi::{c_int, CStr};
 use mqtt_core::driver::{Received, Transport};
-use zephyr::raw;
 
 /// An errno value, as the shim returns it negated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +37,7 @@ pub enum NetError {
 }
 
 /// What mbedTLS found wrong with the broker's certificate (MBEDTLS_X509_BADCERT_* flags of
-/// `include/mbedtls/x509.h`, read through `TLS_CERT_VERIFY_RESULT`).
+/// `include/mbedtls/x509.h`, recorded by a verification callback in `shim.c`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateProblem {
     /// The handshake failed but the certificate passed (cipher mismatch, client certificate
@@ -79,17 +78,23 @@ impl CertificateProblem {
 impl NetError {
     /// The one place errno values become errors.
     pub fn from_errno(errno: Errno) -> Self {
-        let code = errno.0 as u32;
-        match code {
-            raw::ECONNREFUSED => NetError::ConnectionRefused,
-            raw::EHOSTUNREACH | raw::ENETUNREACH | raw::ENETDOWN => NetError::Unreachable,
-            raw::ETIMEDOUT => NetError::TimedOut,
-            raw::ECONNRESET | raw::ECONNABORTED | raw::EPIPE | raw::ENOTCONN => {
-                NetError::ConnectionReset
-            }
-            raw::ENOMEM | raw::ENFILE | raw::EMFILE | raw::ENOBUFS => NetError::OutOfResources,
-            raw::EINVAL | raw::ENOPROTOOPT | raw::EPROTONOSUPPORT => NetError::InvalidArgument,
-            _ => NetError::Other(errno),
+        let e = errno_values();
+        let code = errno.0;
+        let is = |candidates: &[i32]| candidates.contains(&code);
+        if is(&[e.econnrefused]) {
+            NetError::ConnectionRefused
+        } else if is(&[e.ehostunreach, e.enetunreach, e.enetdown]) {
+            NetError::Unreachable
+        } else if is(&[e.etimedout]) {
+            NetError::TimedOut
+        } else if is(&[e.econnreset, e.econnaborted, e.epipe, e.enotconn]) {
+            NetError::ConnectionReset
+        } else if is(&[e.enomem, e.enfile, e.emfile, e.enobufs]) {
+            NetError::OutOfResources
+        } else if is(&[e.einval, e.enoprotoopt, e.eprotonosupport]) {
+            NetError::InvalidArgument
+        } else {
+            NetError::Other(errno)
         }
     }
 
@@ -97,6 +102,42 @@ impl NetError {
     pub fn is_recoverable(&self) -> bool {
         !matches!(self, NetError::InvalidArgument)
     }
+}
+
+impl core::fmt::Display for NetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use CertificateProblem as Cert;
+        match self {
+            NetError::NameNotResolved => f.write_str("broker host name not resolved"),
+            NetError::ConnectionRefused => f.write_str("connection refused"),
+            NetError::Unreachable => f.write_str("broker unreachable"),
+            NetError::TimedOut => f.write_str("timed out"),
+            NetError::Handshake(Cert::NotTrusted) => {
+                f.write_str("tls: broker certificate not signed by our CA")
+            }
+            NetError::Handshake(Cert::Expired) => f.write_str("tls: broker certificate expired"),
+            NetError::Handshake(Cert::HostNameMismatch) => {
+                f.write_str("tls: broker certificate is for another host name")
+            }
+            NetError::Handshake(Cert::Other(flags)) => {
+                write!(f, "tls: broker certificate rejected (verify flags {flags:#x})")
+            }
+            NetError::Handshake(Cert::None) => {
+                f.write_str("tls: handshake failed (broker certificate accepted)")
+            }
+            NetError::ConnectionReset => f.write_str("connection reset"),
+            NetError::OutOfResources => f.write_str("out of sockets or memory"),
+            NetError::InvalidArgument => f.write_str("socket option rejected"),
+            NetError::Other(errno) => write!(f, "socket error (errno {})", errno.0),
+        }
+    }
+}
+
+/// errno values as the C side sees them (they differ between libcs; see shim.c).
+pub fn errno_values() -> &'static ffi::ErrnoValues {
+    // SAFETY: the shim returns a pointer to a `static const` struct with the layout of
+    // ErrnoValues: valid, immutable and alive for the whole program.
+    unsafe { &*ffi::app_errno_values() }
 }
 
 fn check(ret: c_int) -> Result<c_int, NetError> {
@@ -142,6 +183,12 @@ pub fn random_u64() -> u64 {
     unsafe { ffi::app_random_u64() }
 }
 
+/// The certificate verdict of the last handshake.
+fn last_verify_problem() -> CertificateProblem {
+    // SAFETY: plain call; reads a word the verification callback wrote during connect.
+    CertificateProblem::from_flags(unsafe { ffi::app_tls_last_verify_flags() })
+}
+
 /// A connected TLS socket; closed on drop.
 pub struct TlsSocket {
     fd: c_int,
@@ -163,21 +210,14 @@ impl TlsSocket {
         check(unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`.
         check(unsafe { ffi::app_tls_enable_session_cache(fd) })?;
+        // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
+        check(unsafe { ffi::app_tls_record_verify_flags(fd) })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.
         let connected = check(unsafe { ffi::app_connect(fd, address.bytes.as_ptr(), address.len) });
         match connected {
             Ok(_) => Ok(socket),
-            Err(NetError::ConnectionReset) => Err(NetError::Handshake(socket.verify_result())),
+            Err(NetError::ConnectionReset) => Err(NetError::Handshake(last_verify_problem())),
             Err(other) => Err(other),
-        }
-    }
-
-    fn verify_result(&self) -> CertificateProblem {
-        let mut flags = 0u32;
-        // SAFETY: fd is open; flags is a valid u32 for the shim to write.
-        match check(unsafe { ffi::app_tls_verify_result(self.fd, &mut flags) }) {
-            Ok(_) => CertificateProblem::from_flags(flags),
-            Err(_) => CertificateProblem::None,
         }
     }
 }
@@ -209,7 +249,7 @@ impl Transport for TlsSocket {
         let timeout = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
         // SAFETY: the pointer and length describe `buf`, which outlives the call.
         let ret = unsafe { ffi::app_recv(self.fd, buf.as_mut_ptr(), buf.len(), timeout) };
-        if ret == -(raw::EAGAIN as c_int) {
+        if ret == -errno_values().eagain {
             return Ok(Received::TimedOut);
         }
         match check(ret) {

@@ -19,6 +19,8 @@
 #include <zephyr/net/tls_credentials.h>
 #include <zephyr/random/random.h>
 
+#include <mbedtls/x509_crt.h>
+
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
 #include <zephyr/net/conn_mgr_monitor.h>
 #include <zephyr/net/net_event.h>
@@ -182,12 +184,39 @@ int app_tls_enable_session_cache(int fd)
 	return set_tls_option(fd, TLS_SESSION_CACHE, &cache, sizeof(cache));
 }
 
-/* mbedTLS X.509 verification flags of the last handshake (MBEDTLS_X509_BADCERT_*). */
-int app_tls_verify_result(int fd, uint32_t *flags)
-{
-	socklen_t len = sizeof(*flags);
+/*
+ * Why the broker's certificate was refused. Zephyr resets the mbedTLS context after a failed
+ * handshake, so TLS_CERT_VERIFY_RESULT reads 0 by then; instead a verification callback
+ * (mbedtls_ssl_conf_verify: it runs after mbedTLS's own checks of each certificate of the
+ * chain and sees their flags) records the flags. One connection attempt at a time, so one
+ * record. The callback never clears a flag: verification stays mbedTLS's.
+ */
+static uint32_t last_verify_flags;
 
-	return zsock_getsockopt(fd, SOL_TLS, TLS_CERT_VERIFY_RESULT, flags, &len) < 0 ? -errno : 0;
+static int record_verify_flags(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+	ARG_UNUSED(ctx);
+	ARG_UNUSED(crt);
+	ARG_UNUSED(depth);
+	last_verify_flags |= *flags;
+	return 0;
+}
+
+int app_tls_record_verify_flags(int fd)
+{
+	static const struct tls_cert_verify_cb callback = {
+		.cb = record_verify_flags,
+		.ctx = NULL,
+	};
+
+	last_verify_flags = 0;
+	return set_tls_option(fd, TLS_CERT_VERIFY_CALLBACK, &callback, sizeof(callback));
+}
+
+/* MBEDTLS_X509_BADCERT_* flags seen during the last handshake. */
+uint32_t app_tls_last_verify_flags(void)
+{
+	return last_verify_flags;
 }
 
 /* Connects (and, for a TLS socket, runs the handshake) within timeout_ms. */
@@ -229,6 +258,29 @@ int app_recv(int fd, uint8_t *buf, size_t len, int32_t timeout_ms)
 int app_close(int fd)
 {
 	return zsock_close(fd) < 0 ? -errno : 0;
+}
+
+/* --- errno values ---------------------------------------------------------------------------
+ * The values of errno depend on the C library the image is built with (Zephyr's minimal libc
+ * and picolibc on the board, the host's glibc on native_sim), and the Rust bindings may see
+ * another errno.h than this file. So the Rust side compares against the values this file was
+ * compiled with. The field order is mirrored by ErrnoValues in src/net.rs.
+ */
+struct app_errno_values {
+	int32_t eagain, econnrefused, ehostunreach, enetunreach, enetdown, etimedout, econnreset,
+		econnaborted, epipe, enotconn, enomem, enfile, emfile, enobufs, einval, enoprotoopt,
+		eprotonosupport;
+};
+
+const struct app_errno_values *app_errno_values(void)
+{
+	static const struct app_errno_values values = {
+		EAGAIN, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN, ETIMEDOUT, ECONNRESET,
+		ECONNABORTED, EPIPE, ENOTCONN, ENOMEM, ENFILE, EMFILE, ENOBUFS, EINVAL, ENOPROTOOPT,
+		EPROTONOSUPPORT,
+	};
+
+	return &values;
 }
 
 /* --- Platform ------------------------------------------------------------------------------- */

@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The device refuses brokers it must not trust, says why in its log, and keeps retrying with
+backoff. Certificates come from the project's own tooling (certs/mkcerts)."""
+
+import shutil
+import subprocess
+import threading
+import socket
+import ssl
+
+import pytest
+
+from conftest import DEV_CERTS, REPO, Broker
+
+MKCERTS = REPO / "certs" / "mkcerts"
+
+
+def mkcerts(*args) -> None:
+    subprocess.run([str(MKCERTS), *args], check=True, capture_output=True, timeout=60)
+
+
+def expect_refusal_and_retry(device, port: int, reason: str) -> None:
+    device.launch()
+    for attempt in range(2):
+        device.readlines_until(regex=f"connect to localhost:{port} failed: {reason}", timeout=60)
+        device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=5)
+    assert device.is_device_running(), "the firmware must survive a refused broker"
+
+
+def test_refuses_broker_certificate_from_another_ca(tmp_path, broker_port, device):
+    other = tmp_path / "other-ca"
+    mkcerts("ca", "--out", str(other), "--cn", "Impostor CA")
+    mkcerts("broker", "--out", str(other), "--ca-dir", str(other))
+    broker = Broker(broker_port, tmp_path / "broker", certs=other).start()
+    try:
+        expect_refusal_and_retry(device, broker_port, "tls: broker certificate not signed by our CA")
+    finally:
+        broker.stop()
+
+
+def test_refuses_broker_certificate_for_another_host_name(tmp_path, broker_port, device):
+    wrong_name = tmp_path / "wrong-name"
+    wrong_name.mkdir()
+    shutil.copy(DEV_CERTS / "ca.crt.pem", wrong_name)
+    mkcerts("broker", "--out", str(wrong_name), "--ca-dir", str(DEV_CERTS),
+            "--san", "DNS:broker.example.com")
+    broker = Broker(broker_port, tmp_path / "broker", certs=wrong_name).start()
+    try:
+        expect_refusal_and_retry(device, broker_port,
+                                 "tls: broker certificate is for another host name")
+    finally:
+        broker.stop()
+
+
+class ImpostorProxy:
+    """A man in the middle: terminates TLS with its own certificate (CA of its own) on the
+    device's side and would relay to the real broker. The device must never get past the
+    handshake, so nothing is ever relayed."""
+
+    def __init__(self, port: int, certs):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(certs / "broker.crt.pem", certs / "broker.key.pem")
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.listener.settimeout(0.2)
+        self.handshakes_completed = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(5)
+            try:
+                with self.context.wrap_socket(conn, server_side=True):
+                    self.handshakes_completed += 1
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_refuses_a_man_in_the_middle(tmp_path, broker, device):
+    impostor = tmp_path / "impostor"
+    mkcerts("ca", "--out", str(impostor), "--cn", "DEV-ONLY INSECURE MQTT CA")  # same name, other key
+    mkcerts("broker", "--out", str(impostor), "--ca-dir", str(impostor))
+    # The device is pointed at the proxy's port; the real broker runs behind it.
+    proxy_port = broker.port + 1 if broker.port < 65535 else broker.port - 1
+    try:
+        proxy = ImpostorProxy(proxy_port, impostor)
+    except OSError:
+        pytest.skip(f"port {proxy_port} is taken")
+    try:
+        device.device_config.extra_test_args = f"--broker-port={proxy_port}"
+        device.command = []
+        expect_refusal_and_retry(device, proxy_port, "tls: broker certificate not signed by our CA")
+        assert proxy.handshakes_completed == 0
+    finally:
+        proxy.stop()
