@@ -7,7 +7,7 @@
 
 use crate::ffi;
 use core::ffi::{c_int, CStr};
-use mqtt_core::driver::{Received, Transport};
+use mqtt_core::driver::ReadTimeout;
 
 /// An errno value, as the shim returns it negated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,9 +189,11 @@ fn last_verify_problem() -> CertificateProblem {
     CertificateProblem::from_flags(unsafe { ffi::app_tls_last_verify_flags() })
 }
 
-/// A connected TLS socket; closed on drop.
+/// A connected TLS socket; closed on drop. The MQTT driver's transport:
+/// `embedded_io::{Read, Write}` with a read timeout.
 pub struct TlsSocket {
     fd: c_int,
+    read_timeout_ms: u32,
 }
 
 impl TlsSocket {
@@ -201,7 +203,7 @@ impl TlsSocket {
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
         let fd = check(unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
         // From here on, dropping `socket` closes the descriptor on every error path.
-        let socket = TlsSocket { fd };
+        let socket = TlsSocket { fd, read_timeout_ms: 0 };
         // SAFETY: fd is an open socket owned by `socket`.
         check(unsafe { ffi::app_tls_require_peer_verification(fd) })?;
         // SAFETY: the pointer and count describe the caller's slice; Zephyr copies the tags.
@@ -229,33 +231,57 @@ impl Drop for TlsSocket {
     }
 }
 
-impl Transport for TlsSocket {
-    type Error = NetError;
-
-    fn send_all(&mut self, mut bytes: &[u8]) -> Result<(), NetError> {
-        while !bytes.is_empty() {
-            // SAFETY: the pointer and length describe `bytes`, which outlives the call.
-            let sent = check(unsafe { ffi::app_send(self.fd, bytes.as_ptr(), bytes.len()) })?;
-            let sent = usize::try_from(sent).unwrap_or(0);
-            if sent == 0 {
-                return Err(NetError::ConnectionReset);
-            }
-            bytes = bytes.get(sent..).unwrap_or(&[]);
+impl embedded_io::Error for NetError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind;
+        match self {
+            NetError::TimedOut => ErrorKind::TimedOut,
+            NetError::ConnectionRefused => ErrorKind::ConnectionRefused,
+            NetError::ConnectionReset => ErrorKind::ConnectionReset,
+            NetError::OutOfResources => ErrorKind::OutOfMemory,
+            NetError::InvalidArgument => ErrorKind::InvalidInput,
+            _ => ErrorKind::Other,
         }
-        Ok(())
+    }
+}
+
+impl embedded_io::ErrorType for TlsSocket {
+    type Error = NetError;
+}
+
+impl embedded_io::Write for TlsSocket {
+    fn write(&mut self, bytes: &[u8]) -> Result<usize, NetError> {
+        // SAFETY: the pointer and length describe `bytes`, which outlives the call.
+        let sent = check(unsafe { ffi::app_send(self.fd, bytes.as_ptr(), bytes.len()) })?;
+        let sent = usize::try_from(sent).unwrap_or(0);
+        if sent == 0 && !bytes.is_empty() {
+            // embedded_io: a write of nothing is an error, never Ok(0).
+            return Err(NetError::ConnectionReset);
+        }
+        Ok(sent)
     }
 
-    fn receive(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<Received, NetError> {
-        let timeout = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
+    fn flush(&mut self) -> Result<(), NetError> {
+        // Zephyr's TLS send encrypts and hands the record to TCP before returning.
+        Ok(())
+    }
+}
+
+impl embedded_io::Read for TlsSocket {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        let timeout = i32::try_from(self.read_timeout_ms).unwrap_or(i32::MAX);
         // SAFETY: the pointer and length describe `buf`, which outlives the call.
         let ret = unsafe { ffi::app_recv(self.fd, buf.as_mut_ptr(), buf.len(), timeout) };
         if ret == -errno_values().eagain {
-            return Ok(Received::TimedOut);
+            return Err(NetError::TimedOut);
         }
-        match check(ret) {
-            Ok(0) => Ok(Received::Closed),
-            Ok(n) => Ok(Received::Data(usize::try_from(n).unwrap_or(0))),
-            Err(other) => Err(other),
-        }
+        check(ret).map(|n| usize::try_from(n).unwrap_or(0))
+    }
+}
+
+impl ReadTimeout for TlsSocket {
+    fn set_read_timeout(&mut self, timeout_ms: u32) -> Result<(), NetError> {
+        self.read_timeout_ms = timeout_ms;
+        Ok(())
     }
 }

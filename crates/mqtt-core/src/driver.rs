@@ -1,36 +1,30 @@
 //! A blocking driver: one loop that moves bytes between a [`Transport`] and a [`Session`].
 //!
-//! The transport contract follows coreMQTT's `transport_interface.h`: the driver never opens
-//! or configures a connection, it only sends all of a buffer and receives with a timeout, and
-//! time comes from an injected [`Clock`]. The firmware implements [`Transport`] on a Zephyr TLS
-//! socket, the host tests on `std::net::TcpStream` and on a rustls stream.
+//! The transport is `embedded_io::{Read, Write}` plus [`ReadTimeout`], the contract of
+//! coreMQTT's `transport_interface.h`: the driver never opens or configures a connection, it
+//! writes whole packets and reads with a bound on how long a read may block, and time comes
+//! from an injected [`Clock`]. The firmware implements it on a Zephyr TLS socket, the host
+//! tests on `std::net::TcpStream` and on a rustls stream.
 
 use crate::error::{Error, TransportError};
 use crate::session::{ConnectionState, Event, Session};
 use crate::Instant;
+use embedded_io::{Error as _, ErrorKind, Read, Write};
 
-/// What one receive produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Received {
-    /// This many bytes were written to the buffer (at least 1).
-    Data(usize),
-    /// Nothing arrived within the timeout.
-    TimedOut,
-    /// The peer closed the stream.
-    Closed,
+/// What a transport needs beyond `embedded_io`: a bound on how long `read` blocks.
+///
+/// After `set_read_timeout(ms)`, a `read` that received nothing for `ms` milliseconds
+/// returns an error whose `kind()` is [`ErrorKind::TimedOut`]; `Ok(0)` still means the peer
+/// closed the stream.
+pub trait ReadTimeout: embedded_io::ErrorType {
+    /// Sets how long the next reads may wait.
+    fn set_read_timeout(&mut self, timeout_ms: u32) -> Result<(), Self::Error>;
 }
 
-/// A reliable, ordered byte stream (TCP or TLS) with receive timeouts.
-pub trait Transport {
-    /// The implementation's own error; the driver only logs it.
-    type Error: core::fmt::Debug;
+/// A reliable, ordered byte stream (TCP or TLS) the driver can run MQTT over.
+pub trait Transport: Read + Write + ReadTimeout {}
 
-    /// Writes all of `bytes` or fails.
-    fn send_all(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
-
-    /// Waits at most `timeout_ms` for bytes and writes what arrived into `buf`.
-    fn receive(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<Received, Self::Error>;
-}
+impl<T: Read + Write + ReadTimeout> Transport for T {}
 
 /// A monotonic clock.
 pub trait Clock {
@@ -145,10 +139,14 @@ impl<'a, T: Transport, C: Clock, const RX: usize, const SLOTS: usize, const SLOT
             let Some(transport) = self.transport.as_mut() else {
                 return Err(Error::Transport(TransportError::Closed));
             };
-            match transport.receive(buf, wait_ms) {
-                Ok(Received::Data(n)) => self.session.handle_received(n),
-                Ok(Received::TimedOut) => {}
-                Ok(Received::Closed) => self.session.handle_disconnected(TransportError::Closed),
+            let received = match transport.set_read_timeout(wait_ms) {
+                Ok(()) => transport.read(buf),
+                Err(error) => Err(error),
+            };
+            match received {
+                Ok(0) => self.session.handle_disconnected(TransportError::Closed),
+                Ok(n) => self.session.handle_received(n),
+                Err(error) if error.kind() == ErrorKind::TimedOut => {}
                 Err(error) => {
                     log::warn!("receive failed: {error:?}");
                     self.session.handle_disconnected(TransportError::Read);
@@ -214,7 +212,8 @@ impl<'a, T: Transport, C: Clock, const RX: usize, const SLOTS: usize, const SLOT
             let Some(transport) = self.transport.as_mut() else {
                 return Err(Error::Transport(TransportError::Closed));
             };
-            if let Err(error) = transport.send_all(self.tx.get(..used).unwrap_or(&[])) {
+            let batch = self.tx.get(..used).unwrap_or(&[]);
+            if let Err(error) = transport.write_all(batch).and_then(|()| transport.flush()) {
                 log::warn!("send failed: {error:?}");
                 self.session.handle_disconnected(TransportError::Write);
                 while self.session.poll_event().is_some() {}

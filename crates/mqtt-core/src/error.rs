@@ -47,8 +47,10 @@ pub enum ConfigError {
     PacketTooLarge,
     /// The in-flight window is zero or larger than the outbox.
     InvalidWindow,
-    /// More filters in one request than one packet may carry.
+    /// No filter, or more filters in one request than one packet may carry.
     TooManyFilters,
+    /// The same filter twice in one request.
+    DuplicateFilter,
     /// The request needs a connected session.
     NotConnected,
     /// The maximum packet size is below the MQTT minimum or above the receive buffer.

@@ -39,8 +39,9 @@ pub const MAX_FILTERS_PER_PACKET: usize = 5;
 pub const MAX_FILTER_LEN: usize = 128;
 /// Subscriptions remembered for re-subscribing after a reconnect.
 pub const MAX_SUBSCRIPTIONS: usize = 8;
-/// Inbound QoS 2 messages awaiting PUBREL (Mosquitto's default `max_inflight_messages` is 20).
-pub const MAX_INBOUND_QOS2: usize = 32;
+/// Inbound QoS 2 packet identifiers remembered until PUBREL. Mosquitto keeps 20 in flight
+/// while connected, but resumes a stored session with up to 80 at once.
+pub const MAX_INBOUND_QOS2: usize = 64;
 /// Acknowledgements of inbound messages waiting to be written.
 const MAX_PENDING_ACKS: usize = 16;
 
@@ -215,12 +216,23 @@ enum SubscriptionState {
     AwaitingUnsuback,
 }
 
+/// One filter of one SUBSCRIBE or UNSUBSCRIBE request. While a request awaits its
+/// acknowledgement its entries stay, in order, so that SUBACK return codes line up with the
+/// filters that were sent; a newer request for the same filter marks them `superseded`, and
+/// they go when their acknowledgement comes (or at the next reconnect).
 struct Subscription {
     filter: String<MAX_FILTER_LEN>,
     qos: QoS,
     /// The request this filter belongs to; filters of one request travel in one packet.
     packet_id: Pid,
     state: SubscriptionState,
+    superseded: bool,
+}
+
+impl Subscription {
+    fn awaiting_ack(&self) -> bool {
+        matches!(self.state, SubscriptionState::AwaitingSuback | SubscriptionState::AwaitingUnsuback)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -430,84 +442,85 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// Subscribes to up to five filters in one packet; returns its packet identifier, which
     /// [`Event::Subscribed`] reports. The filters are restored after a reconnect without a
-    /// session.
+    /// session. A filter subscribed again replaces the earlier subscription (§3.8.4).
     pub fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<u16, Error> {
-        if filters.is_empty() || filters.len() > MAX_FILTERS_PER_PACKET {
-            return Err(ConfigError::TooManyFilters.into());
-        }
+        let mut names: Vec<&str, MAX_FILTERS_PER_PACKET> = Vec::new();
         for (filter, _) in filters {
-            topic::validate_filter(filter)?;
-            if filter.len() > MAX_FILTER_LEN {
-                return Err(ConfigError::InvalidTopicFilter.into());
-            }
+            let _ = names.push(filter);
         }
-        let replaced = |s: &Subscription| filters.iter().any(|(f, _)| s.filter.as_str() == *f);
-        let new_entries = filters.len();
-        let kept = self.subscriptions.iter().filter(|s| !replaced(s)).count();
-        if kept + new_entries > MAX_SUBSCRIPTIONS {
-            return Err(ResourceError::SubscriptionsFull.into());
-        }
+        self.check_request(filters.len(), &names)?;
         let packet_id = self.allocate_packet_id()?;
-        // A filter subscribed again replaces the old entry (§3.8.4).
-        self.subscriptions.retain(|s| !replaced(s));
+        self.supersede(&names);
         for (filter, qos) in filters {
-            let mut owned = String::new();
-            owned.push_str(filter).map_err(|_| ConfigError::InvalidTopicFilter)?;
-            let entry = Subscription {
-                filter: owned,
-                qos: *qos,
-                packet_id,
-                state: SubscriptionState::SubscribeUnsent,
-            };
-            self.subscriptions
-                .push(entry)
-                .map_err(|_| ResourceError::SubscriptionsFull)?;
+            self.push_entry(filter, *qos, packet_id, SubscriptionState::SubscribeUnsent)?;
         }
         Ok(packet_id.get())
     }
 
     /// Unsubscribes from up to five filters in one packet; returns its packet identifier,
-    /// which [`Event::Unsubscribed`] reports.
+    /// which [`Event::Unsubscribed`] reports. The filters are no longer restored.
     pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<u16, Error> {
-        if filters.is_empty() || filters.len() > MAX_FILTERS_PER_PACKET {
+        self.check_request(filters.len(), filters)?;
+        let packet_id = self.allocate_packet_id()?;
+        self.supersede(filters);
+        for filter in filters {
+            let state = SubscriptionState::UnsubscribeUnsent;
+            self.push_entry(filter, QoS::AtMostOnce, packet_id, state)?;
+        }
+        Ok(packet_id.get())
+    }
+
+    /// Validates a request's filters and that the table has room for it.
+    fn check_request(&self, count: usize, filters: &[&str]) -> Result<(), Error> {
+        if count == 0 || count > MAX_FILTERS_PER_PACKET {
             return Err(ConfigError::TooManyFilters.into());
         }
-        for filter in filters {
+        for (index, filter) in filters.iter().enumerate() {
             topic::validate_filter(filter)?;
             if filter.len() > MAX_FILTER_LEN {
                 return Err(ConfigError::InvalidTopicFilter.into());
             }
-        }
-        let unknown = filters
-            .iter()
-            .filter(|f| !self.subscriptions.iter().any(|s| s.filter.as_str() == **f))
-            .count();
-        if self.subscriptions.len() + unknown > MAX_SUBSCRIPTIONS {
-            return Err(ResourceError::SubscriptionsFull.into());
-        }
-        let packet_id = self.allocate_packet_id()?;
-        for filter in filters {
-            match self.subscriptions.iter_mut().find(|s| s.filter.as_str() == *filter) {
-                Some(entry) => {
-                    entry.packet_id = packet_id;
-                    entry.state = SubscriptionState::UnsubscribeUnsent;
-                }
-                None => {
-                    let mut owned = String::new();
-                    owned.push_str(filter).map_err(|_| ConfigError::InvalidTopicFilter)?;
-                    let entry = Subscription {
-                        filter: owned,
-                        qos: QoS::AtMostOnce,
-                        packet_id,
-                        state: SubscriptionState::UnsubscribeUnsent,
-                    };
-                    self.subscriptions
-                        .push(entry)
-                        .map_err(|_| ResourceError::SubscriptionsFull)?;
-                }
+            if filters.iter().skip(index + 1).any(|other| other == filter) {
+                return Err(ConfigError::DuplicateFilter.into());
             }
         }
-        Ok(packet_id.get())
+        // Entries a new request replaces go at once unless they await an acknowledgement.
+        let freed = self
+            .subscriptions
+            .iter()
+            .filter(|s| !s.awaiting_ack() && filters.contains(&s.filter.as_str()))
+            .count();
+        if self.subscriptions.len() - freed + filters.len() > MAX_SUBSCRIPTIONS {
+            return Err(ResourceError::SubscriptionsFull.into());
+        }
+        Ok(())
+    }
+
+    /// A newer request names these filters: older entries for them go, or, while they await
+    /// an acknowledgement, are marked to go when it comes.
+    fn supersede(&mut self, filters: &[&str]) {
+        self.subscriptions
+            .retain(|s| s.awaiting_ack() || !filters.contains(&s.filter.as_str()));
+        for s in self.subscriptions.iter_mut() {
+            if filters.contains(&s.filter.as_str()) {
+                s.superseded = true;
+            }
+        }
+    }
+
+    fn push_entry(
+        &mut self,
+        filter: &str,
+        qos: QoS,
+        packet_id: Pid,
+        state: SubscriptionState,
+    ) -> Result<(), Error> {
+        let mut owned = String::new();
+        owned.push_str(filter).map_err(|_| ConfigError::InvalidTopicFilter)?;
+        let entry = Subscription { filter: owned, qos, packet_id, state, superseded: false };
+        self.subscriptions
+            .push(entry)
+            .map_err(|_| ResourceError::SubscriptionsFull.into())
     }
 
     /// Ends the connection with DISCONNECT once the packets before it are written; the will
@@ -681,14 +694,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             self.acks.pop_front();
             return Ok(Some(n));
         }
-        if self.disconnect_requested {
-            let n = encode(&Packet::Disconnect, buf)?;
-            info!("disconnected by request");
-            self.link = Link::Down;
-            self.reader.clear();
-            self.disconnect_requested = false;
-            return Ok(Some(n));
-        }
         if let Some(n) = self.transmit_pubrel(buf)? {
             return Ok(Some(n));
         }
@@ -696,6 +701,16 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             return Ok(Some(n));
         }
         if let Some(n) = self.transmit_publish(buf)? {
+            return Ok(Some(n));
+        }
+        if self.disconnect_requested {
+            // Last, so that everything the application queued before it is written; QoS 1/2
+            // messages still unacknowledged stay in the outbox for the next connection.
+            let n = encode(&Packet::Disconnect, buf)?;
+            info!("disconnected by request");
+            self.link = Link::Down;
+            self.reader.clear();
+            self.disconnect_requested = false;
             return Ok(Some(n));
         }
         if self.ping_due {
@@ -893,6 +908,7 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             Packet::Suback(suback) => self.handle_suback(suback),
             Packet::Unsuback(pid) => {
                 let before = self.subscriptions.len();
+                // The filters of this request are gone from the broker: forget them.
                 self.subscriptions.retain(|s| {
                     !(s.packet_id == pid && s.state == SubscriptionState::AwaitingUnsuback)
                 });
@@ -955,6 +971,9 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
         if !session_present {
             self.inbound_qos2.clear();
         }
+        // Superseded entries only waited to line up with an acknowledgement that is lost
+        // with the connection; the requests that replaced them are still here.
+        self.subscriptions.retain(|s| !s.superseded);
         for s in self.subscriptions.iter_mut() {
             s.state = match s.state {
                 SubscriptionState::Active if session_present => SubscriptionState::Active,
@@ -988,7 +1007,12 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                     debug!("duplicate QoS 2 id {} suppressed", pid.get());
                     return Ok(None);
                 }
-                self.inbound_qos2.push(pid).map_err(|_| ResourceError::InboundQos2Full)?;
+                if self.inbound_qos2.push(pid).is_err() {
+                    // Dropping the connection would meet the same burst again after every
+                    // reconnect. Delivering without remembering the id risks one duplicate,
+                    // and only if this PUBREC is lost with the connection.
+                    warn!("QoS 2 id table full: id {} delivered untracked", pid.get());
+                }
                 self.queue_ack(Ack::Pubrec(pid))?;
                 QoS::ExactlyOnce
             }
@@ -1051,7 +1075,9 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
         for s in self.subscriptions.iter_mut().filter(|s| awaiting(s)) {
             let result = match codes.next() {
                 Some(SubscribeReturnCodes::Success(granted)) => {
-                    s.state = SubscriptionState::Active;
+                    if !s.superseded {
+                        s.state = SubscriptionState::Active;
+                    }
                     SubscribeResult::Granted(*granted)
                 }
                 _ => {
@@ -1061,7 +1087,8 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             };
             let _ = results.push(result);
         }
-        // Refused filters are forgotten so that they are not restored after a reconnect.
+        // Refused and superseded filters are forgotten: they must not be restored after a
+        // reconnect.
         self.subscriptions.retain(|s| !awaiting(s));
         Ok(Some(Event::Subscribed { packet_id: pid.get(), results }))
     }

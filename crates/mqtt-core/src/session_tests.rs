@@ -654,7 +654,7 @@ fn a_burst_of_qos1_messages_is_acknowledged_despite_a_full_ack_queue() {
 }
 
 #[test]
-fn graceful_disconnect_sends_disconnect_after_pending_acks() {
+fn graceful_disconnect_goes_out_after_pending_acks_and_queued_publishes() {
     let mut s = session();
     connect(&mut s, T0, false);
     from_broker(
@@ -668,8 +668,16 @@ fn graceful_disconnect_sends_disconnect_after_pending_acks() {
         }),
     );
     events(&mut s);
+    s.publish("t", b"last words", QoS::AtMostOnce, false).unwrap();
     s.disconnect();
-    assert_eq!(transmit_described(&mut s, T0), ["Puback(Pid(4))", "Disconnect"]);
+    assert_eq!(
+        transmit_described(&mut s, T0),
+        [
+            "Puback(Pid(4))",
+            "PUBLISH t AtMostOnce dup=false retain=false \"last words\"",
+            "Disconnect"
+        ]
+    );
     assert_eq!(s.state(), ConnectionState::Disconnected);
     assert_eq!(s.poll_event(), None, "a requested disconnect is not a lost connection");
 }
@@ -702,4 +710,27 @@ fn packet_ids_skip_those_still_in_use() {
 fn session_with_default_limits_stays_under_8_kib() {
     let size = core::mem::size_of::<Session<'static>>();
     assert!(size < 8 * 1024, "Session is {size} bytes");
+}
+
+#[test]
+fn a_burst_of_qos2_messages_beyond_the_id_table_is_delivered_without_dropping_the_connection() {
+    let mut s = session();
+    connect(&mut s, T0, true);
+    let mut delivered = 0;
+    for n in 1..=(MAX_INBOUND_QOS2 as u16 + 10) {
+        from_broker(
+            &mut s,
+            Packet::Publish(mqttrs::Publish {
+                dup: false,
+                qospid: QosPid::ExactlyOnce(pid(n)),
+                retain: false,
+                topic_name: "t",
+                payload: b"",
+            }),
+        );
+        delivered += events(&mut s).len();
+        assert_eq!(transmit_described(&mut s, T0), [format!("Pubrec(Pid({n}))")]);
+    }
+    assert_eq!(delivered, MAX_INBOUND_QOS2 + 10);
+    assert_eq!(s.state(), ConnectionState::Connected);
 }

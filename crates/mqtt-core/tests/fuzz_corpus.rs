@@ -1,0 +1,70 @@
+//! Replays every file of `fuzz/corpus/<target>/` through the same harness the cargo-fuzz
+//! target of that name runs, so the corpus (and every crash kept in it) is checked by a plain
+//! `cargo test` on stable Rust.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+
+/// Fewer files than this means the corpus went missing, not that it is small.
+const MIN_FILES_PER_TARGET: usize = 10;
+
+fn corpus_files(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let files = corpus_files(target);
+    for file in &files {
+        let data = std::fs::read(file).unwrap();
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        if let Err(panic) = outcome {
+            eprintln!("corpus file {} failed", file.display());
+            std::panic::resume_unwind(panic);
+        }
+    }
+    assert!(
+        files.len() >= MIN_FILES_PER_TARGET,
+        "only {} files in fuzz/corpus/{target}",
+        files.len()
+    );
+    println!("replayed {} files of fuzz/corpus/{target}", files.len());
+}
+
+#[test]
+fn framing_corpus_replays_without_a_broken_invariant() {
+    replay("framing", harness::framing::run);
+}
+
+#[test]
+fn session_corpus_replays_without_a_broken_invariant() {
+    replay("session", harness::session::run);
+}
+
+/// Replays the files named in `HARNESS_REPLAY` (colon-separated) through the target named in
+/// `HARNESS_TARGET` (`framing` or `session`); with `HARNESS_TRACE=1` the session harness
+/// prints every step. For reading a crash without libFuzzer:
+/// `HARNESS_TARGET=session HARNESS_REPLAY=fuzz/artifacts/session/crash-... HARNESS_TRACE=1
+/// cargo test -p mqtt-core --test fuzz_corpus replay_named_inputs -- --nocapture`
+#[test]
+fn replay_named_inputs() {
+    let Some(files) = std::env::var_os("HARNESS_REPLAY") else {
+        return;
+    };
+    let run: fn(&[u8]) = match std::env::var("HARNESS_TARGET").as_deref() {
+        Ok("framing") => harness::framing::run,
+        _ => harness::session::run,
+    };
+    for file in std::env::split_paths(&files) {
+        run(&std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+    }
+}
