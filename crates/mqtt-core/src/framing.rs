@@ -333,7 +333,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_connack_captured_from_mosquitto() {
-        // Mosquitto 2.0 answer to a clean-session CONNECT (tcpdump on loopback).
+        // Mosquitto 2.0.11's answers to CONNECT, as captured in tests/golden/mosquitto.txt.
         let packet = decode(&[0x20, 0x02, 0x00, 0x00], MAX);
         assert!(matches!(packet, Ok(Packet::Connack(c)) if !c.session_present));
         let packet = decode(&[0x20, 0x02, 0x01, 0x00], MAX);
