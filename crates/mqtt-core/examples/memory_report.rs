@@ -46,7 +46,13 @@ struct MemoryBroker {
 
 impl MemoryBroker {
     fn new() -> Self {
-        Self { to_client: [0; 2048], len: 0, session_present: false, swallow: false, received: [0; 16] }
+        Self {
+            to_client: [0; 2048],
+            len: 0,
+            session_present: false,
+            swallow: false,
+            received: [0; 16],
+        }
     }
 
     fn queue(&mut self, bytes: &[u8]) {
@@ -151,7 +157,10 @@ struct Counts {
 }
 
 fn main() {
-    println!("size_of::<Session<'static>>() (RX 1024, 8 slots of 512 B) = {} bytes", size_of::<Session<'static>>());
+    println!(
+        "size_of::<Session<'static>>() (RX 1024, 8 slots of 512 B) = {} bytes",
+        size_of::<Session<'static>>()
+    );
     println!(
         "size_of::<Session<'static, 256, 4, 128>>() (the tests' shape)  = {} bytes",
         size_of::<Session<'static, 256, 4, 128>>()
@@ -160,7 +169,10 @@ fn main() {
         "size_of::<Client<.., 1024, 8, 512, TX 1024>>()                 = {} bytes",
         size_of::<FirmwareClient<'static, 'static>>()
     );
-    println!("size_of::<FrameReader<1024>>()                                 = {} bytes", size_of::<FrameReader<1024>>());
+    println!(
+        "size_of::<FrameReader<1024>>()                                 = {} bytes",
+        size_of::<FrameReader<1024>>()
+    );
 
     let connect = ConnectOptions {
         client_id: "dev-1",
@@ -201,7 +213,10 @@ fn main() {
     client.session().subscribe(&[("cmd", QoS::AtLeastOnce)]).unwrap();
     for round in 0..200u32 {
         let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][(round % 3) as usize];
-        client.session().publish("devices/dev-1/telemetry", &payload[..(round % 200) as usize], qos, false).unwrap();
+        client
+            .session()
+            .publish("devices/dev-1/telemetry", &payload[..(round % 200) as usize], qos, false)
+            .unwrap();
         client.poll(0, &mut on_event).unwrap();
         if round % 10 == 9 {
             // Idle past the keepalive: PINGREQ, PINGRESP.
@@ -217,7 +232,10 @@ fn main() {
     for _ in 0..4 {
         client.poll(0, &mut on_event).unwrap();
     }
-    client.session().publish("devices/dev-1/telemetry", &payload[..50], QoS::ExactlyOnce, false).unwrap();
+    client
+        .session()
+        .publish("devices/dev-1/telemetry", &payload[..50], QoS::ExactlyOnce, false)
+        .unwrap();
     broker_a.borrow_mut().swallow = true;
     client.poll(0, &mut on_event).unwrap();
     let _closed = client.detach();

@@ -217,6 +217,10 @@ session = {
     "bug_unsubscribe_while_suback_pending_drops_connection": [PERSISTENT, MAX256, *CONNECT,
                                                               *sub(FILTER_A_PLUS, FILTER_HASH), OP_PUMP,
                                                               *unsub(FILTER_A_PLUS), OP_ROUND_TRIP],
+    # Open bug: a CONNACK that arrives before CONNECT is written is accepted and CONNECT is
+    # never sent (tests/known_bugs.rs).
+    "bug_connack_before_connect_skips_connect": [PERSISTENT, MAX256, *CONNECT, *sub(FILTER_A_HASH),
+                                                 OP_RECONNECT, REPLACE, *raw(CONNACK), OP_PUMP],
     "raw_puback_for_inflight": [PERSISTENT, MAX256, *CONNECT, *pub(TOPIC_A, QOS1), OP_PUMP,
                                 *raw([0x40, 0x02, 0x00, 0x01]), OP_EVENT],
 }

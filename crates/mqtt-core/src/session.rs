@@ -889,8 +889,11 @@ fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
 impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, SLOT_BYTES> {
     fn handle_packet<'p>(&mut self, packet: Packet<'p>) -> Result<Option<Event<'p>>, Error> {
         let connecting = matches!(self.link, Link::Connecting { .. });
+        // MQTT-3.1.0-1: CONNECT is the client's first packet, so a CONNACK before it was
+        // written answers nothing we asked; accepting it would skip CONNECT altogether.
+        let connect_sent = matches!(self.link, Link::Connecting { connect_sent: true, .. });
         match packet {
-            Packet::Connack(connack) if connecting => self.handle_connack(connack),
+            Packet::Connack(connack) if connect_sent => self.handle_connack(connack),
             _ if connecting => Err(ProtocolError::UnexpectedPacket.into()),
             Packet::Connack(_) => Err(ProtocolError::UnexpectedPacket.into()),
             Packet::Publish(publish) => self.handle_publish(publish),

@@ -205,6 +205,22 @@ fn packet_other_than_connack_before_connack_is_a_protocol_error() {
     );
 }
 
+/// Found by the session fuzz target: a CONNACK that arrives before CONNECT was written (a
+/// hostile peer, stale bytes) was taken as the answer, and CONNECT was never sent.
+#[test]
+fn connack_before_connect_is_written_is_a_protocol_error_and_connect_still_comes_first() {
+    let mut s = session();
+    s.handle_connected(T0);
+    from_broker(&mut s, connack(false));
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Protocol(ProtocolError::UnexpectedPacket)))
+    );
+    assert_eq!(s.state(), ConnectionState::Disconnected);
+    // On the next connection the first packet is CONNECT, as MQTT-3.1.0-1 requires.
+    connect(&mut s, T0, false);
+}
+
 #[test]
 fn second_connack_is_a_protocol_error() {
     let mut s = session();

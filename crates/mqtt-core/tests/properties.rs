@@ -100,12 +100,23 @@ fn topic_name() -> impl Strategy<Value = String> {
     "[a-z0-9/$ _üé☃-]{1,40}"
 }
 
+fn bytes(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), len)
+}
+
 fn packet_id() -> impl Strategy<Value = u16> {
     1..=u16::MAX
 }
 
 fn publish() -> impl Strategy<Value = ServerPacket> {
-    (topic_name(), prop::collection::vec(any::<u8>(), 0..512), 0..3u8, packet_id(), any::<bool>(), any::<bool>())
+    (
+        topic_name(),
+        prop::collection::vec(any::<u8>(), 0..512),
+        0..3u8,
+        packet_id(),
+        any::<bool>(),
+        any::<bool>(),
+    )
         .prop_map(|(topic, payload, qos, pid, retain, dup)| ServerPacket::Publish {
             topic,
             payload,
@@ -119,13 +130,17 @@ fn publish() -> impl Strategy<Value = ServerPacket> {
 
 fn server_packet() -> impl Strategy<Value = ServerPacket> {
     prop_oneof![
-        (any::<bool>(), 0..=5u8).prop_map(|(session_present, code)| ServerPacket::Connack { session_present, code }),
+        (any::<bool>(), 0..=5u8)
+            .prop_map(|(session_present, code)| ServerPacket::Connack { session_present, code }),
         publish(),
         packet_id().prop_map(ServerPacket::Puback),
         packet_id().prop_map(ServerPacket::Pubrec),
         packet_id().prop_map(ServerPacket::Pubrel),
         packet_id().prop_map(ServerPacket::Pubcomp),
-        (packet_id(), prop::collection::vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(0x80)], 1..=5))
+        (
+            packet_id(),
+            prop::collection::vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(0x80)], 1..=5)
+        )
             .prop_map(|(pid, codes)| ServerPacket::Suback { pid, codes }),
         packet_id().prop_map(ServerPacket::Unsuback),
         Just(ServerPacket::Pingresp),
@@ -185,11 +200,13 @@ proptest! {
     }
 
     #[test]
-    fn dup_on_a_qos0_publish_is_refused(topic in topic_name(), payload in prop::collection::vec(any::<u8>(), 0..32)) {
-        let packet = ServerPacket::Publish { topic, payload, qos: 0, pid: 1, retain: false, dup: false };
+    fn dup_on_a_qos0_publish_is_refused(topic in topic_name(), payload in bytes(0..32)) {
+        let packet =
+            ServerPacket::Publish { topic, payload, qos: 0, pid: 1, retain: false, dup: false };
         let mut bytes = packet.encode();
         bytes[0] |= 0b1000;
-        prop_assert_eq!(framing::decode(&bytes, MAX), Err(mqtt_core::ProtocolError::InvalidFlags(bytes[0])));
+        let refused = Err(mqtt_core::ProtocolError::InvalidFlags(bytes[0]));
+        prop_assert_eq!(framing::decode(&bytes, MAX), refused);
     }
 
     // ----- (c) the frame reader ------------------------------------------------------------------
@@ -240,12 +257,12 @@ proptest! {
     }
 
     #[test]
-    fn decode_never_panics_on_arbitrary_frames(frame in prop::collection::vec(any::<u8>(), 0..300), max in 0..400usize) {
+    fn decode_never_panics_on_arbitrary_frames(frame in bytes(0..300), max in 0..400usize) {
         harness::framing::check_decode(&frame, max);
     }
 }
 
-// ----- (b) a connected session against arbitrary bytes --------------------------------------------
+// ----- (b) a connected session against arbitrary bytes ------------------------------------------
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -268,9 +285,10 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (prop::collection::vec(any::<u8>(), 0..300), prop::collection::vec(any::<usize>(), 0..6))
+        4 => (bytes(0..300), prop::collection::vec(any::<usize>(), 0..6))
             .prop_map(|(b, p)| Op::Bytes(b, p)),
-        4 => (server_packet(), prop::collection::vec(any::<usize>(), 0..3)).prop_map(|(s, p)| Op::Packet(s, p)),
+        4 => (server_packet(), prop::collection::vec(any::<usize>(), 0..3))
+            .prop_map(|(s, p)| Op::Packet(s, p)),
         4 => Just(Op::PollEvent),
         3 => (0..200usize).prop_map(Op::PollTransmit),
         2 => prop_oneof![any::<u64>(), 0..100_000u64].prop_map(Op::Timeout),
@@ -312,7 +330,10 @@ fn check_transmitted(bytes: &[u8]) {
     assert_eq!(header.frame_len(), bytes.len());
     let packet = mqttrs::decode_slice(bytes).unwrap().unwrap();
     assert!(
-        !matches!(packet, Packet::Connack(_) | Packet::Suback(_) | Packet::Unsuback(_) | Packet::Pingresp),
+        !matches!(
+            packet,
+            Packet::Connack(_) | Packet::Suback(_) | Packet::Unsuback(_) | Packet::Pingresp
+        ),
         "a client sent {packet:?}"
     );
 }
@@ -363,7 +384,8 @@ proptest! {
                 Op::PollTransmit(size) => {
                     match session.poll_transmit(Instant(0), &mut buf[..size.min(256)]) {
                         Ok(Some(n)) => check_transmitted(&buf[..n]),
-                        Ok(None) | Err(Error::Exhausted(ResourceError::TransmitBufferTooSmall)) => {}
+                        Ok(None) => {}
+                        Err(Error::Exhausted(ResourceError::TransmitBufferTooSmall)) => {}
                         Err(other) => prop_assert!(false, "poll_transmit: {:?}", other),
                     }
                 }
@@ -376,7 +398,8 @@ proptest! {
                     let _ = session.publish(topic, b"payload", qos(q), retain);
                 }
                 Op::Subscribe(filter, q) => {
-                    let _ = session.subscribe(&[(FILTERS[usize::from(filter) % FILTERS.len()], qos(q))]);
+                    let filter = FILTERS[usize::from(filter) % FILTERS.len()];
+                    let _ = session.subscribe(&[(filter, qos(q))]);
                 }
                 Op::Unsubscribe(filter) => {
                     let _ = session.unsubscribe(&[FILTERS[usize::from(filter) % FILTERS.len()]]);
@@ -389,7 +412,8 @@ proptest! {
                         Ok(Some(n)) => check_transmitted(&buf[..n]),
                         other => prop_assert!(false, "no CONNECT: {:?}", other),
                     }
-                    feed(&mut session, &[0x20, 0x02, u8::from(session_present), 0x00], &mut accepted);
+                    let connack = [0x20, 0x02, u8::from(session_present), 0x00];
+                    feed(&mut session, &connack, &mut accepted);
                 }
             }
             prop_assert!(session.outbox_len() <= SLOTS);
@@ -413,18 +437,18 @@ proptest! {
     }
 
     #[test]
-    fn session_harness_survives_arbitrary_scripts(script in prop::collection::vec(any::<u8>(), 0..400)) {
+    fn session_harness_survives_arbitrary_scripts(script in bytes(0..400)) {
         // The fuzz target's harness, driven by proptest's generator instead of libFuzzer.
         harness::session::run(&script);
     }
 
     #[test]
-    fn framing_harness_survives_arbitrary_input(data in prop::collection::vec(any::<u8>(), 0..600)) {
+    fn framing_harness_survives_arbitrary_input(data in bytes(0..600)) {
         harness::framing::run(&data);
     }
 }
 
-// ----- (d) topics ------------------------------------------------------------------------------------
+// ----- (d) topics --------------------------------------------------------------------------------
 
 /// §4.7.1 read as "a filter is a list of levels, each `+`, a last `#`, or literal text".
 fn reference_filter_is_valid(filter: &str) -> bool {
@@ -457,7 +481,13 @@ fn reference_matches(filter: &str, name: &str) -> bool {
 }
 
 fn level() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a".to_string()), Just("b".to_string()), Just(String::new()), Just("$x".to_string()), "[a-c]{1,3}"]
+    prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just(String::new()),
+        Just("$x".to_string()),
+        "[a-c]{1,3}"
+    ]
 }
 
 fn generated_filter() -> impl Strategy<Value = String> {
@@ -493,7 +523,8 @@ proptest! {
 
     #[test]
     fn filter_validation_agrees_with_the_reference(text in "[a/+#\u{0}$]{0,12}") {
-        prop_assert_eq!(validate_filter(&text).is_ok(), reference_filter_is_valid(&text), "{:?}", text);
+        let expected = reference_filter_is_valid(&text);
+        prop_assert_eq!(validate_filter(&text).is_ok(), expected, "{:?}", text);
     }
 
     #[test]
@@ -503,14 +534,18 @@ proptest! {
     }
 
     #[test]
-    fn generated_filters_and_names_are_valid(filter in generated_filter(), name in generated_name()) {
+    fn generated_filters_and_names_are_valid(
+        filter in generated_filter(),
+        name in generated_name(),
+    ) {
         prop_assert!(validate_filter(&filter).is_ok(), "{:?}", filter);
         prop_assert!(validate_name(&name).is_ok(), "{:?}", name);
     }
 
     #[test]
     fn matches_agrees_with_the_reference(filter in generated_filter(), name in generated_name()) {
-        prop_assert_eq!(matches(&filter, &name), reference_matches(&filter, &name), "{} vs {}", filter, name);
+        let expected = reference_matches(&filter, &name);
+        prop_assert_eq!(matches(&filter, &name), expected, "{} vs {}", filter, name);
     }
 
     #[test]

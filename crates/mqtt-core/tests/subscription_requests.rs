@@ -114,14 +114,20 @@ fn resubscribing_while_the_suback_is_pending_keeps_the_connection() {
     assert_eq!(
         events(&mut session),
         [
-            Event::Subscribed { packet_id: first, results: granted(&[QoS::AtMostOnce, QoS::AtMostOnce]) },
+            Event::Subscribed {
+                packet_id: first,
+                results: granted(&[QoS::AtMostOnce, QoS::AtMostOnce])
+            },
             Event::Subscribed { packet_id: second, results: granted(&[QoS::AtLeastOnce]) },
         ]
     );
     // Without a stored session both filters come back, "a" once, at the newer QoS.
     reconnect(&mut session, false);
     let restored = transmit(&mut session);
-    let mut filters: Vec<&str> = restored.iter().flat_map(|p| ["\"a\"", "\"b\""].into_iter().filter(|f| p.contains(f))).collect();
+    let mut filters: Vec<&str> = restored
+        .iter()
+        .flat_map(|p| ["\"a\"", "\"b\""].into_iter().filter(|f| p.contains(f)))
+        .collect();
     filters.sort_unstable();
     assert_eq!(filters, ["\"a\"", "\"b\""], "{restored:?}");
 }
@@ -138,7 +144,10 @@ fn unsubscribing_while_the_suback_is_pending_keeps_the_connection() {
     assert_eq!(
         events(&mut session),
         [
-            Event::Subscribed { packet_id: first, results: granted(&[QoS::AtMostOnce, QoS::AtMostOnce]) },
+            Event::Subscribed {
+                packet_id: first,
+                results: granted(&[QoS::AtMostOnce, QoS::AtMostOnce])
+            },
             Event::Unsubscribed { packet_id: second },
         ]
     );

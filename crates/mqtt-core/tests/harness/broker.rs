@@ -4,9 +4,7 @@
 //! the client's side of the protocol as it goes (CONNECT first and once, packet identifiers
 //! not reused while in flight, DUP only with QoS > 0, only client packet types).
 
-use mqttrs::{
-    Connack, ConnectReturnCode, Packet, Pid, QoS, QosPid, Suback, SubscribeReturnCodes,
-};
+use mqttrs::{Connack, ConnectReturnCode, Packet, Pid, QoS, QosPid, Suback, SubscribeReturnCodes};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Filters starting with this are refused with return code 0x80.

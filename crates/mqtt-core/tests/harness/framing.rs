@@ -49,7 +49,11 @@ pub fn run(data: &[u8]) {
 
 /// Feeds `stream` in pieces of the sizes `chunks` yields, checks every invariant, and returns
 /// what the reader produced.
-pub fn split_and_check(stream: &[u8], max: usize, chunks: impl IntoIterator<Item = usize>) -> Outcome {
+pub fn split_and_check(
+    stream: &[u8],
+    max: usize,
+    chunks: impl IntoIterator<Item = usize>,
+) -> Outcome {
     let mut reader = FrameReader::<READER_BYTES>::new();
     let mut outcome = Outcome::default();
     let mut offered = 0;
@@ -154,6 +158,10 @@ pub fn check_decode(frame: &[u8], max: usize) -> bool {
     // The remaining length may have been sent in more bytes than needed (§2.2.3 does not
     // forbid it); everything else must be byte for byte the same.
     assert_eq!(encoded[0], frame[0], "first byte of {frame:02x?}");
-    assert_eq!(&encoded[encoded_header.header_len..n], &frame[header.header_len..], "body of {frame:02x?}");
+    assert_eq!(
+        &encoded[encoded_header.header_len..n],
+        &frame[header.header_len..],
+        "body of {frame:02x?}"
+    );
     true
 }

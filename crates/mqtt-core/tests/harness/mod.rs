@@ -42,7 +42,11 @@ pub fn reference_header(bytes: &[u8], limit: usize) -> RefHeader {
         multiplier *= 128;
         if byte & 0x80 == 0 {
             let frame = value + 2 + i as u64;
-            return if frame > limit as u64 { RefHeader::TooLong } else { RefHeader::Frame(frame as usize) };
+            return if frame > limit as u64 {
+                RefHeader::TooLong
+            } else {
+                RefHeader::Frame(frame as usize)
+            };
         }
     }
     if bytes.len() >= 5 {

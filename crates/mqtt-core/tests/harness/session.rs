@@ -10,10 +10,11 @@
 //! each QoS 1/2 message is reported `Published` at most once.
 //!
 //! Checked while the broker's bytes all came from the model (no raw bytes since the last
-//! session-less CONNACK): the connection is never dropped for a protocol violation or an
-//! exhausted table. And if no raw byte was ever fed, after a final settling phase every QoS
-//! 1/2 message has been delivered and acknowledged, the outbox is empty, and the broker holds
-//! exactly the subscriptions the application asked for.
+//! session-less CONNACK, and no session reset the client could not see): the connection is
+//! never dropped for a protocol violation or an exhausted table. And if no raw byte was ever
+//! fed, after a final settling phase every QoS 1/2 message has been delivered and
+//! acknowledged (QoS 2 exactly once while the broker never lost the session), the outbox is
+//! empty, and the broker holds exactly the subscriptions the application asked for.
 //!
 //! Input layout: `[config, max packet size, op, args..., op, args..., ...]`.
 
@@ -21,8 +22,8 @@ use super::broker::{Broker, REFUSED_PREFIX};
 use super::{TestSession, RX, SLOTS};
 use mqtt_core::session::ConnectionState;
 use mqtt_core::{
-    ConnectOptions, Error, Event, Instant, LastWill, MessageId, ProtocolError, QoS,
-    ResourceError, SessionConfig, TransportError,
+    ConnectOptions, Error, Event, Instant, LastWill, MessageId, ProtocolError, QoS, ResourceError,
+    SessionConfig, TransportError,
 };
 use mqttrs::Packet;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -319,6 +320,7 @@ impl World {
         }
     }
 
+    /// Checks one packet the session wrote.
     fn check_client_packet(&mut self, bytes: &[u8], state: ConnectionState) {
         let header = mqtt_core::framing::parse_fixed_header(bytes, usize::MAX)
             .ok()
@@ -530,7 +532,8 @@ impl World {
             }
             // A filter twice in one request may be refused (it is since the fix of known bug 1).
             Err(Error::Config(_)) if has_duplicates(filters.iter().map(|(f, _)| *f)) => {}
-            Err(Error::Exhausted(ResourceError::SubscriptionsFull | ResourceError::NoPacketId)) => {}
+            Err(Error::Exhausted(ResourceError::SubscriptionsFull | ResourceError::NoPacketId)) => {
+            }
             Err(other) => panic!("subscribe failed: {other:?}"),
         }
     }
@@ -549,7 +552,8 @@ impl World {
                 assert!(filters.iter().any(|f| mqtt_core::topic::validate_filter(f).is_err()));
             }
             Err(Error::Config(_)) if has_duplicates(filters.iter().copied()) => {}
-            Err(Error::Exhausted(ResourceError::SubscriptionsFull | ResourceError::NoPacketId)) => {}
+            Err(Error::Exhausted(ResourceError::SubscriptionsFull | ResourceError::NoPacketId)) => {
+            }
             Err(other) => panic!("unsubscribe failed: {other:?}"),
         }
     }
@@ -579,22 +583,34 @@ impl World {
         if self.ever_raw {
             return;
         }
-        assert_eq!(self.session.state(), ConnectionState::Connected, "settled without a connection");
+        assert_eq!(
+            self.session.state(),
+            ConnectionState::Connected,
+            "settled without a connection"
+        );
         assert_eq!(self.session.outbox_len(), 0, "messages left in the outbox");
         for (id, (tag, qos)) in &self.published {
             let delivered = self.broker.delivered.get(tag).copied().unwrap_or(0);
             match qos {
-                QoS::AtMostOnce => assert!(delivered <= 1, "QoS 0 {id:?} delivered {delivered} times"),
+                QoS::AtMostOnce => {
+                    assert!(delivered <= 1, "QoS 0 {id:?} delivered {delivered} times")
+                }
                 QoS::AtLeastOnce => {
                     assert!(delivered >= 1, "QoS 1 {id:?} never delivered");
-                    assert!(self.acknowledged.contains(id), "QoS 1 {id:?} never reported Published");
+                    assert!(
+                        self.acknowledged.contains(id),
+                        "QoS 1 {id:?} never reported Published"
+                    );
                 }
                 QoS::ExactlyOnce => {
                     assert!(delivered >= 1, "QoS 2 {id:?} never delivered");
                     if !self.broker.session_ever_lost && !self.clean_session {
                         assert_eq!(delivered, 1, "QoS 2 {id:?} delivered more than once");
                     }
-                    assert!(self.acknowledged.contains(id), "QoS 2 {id:?} never reported Published");
+                    assert!(
+                        self.acknowledged.contains(id),
+                        "QoS 2 {id:?} never reported Published"
+                    );
                 }
             }
         }
@@ -604,7 +620,7 @@ impl World {
     }
 }
 
-/// The fuzz entry point.
+/// The fuzz entry point: runs the script in `data` with every invariant checked.
 pub fn run(data: &[u8]) {
     let mut input = Input(data);
     let (Some(config), Some(size)) = (input.byte(), input.byte()) else {
@@ -645,7 +661,8 @@ pub fn run(data: &[u8]) {
                 world.broker_publishes(selector, len);
             }
             5 => {
-                let step = [0, 1, 100, 999, 1_000, 2_000, 3_000, 5_000, 30_000, 61_000, u64::MAX / 2];
+                let step =
+                    [0, 1, 100, 999, 1_000, 2_000, 3_000, 5_000, 30_000, 61_000, u64::MAX / 2];
                 let ms = step[usize::from(input.arg()) % step.len()];
                 world.advance(ms);
             }
