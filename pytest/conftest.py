@@ -119,6 +119,14 @@ class Subscription:
                 return
         raise AssertionError(f"{expected!r} not received within {timeout} s; got {self.seen}")
 
+    def next_line(self, timeout: float) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"nothing received within {timeout} s; got {self.seen}")
+        self.seen.append(line)
+        return line
+
     def close(self) -> None:
         self.process.kill()
         self.process.wait(5)

@@ -8,21 +8,22 @@ from conftest import DEVICE_TOPICS, Broker
 
 
 def test_device_publishes_status_and_receives_commands_over_mutual_tls(broker, peer, device):
-    status = peer.subscribe(f"{DEVICE_TOPICS}/#")
+    messages = peer.subscribe(f"{DEVICE_TOPICS}/#")
     try:
         device.launch()
         device.readlines_until(regex="credentials installed \\(mutual TLS: true\\)", timeout=10)
+        device.readlines_until(regex="tls: connected to localhost \\(TLSv1\\.[23], ", timeout=20)
         device.readlines_until(regex="mqtt: connected \\(session present", timeout=20)
         # The device's message arrives at a subscriber.
-        status.wait_for(f"{DEVICE_TOPICS}/status online", timeout=10)
+        messages.wait_for(f"{DEVICE_TOPICS}/status online", timeout=10)
         device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=10)
-        # A message to its command topic reaches the firmware.
+        # A message to its command topic reaches the firmware, which answers it.
         token = uuid.uuid4().hex
-        peer.publish(f"{DEVICE_TOPICS}/cmd/echo", token)
-        device.readlines_until(regex=f"mqtt: received on {DEVICE_TOPICS}/cmd/echo: {token}",
-                               timeout=10)
+        peer.publish(f"{DEVICE_TOPICS}/cmd/ping", token)
+        device.readlines_until(regex=f"mqtt: ping \\({len(token)} bytes\\)", timeout=10)
+        messages.wait_for(f"{DEVICE_TOPICS}/reply/ping {token}", timeout=10)
     finally:
-        status.close()
+        messages.close()
 
 
 def test_unreachable_broker_is_retried_with_backoff_until_it_comes_up(tmp_path, broker_port,

@@ -1,19 +1,22 @@
 //! The device's one thread: credentials, network, then connect → run → back off → reconnect,
-//! forever. The MQTT protocol itself is `mqtt_core`; this module only feeds it a TLS socket,
-//! the clock and the application's requests.
+//! forever. The MQTT protocol is `mqtt_core`, what the device does with it is `device_app`;
+//! this module feeds them a TLS socket, the clock, the LEDs and the counters.
 //!
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
 use crate::credentials;
-use crate::net::{self, NetError, TlsSocket};
+use crate::leds::Leds;
+use crate::net::{self, CipherSuite, NetError, TlsSocket};
 use crate::settings::Settings;
-use core::fmt::Write as _;
-use heapless::String;
+use device_app::{Command, CommandError, DeviceTopics, Telemetry};
+use heapless::{Deque, String, Vec};
 use log::{error, info, warn};
 use mqtt_core::backoff::{Backoff, BackoffConfig};
 use mqtt_core::driver::{Client, Clock};
-use mqtt_core::session::ConnectionState;
-use mqtt_core::{ConnectOptions, Error, Event, Instant, LastWill, QoS, Session, SessionConfig, TransportError};
+use mqtt_core::{
+    ConfigError, ConnectOptions, Error, Event, Instant, LastWill, QoS, Session, SessionConfig,
+    TransportError,
+};
 
 /// Uptime as the MQTT core's clock.
 struct Uptime;
@@ -28,24 +31,34 @@ fn sleep_ms(ms: u32) {
     zephyr::time::sleep(zephyr::time::Duration::millis(u64::from(ms)));
 }
 
-/// Longest topic the device builds: prefix + client id + suffix.
-const TOPIC_CAPACITY: usize = 128;
+/// Largest reply payload (a ping is echoed up to this size).
+const REPLY_CAPACITY: usize = 256;
+/// Replies produced by one round of received messages, published right after it.
+const PENDING_REPLIES: usize = 4;
 
-/// The device's topics under `<prefix>/<client id>/`.
-struct Topics {
-    status: String<TOPIC_CAPACITY>,
-    commands: String<TOPIC_CAPACITY>,
+/// A reply to a command, owned: it is published after the event that caused it is gone.
+struct Reply {
+    to_error_topic: bool,
+    payload: Vec<u8, REPLY_CAPACITY>,
 }
 
-impl Topics {
-    fn new(settings: &Settings) -> Result<Self, core::fmt::Error> {
-        let base = |suffix: &str| -> Result<String<TOPIC_CAPACITY>, core::fmt::Error> {
-            let mut topic = String::new();
-            write!(topic, "{}/{}/{}", settings.topic_prefix, settings.client_id, suffix)?;
-            Ok(topic)
-        };
-        Ok(Self { status: base("status")?, commands: base("cmd/#")? })
-    }
+/// What the device counts for telemetry.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    published: u32,
+    received: u32,
+    reconnects: u32,
+}
+
+/// State the MQTT thread carries across connections.
+struct Device {
+    topics: DeviceTopics,
+    leds: Leds,
+    counters: Counters,
+    replies: Deque<Reply, PENDING_REPLIES>,
+    telemetry_interval_ms: u64,
+    next_telemetry: Instant,
+    cipher_suite: CipherSuite,
 }
 
 /// A NUL-terminated copy of the broker's host name for the socket API.
@@ -68,8 +81,9 @@ pub fn run() -> ! {
         Ok(installed) => info!("credentials installed (mutual TLS: {})", installed.mutual_tls),
         Err((kind, cause)) => halt(format_args!("cannot register {kind:?} credential: {cause:?}")),
     }
-    let Ok(topics) = Topics::new(&settings) else {
-        halt(format_args!("topic prefix and client id are longer than {TOPIC_CAPACITY} bytes"));
+    let topics = match DeviceTopics::new(settings.topic_prefix, settings.client_id) {
+        Ok(topics) => topics,
+        Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause:?}")),
     };
     let Some(host_name) = host_name_c(settings.broker_host) else {
         halt(format_args!("broker host name is longer than 255 bytes"));
@@ -78,7 +92,22 @@ pub fn run() -> ! {
         halt(format_args!("broker host name contains a NUL byte"));
     };
 
-    let will = LastWill { topic: &topics.status, payload: b"offline", qos: QoS::AtLeastOnce, retain: true };
+    let mut device = Device {
+        topics,
+        leds: Leds::new(),
+        counters: Counters::default(),
+        replies: Deque::new(),
+        telemetry_interval_ms: settings.telemetry_interval_ms,
+        next_telemetry: Instant(0),
+        cipher_suite: CipherSuite::default(),
+    };
+    info!("leds: {} available", device.leds.available());
+
+    // The will and the session borrow the topics: they live as long as this function, which
+    // never returns.
+    let status_topic: String<128> = String::from(device.topics.status());
+    let will =
+        LastWill { topic: &status_topic, payload: b"offline", qos: QoS::AtLeastOnce, retain: true };
     let mut config = SessionConfig::new(ConnectOptions {
         client_id: settings.client_id,
         username: None,
@@ -94,8 +123,9 @@ pub fn run() -> ! {
         Err(cause) => halt(format_args!("invalid MQTT settings: {cause:?}")),
     };
     let mut client: Client<'_, TlsSocket, Uptime> = Client::new(session, Uptime);
-    if let Err(cause) = client.session().subscribe(&[(&topics.commands, QoS::AtLeastOnce)]) {
-        halt(format_args!("cannot subscribe to {}: {cause}", topics.commands));
+    let commands = device.topics.commands();
+    if let Err(cause) = client.session().subscribe(&[(commands, QoS::AtLeastOnce)]) {
+        halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
 
     let backoff_config = BackoffConfig {
@@ -105,6 +135,7 @@ pub fn run() -> ! {
     };
     let mut backoff = Backoff::new(backoff_config, net::random_u64());
     let sec_tags = [settings.sec_tag];
+    let mut connected_before = false;
 
     loop {
         while let Err(cause) = net::wait_for_network(settings.network_wait_ms) {
@@ -112,8 +143,13 @@ pub fn run() -> ! {
         }
         let cause = match connect(&settings, host_name, &sec_tags) {
             Ok(socket) => {
+                if connected_before {
+                    device.counters.reconnects = device.counters.reconnects.saturating_add(1);
+                }
+                connected_before = true;
+                device.cipher_suite = socket.cipher_suite();
                 let started = client.clock().now();
-                let cause = run_connection(&mut client, socket, &topics);
+                let cause = run_connection(&mut client, socket, &mut device);
                 let lasted = client.clock().now().ms_since(started);
                 backoff.connection_ended(lasted);
                 cause
@@ -123,7 +159,7 @@ pub fn run() -> ! {
                 if cause.is_recoverable() {
                     Error::Transport(TransportError::Connect)
                 } else {
-                    Error::Config(mqtt_core::ConfigError::TransportRejected)
+                    Error::Config(ConfigError::TransportRejected)
                 }
             }
         };
@@ -141,12 +177,13 @@ fn connect(settings: &Settings, host_name: &core::ffi::CStr, sec_tags: &[i32]) -
     info!("connecting to {}:{}", settings.broker_host, settings.broker_port);
     let address = net::resolve(host_name, settings.broker_port)?;
     let socket = TlsSocket::connect(&address, host_name, sec_tags)?;
-    info!("tls: connected to {}", settings.broker_host);
+    let suite = socket.cipher_suite();
+    info!("tls: connected to {} ({}, {})", settings.broker_host, suite.version(), suite.name());
     Ok(socket)
 }
 
 /// Runs one MQTT connection over `socket` until it ends; returns why it ended.
-fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket, topics: &Topics) -> Error {
+fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket, device: &mut Device) -> Error {
     client.attach(socket);
     loop {
         let mut just_connected = false;
@@ -155,11 +192,14 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
                 info!("mqtt: connected (session present: {session_present})");
                 just_connected = true;
             }
-            Event::Message(message) => match core::str::from_utf8(message.payload) {
-                Ok(text) => info!("mqtt: received on {}: {}", message.topic, text),
-                Err(_) => info!("mqtt: received on {}: {} bytes", message.topic, message.payload.len()),
-            },
-            Event::Published(id) => log::debug!("mqtt: {id:?} acknowledged"),
+            Event::Message(message) => {
+                device.counters.received = device.counters.received.saturating_add(1);
+                on_message(device, message.topic, message.payload);
+            }
+            Event::Published(id) => {
+                device.counters.published = device.counters.published.saturating_add(1);
+                log::debug!("mqtt: {id:?} acknowledged");
+            }
             Event::Subscribed { packet_id, results } => {
                 info!("mqtt: subscribed (request {packet_id}): {results:?}")
             }
@@ -169,15 +209,88 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
         if let Err(cause) = result {
             return cause;
         }
+        let session = client.session();
         if just_connected {
-            match client.session().publish(&topics.status, b"online", QoS::AtLeastOnce, true) {
-                Ok(_) => info!("mqtt: published online to {}", topics.status),
+            match session.publish(device.topics.status(), b"online", QoS::AtLeastOnce, true) {
+                Ok(_) => info!("mqtt: published online to {}", device.topics.status()),
                 Err(cause) => warn!("mqtt: status not published: {cause}"),
             }
         }
-        if client.session().state() == ConnectionState::Disconnected {
-            return Error::Transport(TransportError::Closed);
+        while let Some(reply) = device.replies.pop_front() {
+            let topic =
+                if reply.to_error_topic { device.topics.reply_error() } else { device.topics.reply_ping() };
+            if let Err(cause) = session.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
+                warn!("mqtt: reply to {topic} not published: {cause}");
+            }
         }
+        let now = Uptime.now();
+        if now >= device.next_telemetry {
+            device.next_telemetry = now.plus_ms(device.telemetry_interval_ms);
+            publish_telemetry(client, device, now);
+        }
+    }
+}
+
+/// Carries out a command; replies wait in `device.replies` until the event is gone.
+fn on_message(device: &mut Device, topic: &str, payload: &[u8]) {
+    let reply = match device_app::parse_command(&device.topics, topic, payload) {
+        Ok(Command::Led { index, action }) => match device.leds.apply(index, action) {
+            Ok(level) => {
+                info!("led{index}: {action:?} -> {}", if level { "on" } else { "off" });
+                None
+            }
+            Err(cause) => {
+                warn!("led{index}: {cause:?}");
+                error_reply(CommandError::NoSuchLed, topic)
+            }
+        },
+        Ok(Command::Ping { payload }) => {
+            info!("mqtt: ping ({} bytes)", payload.len());
+            match Vec::from_slice(payload) {
+                Ok(echo) => Some(Reply { to_error_topic: false, payload: echo }),
+                Err(()) => error_reply(CommandError::BadPayload, topic),
+            }
+        }
+        Err(cause) => {
+            warn!("command on {topic} refused: {}", cause.as_str());
+            error_reply(cause, topic)
+        }
+    };
+    if let Some(reply) = reply {
+        if device.replies.push_back(reply).is_err() {
+            warn!("reply to {topic} dropped: more than {PENDING_REPLIES} commands in one round");
+        }
+    }
+}
+
+fn error_reply(cause: CommandError, topic: &str) -> Option<Reply> {
+    let mut buf = [0u8; REPLY_CAPACITY];
+    let written = device_app::format_error_reply(cause, topic, &mut buf).ok()?;
+    let payload = Vec::from_slice(buf.get(..written)?).ok()?;
+    Some(Reply { to_error_topic: true, payload })
+}
+
+fn publish_telemetry(client: &mut Client<'_, TlsSocket, Uptime>, device: &mut Device, now: Instant) {
+    let session = client.session();
+    let telemetry = Telemetry {
+        uptime_s: now.0 / 1000,
+        published: device.counters.published,
+        received: device.counters.received,
+        reconnects: device.counters.reconnects,
+        heap_free: net::heap_free_bytes(),
+        outbox: u32::try_from(session.outbox_len()).unwrap_or(u32::MAX),
+        tls_version: device.cipher_suite.version(),
+        cipher: device.cipher_suite.name(),
+    };
+    let mut buf = [0u8; 384];
+    let Ok(written) = device_app::format_telemetry(&telemetry, &mut buf) else {
+        warn!("telemetry does not fit {} bytes", buf.len());
+        return;
+    };
+    let payload = buf.get(..written).unwrap_or(&[]);
+    match session.publish(device.topics.telemetry(), payload, QoS::AtLeastOnce, false) {
+        Ok(_) => info!("mqtt: telemetry queued ({written} bytes)"),
+        Err(cause) => warn!("mqtt: telemetry not queued: {cause}"),
     }
 }
 

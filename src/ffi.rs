@@ -37,6 +37,7 @@ extern "C" {
     pub fn app_tls_set_hostname(fd: c_int, host: *const c_char) -> c_int;
     pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
     pub fn app_tls_record_verify_flags(fd: c_int) -> c_int;
+    pub fn app_tls_ciphersuite(fd: c_int) -> c_int;
     pub fn app_tls_last_verify_flags() -> u32;
     pub fn app_connect(fd: c_int, addr: *const u8, addr_len: usize) -> c_int;
     pub fn app_send(fd: c_int, data: *const u8, len: usize) -> c_int;
@@ -45,6 +46,7 @@ extern "C" {
 
     pub fn app_errno_values() -> *const ErrnoValues;
     pub fn app_random_u64() -> u64;
+    pub fn app_heap_free_bytes() -> i64;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_broker_port_override() -> u16;
     pub fn app_network_wait(timeout_ms: i32) -> c_int;

@@ -2,7 +2,7 @@
 //!
 //! Everything that touches Zephyr lives here and nothing else does: the TLS socket and name
 //! resolution ([`net`]), TLS credentials ([`credentials`]), settings from Kconfig
-//! ([`settings`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
+//! ([`settings`]), the LEDs ([`leds`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
 //! block is in [`net`], [`credentials`] or [`settings`] and says why it is sound; the C functions they call
 //! are in `shim.c` (Zephyr's `zsock_*` calls are inline syscall wrappers with no symbol).
 #![no_std]
@@ -10,6 +10,7 @@
 mod app;
 mod credentials;
 mod ffi;
+mod leds;
 mod net;
 mod settings;
 

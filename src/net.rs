@@ -189,6 +189,13 @@ fn last_verify_problem() -> CertificateProblem {
     CertificateProblem::from_flags(unsafe { ffi::app_tls_last_verify_flags() })
 }
 
+/// Free bytes of the system heap, if Zephyr keeps statistics.
+pub fn heap_free_bytes() -> Option<u32> {
+    // SAFETY: plain call; the shim reads the heap's statistics under the heap's lock.
+    let free = unsafe { ffi::app_heap_free_bytes() };
+    u32::try_from(free).ok()
+}
+
 /// A connected TLS socket; closed on drop. The MQTT driver's transport:
 /// `embedded_io::{Read, Write}` with a read timeout.
 pub struct TlsSocket {
@@ -220,6 +227,41 @@ impl TlsSocket {
             Ok(_) => Ok(socket),
             Err(NetError::ConnectionReset) => Err(NetError::Handshake(last_verify_problem())),
             Err(other) => Err(other),
+        }
+    }
+}
+
+impl TlsSocket {
+    /// The cipher suite the handshake chose, and the TLS version it implies.
+    pub fn cipher_suite(&self) -> CipherSuite {
+        // SAFETY: fd is an open, connected socket owned by self.
+        let id = unsafe { ffi::app_tls_ciphersuite(self.fd) };
+        CipherSuite(u16::try_from(id).unwrap_or(0))
+    }
+}
+
+/// An IANA TLS cipher suite id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CipherSuite(pub u16);
+
+impl CipherSuite {
+    /// The TLS version: TLS 1.3 suites are 0x13xx (RFC 8446 §B.4).
+    pub fn version(&self) -> &'static str {
+        match self.0 {
+            0 => "unknown",
+            0x1300..=0x13FF => "TLSv1.3",
+            _ => "TLSv1.2",
+        }
+    }
+
+    /// The IANA name of the suites this firmware can negotiate.
+    pub fn name(&self) -> &'static str {
+        match self.0 {
+            0x1301 => "TLS_AES_128_GCM_SHA256",
+            0x1302 => "TLS_AES_256_GCM_SHA384",
+            0xC02B => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            0xC02C => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            _ => "other",
         }
     }
 }

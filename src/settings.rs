@@ -17,6 +17,7 @@ pub struct Settings {
     pub reconnect_base_ms: u32,
     pub reconnect_cap_ms: u32,
     pub network_wait_ms: i32,
+    pub telemetry_interval_ms: u64,
 }
 
 // Kconfig's `range` makes these conversions lossless; the assertions make a wrong range a
@@ -28,6 +29,7 @@ const _: () = assert!(kconfig::CONFIG_APP_MQTT_INFLIGHT_WINDOW >= 1);
 const _: () = assert!(kconfig::CONFIG_APP_TLS_SEC_TAG >= 1 && kconfig::CONFIG_APP_TLS_SEC_TAG <= i32::MAX as isize);
 const _: () = assert!(kconfig::CONFIG_APP_RECONNECT_BASE_MS > 0 && kconfig::CONFIG_APP_RECONNECT_CAP_MS > 0);
 const _: () = assert!(kconfig::CONFIG_APP_NETWORK_WAIT_S > 0 && kconfig::CONFIG_APP_NETWORK_WAIT_S <= 3600);
+const _: () = assert!(kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S > 0);
 
 /// The broker port given on the native_sim command line (`--broker-port`), if any.
 #[cfg(CONFIG_ARCH_POSIX)]
@@ -69,6 +71,7 @@ impl Settings {
             reconnect_base_ms: kconfig::CONFIG_APP_RECONNECT_BASE_MS as u32,
             reconnect_cap_ms: kconfig::CONFIG_APP_RECONNECT_CAP_MS as u32,
             network_wait_ms: (kconfig::CONFIG_APP_NETWORK_WAIT_S * 1000) as i32,
+            telemetry_interval_ms: (kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S as u64) * 1000,
         }
     }
 }

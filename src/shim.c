@@ -18,6 +18,7 @@
 #include <zephyr/net/socket.h>
 #include <zephyr/net/tls_credentials.h>
 #include <zephyr/random/random.h>
+#include <zephyr/sys/sys_heap.h>
 
 #include <mbedtls/x509_crt.h>
 
@@ -219,6 +220,15 @@ uint32_t app_tls_last_verify_flags(void)
 	return last_verify_flags;
 }
 
+/* The IANA id of the cipher suite the handshake chose. */
+int app_tls_ciphersuite(int fd)
+{
+	int suite = 0;
+	socklen_t len = sizeof(suite);
+
+	return zsock_getsockopt(fd, SOL_TLS, TLS_CIPHERSUITE_USED, &suite, &len) < 0 ? -errno : suite;
+}
+
 /* Connects (and, for a TLS socket, runs the handshake) within timeout_ms. */
 int app_connect(int fd, const uint8_t *addr, size_t addr_len)
 {
@@ -293,14 +303,20 @@ uint64_t app_random_u64(void)
 	return value;
 }
 
-int64_t app_uptime_ms(void)
+/* Free bytes of the system heap (k_malloc), or -ENOTSUP without runtime statistics. */
+int64_t app_heap_free_bytes(void)
 {
-	return k_uptime_get();
-}
+#if defined(CONFIG_SYS_HEAP_RUNTIME_STATS) && (K_HEAP_MEM_POOL_SIZE > 0)
+	extern struct sys_heap _system_heap;
+	struct sys_memory_stats stats;
 
-void app_sleep_ms(int32_t ms)
-{
-	k_msleep(ms);
+	if (sys_heap_runtime_stats_get(&_system_heap, &stats) != 0) {
+		return -EINVAL;
+	}
+	return (int64_t)stats.free_bytes;
+#else
+	return -ENOTSUP;
+#endif
 }
 
 #if defined(CONFIG_NET_CONNECTION_MANAGER)

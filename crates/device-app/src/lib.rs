@@ -1,0 +1,24 @@
+//! Application logic of the device, sans IO.
+//!
+//! The firmware owns the MQTT session and the LEDs; this crate only decides what things mean:
+//! which topics the device uses ([`DeviceTopics`]), what a message received on its command
+//! filter asks for ([`parse_command`]), and the JSON it answers and reports with
+//! ([`format_error_reply`], [`format_telemetry`]). Topic rules follow MQTT 3.1.1 §4.7, JSON
+//! follows RFC 8259.
+//!
+//! No heap: topics are bounded [`heapless::String`]s and JSON is written into a buffer the caller
+//! owns. Nothing here panics, whatever the input.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod command;
+mod json;
+mod topics;
+
+pub use command::{parse_command, Command, CommandError, LedAction, LED_COUNT};
+pub use json::{format_error_reply, format_telemetry, FormatError, Telemetry};
+pub use topics::{DeviceTopics, TopicError, MAX_TOPIC_LEN};
