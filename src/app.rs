@@ -4,6 +4,7 @@
 //!
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
+use crate::control::{self, LinkState, Status};
 use crate::credentials;
 use crate::leds::Leds;
 use crate::net::{self, CipherSuite, NetError, TlsSocket};
@@ -35,6 +36,11 @@ fn sleep_ms(ms: u32) {
 const REPLY_CAPACITY: usize = 256;
 /// Replies produced by one round of received messages, published right after it.
 const PENDING_REPLIES: usize = 4;
+/// Longest wait for the socket in one loop round: a shell request (`mqtt pub`) waits at most
+/// this long for the MQTT thread. Short, because waking up costs one `poll` call.
+const ROUND_MS: u32 = 250;
+/// While the network is down, requests are served this often.
+const NETWORK_POLL_MS: i32 = 1_000;
 
 /// A reply to a command, owned: it is published after the event that caused it is gone.
 struct Reply {
@@ -59,6 +65,8 @@ struct Device {
     telemetry_interval_ms: u64,
     next_telemetry: Instant,
     cipher_suite: CipherSuite,
+    /// What `mqtt status` shows.
+    status: Status,
 }
 
 /// A NUL-terminated copy of the broker's host name for the socket API.
@@ -100,6 +108,7 @@ pub fn run() -> ! {
         telemetry_interval_ms: settings.telemetry_interval_ms,
         next_telemetry: Instant(0),
         cipher_suite: CipherSuite::default(),
+        status: Status::new(settings.broker_host, settings.broker_port),
     };
     info!("leds: {} available", device.leds.available());
 
@@ -138,9 +147,20 @@ pub fn run() -> ! {
     let mut connected_before = false;
 
     loop {
-        while let Err(cause) = net::wait_for_network(settings.network_wait_ms) {
-            warn!("network not up yet ({cause:?}); still waiting");
+        device.status.set_state(LinkState::WaitingForNetwork);
+        let mut waited_ms = 0;
+        // In short steps, so that shell requests are served while the network is down.
+        while let Err(cause) = net::wait_for_network(NETWORK_POLL_MS) {
+            control::serve_requests(client.session());
+            waited_ms += NETWORK_POLL_MS;
+            if waited_ms >= settings.network_wait_ms {
+                warn!("network not up yet ({cause:?}); still waiting");
+                waited_ms = 0;
+            }
         }
+        // A "network down" from before this connection is not about it.
+        let _ = control::network_went_down();
+        device.status.set_state(LinkState::Connecting);
         let cause = match connect(&settings, host_name, &sec_tags) {
             Ok(socket) => {
                 if connected_before {
@@ -148,14 +168,17 @@ pub fn run() -> ! {
                 }
                 connected_before = true;
                 device.cipher_suite = socket.cipher_suite();
+                device.status.set_tls(device.cipher_suite.version(), device.cipher_suite.name());
                 let started = client.clock().now();
                 let cause = run_connection(&mut client, socket, &mut device);
                 let lasted = client.clock().now().ms_since(started);
                 backoff.connection_ended(lasted);
+                device.status.set_last_error(&cause);
                 cause
             }
             Err(cause) => {
                 warn!("connect to {}:{} failed: {cause}", settings.broker_host, settings.broker_port);
+                device.status.set_last_error(&cause);
                 if cause.is_recoverable() {
                     Error::Transport(TransportError::Connect)
                 } else {
@@ -166,7 +189,8 @@ pub fn run() -> ! {
         match backoff.next_delay_ms(&cause) {
             Some(delay) => {
                 info!("reconnecting in {delay} ms");
-                sleep_ms(delay);
+                device.status.set_state(LinkState::BackingOff);
+                control::wait_serving(client.session(), delay, || Uptime.now().0);
             }
             None => halt(format_args!("not reconnecting: {cause}; fix the configuration and reboot")),
         }
@@ -187,7 +211,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
     client.attach(socket);
     loop {
         let mut just_connected = false;
-        let result = client.poll(1_000, &mut |event| match event {
+        let result = client.poll(ROUND_MS, &mut |event| match event {
             Event::Connected { session_present } => {
                 info!("mqtt: connected (session present: {session_present})");
                 just_connected = true;
@@ -209,8 +233,17 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
         if let Err(cause) = result {
             return cause;
         }
+        if control::network_went_down() {
+            // No DISCONNECT: it could not get through, and the broker should publish the
+            // will. Closing now frees the socket instead of waiting for the ping timeout.
+            info!("network down: closing the MQTT connection");
+            drop(client.detach());
+            return Error::Transport(TransportError::Closed);
+        }
         let session = client.session();
+        control::serve_requests(session);
         if just_connected {
+            device.status.set_state(LinkState::Connected);
             match session.publish(device.topics.status(), b"online", QoS::AtLeastOnce, true) {
                 Ok(_) => info!("mqtt: published online to {}", device.topics.status()),
                 Err(cause) => warn!("mqtt: status not published: {cause}"),
@@ -228,6 +261,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             device.next_telemetry = now.plus_ms(device.telemetry_interval_ms);
             publish_telemetry(client, device, now);
         }
+        device.status.update(client.session(), device.counters.published, device.counters.reconnects);
     }
 }
 

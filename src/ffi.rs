@@ -51,3 +51,53 @@ extern "C" {
     pub fn app_broker_port_override() -> u16;
     pub fn app_network_wait(timeout_ms: i32) -> c_int;
 }
+
+// --- control.c: the shell's requests and the status snapshot (see src/control.rs) ---------
+
+/// Longest topic and payload of a shell publish (`APP_CONTROL_*_MAX` in control.c).
+pub const CONTROL_TOPIC_MAX: usize = 128;
+pub const CONTROL_PAYLOAD_MAX: usize = 192;
+
+/// `struct app_publish_request` in control.c, same order.
+#[repr(C)]
+pub struct PublishRequest {
+    pub ticket: u32,
+    pub topic_len: u16,
+    pub payload_len: u16,
+    pub qos: u8,
+    pub topic: [u8; CONTROL_TOPIC_MAX],
+    pub payload: [u8; CONTROL_PAYLOAD_MAX],
+}
+
+/// `struct app_publish_answer` in control.c, same order.
+#[repr(C)]
+pub struct PublishAnswer {
+    pub queued: u32,
+    pub message_id: u32,
+    pub outbox: u32,
+    pub reason: [u8; 96],
+}
+
+/// `struct app_mqtt_status` in control.c, same order; text fields are NUL-terminated.
+#[repr(C)]
+pub struct MqttStatus {
+    pub inflight: u32,
+    pub outbox: u32,
+    pub reconnects: u32,
+    pub published: u32,
+    pub port: u16,
+    pub state: [u8; 16],
+    pub host: [u8; 64],
+    pub tls_version: [u8; 16],
+    pub cipher: [u8; 48],
+    pub last_error: [u8; 96],
+}
+
+extern "C" {
+    pub fn app_control_take_request(out: *mut PublishRequest, timeout_ms: i32) -> c_int;
+    pub fn app_control_answer(ticket: u32, answer: *const PublishAnswer);
+    pub fn app_control_set_status(status: *const MqttStatus);
+    pub fn app_control_network_went_down() -> bool;
+    #[cfg(CONFIG_ARCH_POSIX)]
+    pub fn app_keepalive_override() -> u16;
+}

@@ -2,12 +2,13 @@
 //!
 //! Everything that touches Zephyr lives here and nothing else does: the TLS socket and name
 //! resolution ([`net`]), TLS credentials ([`credentials`]), settings from Kconfig
-//! ([`settings`]), the LEDs ([`leds`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
-//! block is in [`net`], [`credentials`] or [`settings`] and says why it is sound; the C functions they call
+//! ([`settings`]), the LEDs ([`leds`]), the shell's view of the MQTT thread ([`control`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
+//! block is in [`net`], [`credentials`], [`settings`] or [`control`] and says why it is sound; the C functions they call
 //! are in `shim.c` (Zephyr's `zsock_*` calls are inline syscall wrappers with no symbol).
 #![no_std]
 
 mod app;
+mod control;
 mod credentials;
 mod ffi;
 mod leds;

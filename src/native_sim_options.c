@@ -4,6 +4,8 @@
  * native_sim only: command-line options for the tests, so that an image built once can talk
  * to a broker the test started on a free loopback port:
  *   zephyr.exe --broker-port=18883
+ * and with a short MQTT keepalive, for the fault tests (ping timeout in seconds):
+ *   zephyr.exe --keepalive-s=2
  */
 
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include "cmdline.h" /* native_sim command-line options */
 
 static uint32_t broker_port_override;
+static uint32_t keepalive_override;
 
 static void add_app_options(void)
 {
@@ -24,6 +27,14 @@ static void add_app_options(void)
 			.type = 'u',
 			.dest = (void *)&broker_port_override,
 			.descript = "TCP port of the MQTT broker (overrides CONFIG_APP_BROKER_PORT)",
+		},
+		{
+			.option = "keepalive-s",
+			.name = "seconds",
+			.type = 'u',
+			.dest = (void *)&keepalive_override,
+			.descript = "MQTT keepalive in seconds, 1..65535 (overrides "
+				    "CONFIG_APP_MQTT_KEEPALIVE_S)",
 		},
 		ARG_TABLE_ENDMARKER,
 	};
@@ -37,4 +48,10 @@ NATIVE_TASK(add_app_options, PRE_BOOT_1, 10);
 uint16_t app_broker_port_override(void)
 {
 	return broker_port_override <= UINT16_MAX ? (uint16_t)broker_port_override : 0;
+}
+
+/* 0 when the option was not given or is out of range. */
+uint16_t app_keepalive_override(void)
+{
+	return keepalive_override <= UINT16_MAX ? (uint16_t)keepalive_override : 0;
 }

@@ -46,12 +46,31 @@ fn broker_port_override() -> Option<u16> {
     None
 }
 
+/// The MQTT keepalive given on the native_sim command line (`--keepalive-s`), if any: the
+/// fault tests use a short one to see a ping timeout in seconds.
+#[cfg(CONFIG_ARCH_POSIX)]
+fn keepalive_override() -> Option<u16> {
+    // SAFETY: plain call; reads a value written once by the command-line parser at boot.
+    match unsafe { crate::ffi::app_keepalive_override() } {
+        0 => None,
+        seconds => Some(seconds),
+    }
+}
+
+#[cfg(not(CONFIG_ARCH_POSIX))]
+fn keepalive_override() -> Option<u16> {
+    None
+}
+
 impl Settings {
-    /// The settings in force: Kconfig, with the simulator's command-line override.
+    /// The settings in force: Kconfig, with the simulator's command-line overrides.
     pub fn current() -> Self {
         let mut settings = Self::from_kconfig();
         if let Some(port) = broker_port_override() {
             settings.broker_port = port;
+        }
+        if let Some(seconds) = keepalive_override() {
+            settings.keep_alive_s = seconds;
         }
         settings
     }

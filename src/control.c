@@ -1,0 +1,271 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The operator's side of the MQTT thread (src/control.rs): the `mqtt status` and `mqtt pub`
+ * shell commands, and the connection manager's "network went down" event.
+ *
+ * The MQTT session belongs to the MQTT thread alone, so the shell never touches it:
+ * - `mqtt pub` puts a request into a bounded k_msgq that the MQTT thread drains every loop
+ *   round, and waits (bounded) for the answer on a semaphore. A request that cannot be queued
+ *   or is not answered in time is reported, never dropped without a line.
+ * - `mqtt status` prints a snapshot that the MQTT thread copies in every round, under a
+ *   spinlock (a short memcpy on both sides).
+ *
+ * Struct layouts are mirrored in src/ffi.rs; keep them in the same order.
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zephyr/init.h>
+#include <zephyr/kernel.h>
+#include <zephyr/sys/atomic.h>
+
+#if defined(CONFIG_SHELL)
+#include <zephyr/shell/shell.h>
+#endif
+
+#if defined(CONFIG_NET_CONNECTION_MANAGER)
+#include <zephyr/net/net_event.h>
+#include <zephyr/net/net_mgmt.h>
+#endif
+
+#define APP_CONTROL_TOPIC_MAX   128
+#define APP_CONTROL_PAYLOAD_MAX 192
+/* Requests waiting for the MQTT thread; more are refused with "request queue full". */
+#define APP_CONTROL_QUEUE_DEPTH 4
+/* The MQTT thread answers within one loop round unless it is inside a TLS handshake. */
+#define APP_CONTROL_ANSWER_TIMEOUT_MS 5000
+
+struct app_publish_request {
+	uint32_t ticket;
+	uint16_t topic_len;
+	uint16_t payload_len;
+	uint8_t qos;
+	char topic[APP_CONTROL_TOPIC_MAX];
+	uint8_t payload[APP_CONTROL_PAYLOAD_MAX];
+};
+
+struct app_publish_answer {
+	uint32_t queued; /* 1: in the outbox as message_id; 0: rejected for reason */
+	uint32_t message_id;
+	uint32_t outbox;
+	char reason[96];
+};
+
+struct app_mqtt_status {
+	uint32_t inflight;
+	uint32_t outbox;
+	uint32_t reconnects;
+	uint32_t published;
+	uint16_t port;
+	char state[16];
+	char host[64];
+	char tls_version[16];
+	char cipher[48];
+	char last_error[96];
+};
+
+K_MSGQ_DEFINE(publish_requests, sizeof(struct app_publish_request), APP_CONTROL_QUEUE_DEPTH, 4);
+
+static struct k_spinlock lock;
+/* Under `lock`: the snapshot, and the one answer a shell command is waiting for. */
+static struct app_mqtt_status status = {.state = "starting"};
+static uint32_t awaited_ticket;
+static struct app_publish_answer awaited_answer;
+static K_SEM_DEFINE(answered, 0, 1);
+
+/* --- The MQTT thread's side ------------------------------------------------------------------ */
+
+/* 0 and a request in *out, or -ENOMSG when none came within timeout_ms. */
+int app_control_take_request(struct app_publish_request *out, int32_t timeout_ms)
+{
+	k_timeout_t timeout = timeout_ms > 0 ? K_MSEC(timeout_ms) : K_NO_WAIT;
+
+	return k_msgq_get(&publish_requests, out, timeout) == 0 ? 0 : -ENOMSG;
+}
+
+/* Hands the result to the shell command if it still waits; the MQTT thread logs it anyway. */
+void app_control_answer(uint32_t ticket, const struct app_publish_answer *answer)
+{
+	bool waiting;
+	k_spinlock_key_t key = k_spin_lock(&lock);
+
+	waiting = ticket != 0 && ticket == awaited_ticket;
+	if (waiting) {
+		awaited_answer = *answer;
+		awaited_answer.reason[sizeof(awaited_answer.reason) - 1] = '\0';
+		awaited_ticket = 0;
+	}
+	k_spin_unlock(&lock, key);
+	if (waiting) {
+		k_sem_give(&answered);
+	}
+}
+
+void app_control_set_status(const struct app_mqtt_status *snapshot)
+{
+	k_spinlock_key_t key = k_spin_lock(&lock);
+
+	status = *snapshot;
+	k_spin_unlock(&lock, key);
+}
+
+/* --- Network events (board only) -------------------------------------------------------------
+ * shim.c's own L4 callback drives app_network_wait(); this one only tells the MQTT thread that
+ * the link it is using is gone, so it closes the session now instead of at the next keepalive.
+ */
+static atomic_t network_went_down;
+
+bool app_control_network_went_down(void)
+{
+	return atomic_clear(&network_went_down) != 0;
+}
+
+#if defined(CONFIG_NET_CONNECTION_MANAGER)
+static struct net_mgmt_event_callback l4_down_callback;
+
+static void on_l4_down(struct net_mgmt_event_callback *cb, uint64_t event, struct net_if *iface)
+{
+	ARG_UNUSED(cb);
+	ARG_UNUSED(iface);
+	if (event == NET_EVENT_L4_DISCONNECTED) {
+		atomic_set(&network_went_down, 1);
+	}
+}
+
+static int register_l4_down(void)
+{
+	net_mgmt_init_event_callback(&l4_down_callback, on_l4_down, NET_EVENT_L4_DISCONNECTED);
+	net_mgmt_add_event_callback(&l4_down_callback);
+	return 0;
+}
+
+SYS_INIT(register_l4_down, APPLICATION, 0);
+#endif
+
+/* --- Shell commands ------------------------------------------------------------------------- */
+#if defined(CONFIG_SHELL)
+
+static int cmd_status(const struct shell *sh, size_t argc, char **argv)
+{
+	/* static: a 300-byte copy is better off the shell thread's stack; one shell, one caller. */
+	static struct app_mqtt_status copy;
+	k_spinlock_key_t key = k_spin_lock(&lock);
+
+	ARG_UNUSED(argc);
+	ARG_UNUSED(argv);
+	copy = status;
+	k_spin_unlock(&lock, key);
+	shell_print(sh, "state: %s", copy.state);
+	shell_print(sh, "broker: %s:%u", copy.host, copy.port);
+	shell_print(sh, "tls: %s %s", copy.tls_version, copy.cipher);
+	shell_print(sh, "in flight: %u", copy.inflight);
+	shell_print(sh, "outbox: %u", copy.outbox);
+	shell_print(sh, "published: %u", copy.published);
+	shell_print(sh, "reconnects: %u", copy.reconnects);
+	shell_print(sh, "last error: %s", copy.last_error[0] != '\0' ? copy.last_error : "none");
+	return 0;
+}
+
+static K_MUTEX_DEFINE(publish_lock);
+static uint32_t last_ticket;
+
+static int cmd_pub(const struct shell *sh, size_t argc, char **argv)
+{
+	/* Guarded by publish_lock; static for the same reason as in cmd_status. */
+	static struct app_publish_request request;
+	size_t topic_len = strlen(argv[1]);
+	size_t payload_len = strlen(argv[2]);
+	unsigned long qos = 1;
+	uint32_t ticket;
+	bool answered_in_time;
+	int ret;
+
+	if (argc > 3) {
+		char *end;
+
+		qos = strtoul(argv[3], &end, 10);
+		if (*end != '\0' || end == argv[3] || qos > 2) {
+			shell_error(sh, "pub rejected: qos must be 0, 1 or 2, not '%s'", argv[3]);
+			return -EINVAL;
+		}
+	}
+	if (topic_len == 0 || topic_len > APP_CONTROL_TOPIC_MAX) {
+		shell_error(sh, "pub rejected: topic must be 1 to %d bytes", APP_CONTROL_TOPIC_MAX);
+		return -EINVAL;
+	}
+	if (payload_len > APP_CONTROL_PAYLOAD_MAX) {
+		shell_error(sh, "pub rejected: payload longer than %d bytes", APP_CONTROL_PAYLOAD_MAX);
+		return -EINVAL;
+	}
+
+	k_mutex_lock(&publish_lock, K_FOREVER);
+	ticket = ++last_ticket;
+	if (ticket == 0) { /* 0 means "nobody waits" */
+		ticket = ++last_ticket;
+	}
+	request.ticket = ticket;
+	request.qos = (uint8_t)qos;
+	request.topic_len = (uint16_t)topic_len;
+	request.payload_len = (uint16_t)payload_len;
+	memcpy(request.topic, argv[1], topic_len);
+	memcpy(request.payload, argv[2], payload_len);
+
+	/* Announce the wait before queueing: the answer may come before k_msgq_put returns. */
+	k_sem_reset(&answered);
+	K_SPINLOCK(&lock) {
+		awaited_ticket = ticket;
+	}
+	if (k_msgq_put(&publish_requests, &request, K_NO_WAIT) != 0) {
+		K_SPINLOCK(&lock) {
+			awaited_ticket = 0;
+		}
+		shell_error(sh, "pub #%u rejected: request queue full (%d waiting for the MQTT thread)",
+			    ticket, APP_CONTROL_QUEUE_DEPTH);
+		k_mutex_unlock(&publish_lock);
+		return -EBUSY;
+	}
+
+	answered_in_time = k_sem_take(&answered, K_MSEC(APP_CONTROL_ANSWER_TIMEOUT_MS)) == 0;
+	K_SPINLOCK(&lock) {
+		if (!answered_in_time && awaited_ticket == 0) {
+			/* Answered between the timeout and this lock. */
+			answered_in_time = true;
+		}
+		awaited_ticket = 0;
+	}
+	if (!answered_in_time) {
+		shell_warn(sh, "pub #%u still queued: no answer within %d ms (the MQTT thread is busy, "
+			   "e.g. connecting); it logs the result", ticket, APP_CONTROL_ANSWER_TIMEOUT_MS);
+		ret = -ETIMEDOUT;
+	} else if (awaited_answer.queued) {
+		shell_print(sh, "pub #%u queued as message %u (outbox %u)", ticket,
+			    awaited_answer.message_id, awaited_answer.outbox);
+		ret = 0;
+	} else {
+		shell_error(sh, "pub #%u rejected: %s", ticket, awaited_answer.reason);
+		ret = -EIO;
+	}
+	k_mutex_unlock(&publish_lock);
+	return ret;
+}
+
+SHELL_STATIC_SUBCMD_SET_CREATE(
+	mqtt_commands,
+	SHELL_CMD_ARG(status, NULL,
+		      "Connection state, broker, TLS in use, in flight, outbox, reconnects, last "
+		      "error",
+		      cmd_status, 1, 0),
+	SHELL_CMD_ARG(pub, NULL,
+		      "<topic> <payload> [qos]: publish through the MQTT thread (qos 0, 1 or 2; "
+		      "default 1); queued in the outbox while offline",
+		      cmd_pub, 3, 1),
+	SHELL_SUBCMD_SET_END);
+
+SHELL_CMD_REGISTER(mqtt, &mqtt_commands, "The MQTT client", NULL);
+
+#endif /* CONFIG_SHELL */
