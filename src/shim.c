@@ -242,25 +242,30 @@ int app_send(int fd, const uint8_t *data, size_t len)
 	return sent < 0 ? -errno : (int)sent;
 }
 
-/* Bytes received, 0 at end of stream, -EAGAIN when nothing came within timeout_ms. */
+/*
+ * Bytes received, 0 at end of stream, -EAGAIN when nothing came within timeout_ms.
+ *
+ * A blocking recv with SO_RCVTIMEO, not zsock_poll + recv: when the broker's TCP stream ends
+ * without a TLS close_notify (broker killed), Zephyr's TLS poll sees readable bytes that
+ * mbedtls_ssl_read turns into "0 bytes, no record yet" and polls again, spinning until the
+ * timeout and never reporting the end of stream (on native_sim, where time stands still in a
+ * busy loop, forever). recv itself returns 0 there, as it should.
+ */
 int app_recv(int fd, uint8_t *buf, size_t len, int32_t timeout_ms)
 {
-	struct zsock_pollfd pfd = {.fd = fd, .events = ZSOCK_POLLIN};
-	int ready = zsock_poll(&pfd, 1, timeout_ms);
+	struct zsock_timeval timeout = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_usec = (timeout_ms % 1000) * 1000,
+	};
 	ssize_t received;
 
-	if (ready < 0) {
+	if (timeout_ms > 0 &&
+	    zsock_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0) {
 		return -errno;
 	}
-	if (ready == 0) {
-		return -EAGAIN;
-	}
-	if ((pfd.revents & ZSOCK_POLLIN) == 0 && (pfd.revents & (ZSOCK_POLLERR | ZSOCK_POLLNVAL))) {
-		return -ECONNRESET;
-	}
-	received = zsock_recv(fd, buf, len, ZSOCK_MSG_DONTWAIT);
+	received = zsock_recv(fd, buf, len, timeout_ms > 0 ? 0 : ZSOCK_MSG_DONTWAIT);
 	if (received < 0) {
-		return -errno;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	}
 	return (int)received;
 }
