@@ -10,7 +10,9 @@ Run by twister (`west twister -T . -p native_sim/native/64`) or directly on a bu
 
 import os
 import queue
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from twister_harness.exceptions import TwisterHarnessTimeoutException
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_CERTS = REPO / "certs" / "dev-only-insecure"
@@ -157,3 +160,123 @@ def device(unlaunched_dut, broker_port):
     # The adapter builds its command line once per session; each test has its own port.
     unlaunched_dut.command = []
     return unlaunched_dut
+
+
+# --- Fault tests (test_faults.py): a broker that survives SIGKILL, an observer that comes
+# back after it, and the device's shell ----------------------------------------------------
+
+class PersistentBroker(Broker):
+    """Mosquitto with persistence on, so that a restart after SIGKILL keeps the sessions and
+    subscriptions it had saved (autosave every second). broker-up writes `persistence false`
+    and starts the broker itself, so this generates the same configuration with
+    `mkcerts mosquitto-conf`, appends the persistence lines and starts mosquitto directly."""
+
+    def start(self) -> "PersistentBroker":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.run_dir / "mosquitto.conf"
+        if not conf.exists():
+            subprocess.run([str(REPO / "certs" / "mkcerts"), "mosquitto-conf", "--out",
+                            str(self.run_dir), "--ca-dir", str(self.certs), "--port",
+                            str(self.port), "--force"], check=True, capture_output=True)
+            with conf.open("a") as f:
+                # Later lines win: these override the generated `persistence false`.
+                f.write(f"persistence true\npersistence_location {self.run_dir}/\n"
+                        "autosave_interval 1\n")
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(["stdbuf", "-oL", "mosquitto", "-c", str(conf)],
+                                        stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 10)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no last save."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(5)
+
+    def connections_of(self, client_id: str) -> int:
+        return self.log().count(f" as {client_id} ")
+
+
+class ReconnectingSubscription(Subscription):
+    """mosquitto_sub with a persistent session (-c -i ID, QoS 1), started again whenever it
+    exits: mosquitto_sub does not reconnect by itself after the broker goes away."""
+
+    def __init__(self, command: list):
+        self.command = command
+        self.closed = False
+        self.lines = queue.Queue()
+        self.seen = []
+        self.process = None
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.closed:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL, text=True)
+            for line in self.process.stdout:
+                self.lines.put(line.rstrip("\n"))
+            self.process.wait()
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.process:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def persistent_subscription(peer: Peer, client_id: str, topic_filter: str):
+    return ReconnectingSubscription(["mosquitto_sub", *peer.tls_args(), "-c", "-i", client_id,
+                                     "-q", "1", "-t", topic_filter, "-v"])
+
+
+class Console:
+    """The device's shell (`mqtt status`, `mqtt pub`) through the twister harness, reading
+    the one output stream in order: shell answers and log lines interleave on it."""
+
+    PUB_ANSWER = re.compile(r"^pub #(\d+) (queued as message \d+|rejected: .*|still queued.*)")
+    PUB_LOGGED = re.compile(r"control: pub #(\d+) (queued|rejected)")
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.logged = {}  # ticket -> "queued" / "rejected", from the MQTT thread's log lines
+
+    def until(self, regex: str, timeout: float) -> re.Match:
+        pattern = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{regex!r} not seen on the console within {timeout} s")
+            try:
+                line = self.dut.readline(timeout=left)
+            except TwisterHarnessTimeoutException:
+                continue
+            if logged := self.PUB_LOGGED.search(line):
+                self.logged[int(logged.group(1))] = logged.group(2)
+            if match := pattern.search(line):
+                return match
+
+    def command(self, line: str) -> None:
+        self.dut.write(f"{line}\n".encode())
+
+    def pub(self, topic: str, payload: str, qos: int = 1) -> tuple:
+        """(ticket, "queued" | "rejected" | "pending", answer line)."""
+        self.command(f"mqtt pub {topic} {payload} {qos}")
+        answer = self.until(self.PUB_ANSWER.pattern, timeout=15)
+        outcome = re.match(r"\w+", answer.group(2)).group(0)
+        return int(answer.group(1)), {"still": "pending"}.get(outcome, outcome), answer.group(0)
+
+    def status(self) -> dict:
+        """`mqtt status` as a dict of its "key: value" lines."""
+        self.command("mqtt status")
+        fields = {}
+        for key in ("state", "broker", "tls", "in flight", "outbox", "published",
+                    "reconnects", "last error"):
+            fields[key] = self.until(f"^{key}: (.*)$", timeout=10).group(1).strip()
+        return fields
+
+
+@pytest.fixture()
+def console(device):
+    return Console(device)

@@ -151,7 +151,7 @@ pub fn run() -> ! {
         let mut waited_ms = 0;
         // In short steps, so that shell requests are served while the network is down.
         while let Err(cause) = net::wait_for_network(NETWORK_POLL_MS) {
-            control::serve_requests(client.session());
+            control::serve_requests(client.session(), &mut device.status);
             waited_ms += NETWORK_POLL_MS;
             if waited_ms >= settings.network_wait_ms {
                 warn!("network not up yet ({cause:?}); still waiting");
@@ -190,7 +190,7 @@ pub fn run() -> ! {
             Some(delay) => {
                 info!("reconnecting in {delay} ms");
                 device.status.set_state(LinkState::BackingOff);
-                control::wait_serving(client.session(), delay, || Uptime.now().0);
+                control::wait_serving(client.session(), &mut device.status, delay, || Uptime.now().0);
             }
             None => halt(format_args!("not reconnecting: {cause}; fix the configuration and reboot")),
         }
@@ -241,7 +241,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             return Error::Transport(TransportError::Closed);
         }
         let session = client.session();
-        control::serve_requests(session);
+        control::serve_requests(session, &mut device.status);
         if just_connected {
             device.status.set_state(LinkState::Connected);
             match session.publish(device.topics.status(), b"online", QoS::AtLeastOnce, true) {

@@ -105,10 +105,15 @@ impl Status {
 
     /// The counters of this round, then the whole snapshot to the shell's side.
     pub fn update(&mut self, session: &Session<'_>, published: u32, reconnects: u32) {
-        self.raw.inflight = u32::try_from(session.inflight_len()).unwrap_or(u32::MAX);
-        self.raw.outbox = u32::try_from(session.outbox_len()).unwrap_or(u32::MAX);
         self.raw.published = published;
         self.raw.reconnects = reconnects;
+        self.update_queues(session);
+    }
+
+    /// In flight and outbox depth, then the whole snapshot to the shell's side.
+    fn update_queues(&mut self, session: &Session<'_>) {
+        self.raw.inflight = u32::try_from(session.inflight_len()).unwrap_or(u32::MAX);
+        self.raw.outbox = u32::try_from(session.outbox_len()).unwrap_or(u32::MAX);
         self.publish();
     }
 
@@ -155,8 +160,9 @@ fn take_request(timeout_ms: i32) -> Option<ffi::PublishRequest> {
 }
 
 /// Hands one request to the session and answers it (to the shell, and in the log).
-fn serve(session: &mut Session<'_>, request: &ffi::PublishRequest) {
+fn serve(session: &mut Session<'_>, status: &mut Status, request: &ffi::PublishRequest) {
     let outcome = publish(session, request);
+    status.update_queues(session);
     let mut answer = ffi::PublishAnswer { queued: 0, message_id: 0, outbox: 0, reason: [0; 96] };
     match outcome {
         Ok(MessageId(id)) => {
@@ -192,15 +198,15 @@ fn publish(session: &mut Session<'_>, request: &ffi::PublishRequest) -> Result<M
 }
 
 /// Serves every request already queued; called once per loop round.
-pub fn serve_requests(session: &mut Session<'_>) {
+pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) {
     while let Some(request) = take_request(0) {
-        serve(session, &request);
+        serve(session, status, &request);
     }
 }
 
 /// Waits `ms` milliseconds, serving requests as they come (the reconnect delay: offline
 /// publishes go to the outbox at once instead of after the delay).
-pub fn wait_serving(session: &mut Session<'_>, ms: u32, clock: impl Fn() -> u64) {
+pub fn wait_serving(session: &mut Session<'_>, status: &mut Status, ms: u32, clock: impl Fn() -> u64) {
     let deadline = clock().saturating_add(u64::from(ms));
     loop {
         let left = deadline.saturating_sub(clock());
@@ -208,7 +214,7 @@ pub fn wait_serving(session: &mut Session<'_>, ms: u32, clock: impl Fn() -> u64)
             return;
         }
         if let Some(request) = take_request(i32::try_from(left).unwrap_or(i32::MAX)) {
-            serve(session, &request);
+            serve(session, status, &request);
         }
     }
 }

@@ -100,4 +100,6 @@ extern "C" {
     pub fn app_control_network_went_down() -> bool;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_keepalive_override() -> u16;
+    #[cfg(CONFIG_ARCH_POSIX)]
+    pub fn app_reconnect_cap_override() -> u32;
 }

@@ -4,8 +4,9 @@
  * native_sim only: command-line options for the tests, so that an image built once can talk
  * to a broker the test started on a free loopback port:
  *   zephyr.exe --broker-port=18883
- * and with a short MQTT keepalive, for the fault tests (ping timeout in seconds):
- *   zephyr.exe --keepalive-s=2
+ * and, for the fault tests, a short MQTT keepalive (a ping timeout within seconds) and a low
+ * reconnect delay ceiling (twenty broker restarts in a row within minutes):
+ *   zephyr.exe --keepalive-s=2 --reconnect-cap-ms=2000
  */
 
 #include <stdint.h>
@@ -17,6 +18,7 @@
 
 static uint32_t broker_port_override;
 static uint32_t keepalive_override;
+static uint32_t reconnect_cap_override;
 
 static void add_app_options(void)
 {
@@ -36,6 +38,14 @@ static void add_app_options(void)
 			.descript = "MQTT keepalive in seconds, 1..65535 (overrides "
 				    "CONFIG_APP_MQTT_KEEPALIVE_S)",
 		},
+		{
+			.option = "reconnect-cap-ms",
+			.name = "ms",
+			.type = 'u',
+			.dest = (void *)&reconnect_cap_override,
+			.descript = "Largest reconnect delay ceiling in milliseconds (overrides "
+				    "CONFIG_APP_RECONNECT_CAP_MS)",
+		},
 		ARG_TABLE_ENDMARKER,
 	};
 
@@ -54,4 +64,10 @@ uint16_t app_broker_port_override(void)
 uint16_t app_keepalive_override(void)
 {
 	return keepalive_override <= UINT16_MAX ? (uint16_t)keepalive_override : 0;
+}
+
+/* 0 when the option was not given. */
+uint32_t app_reconnect_cap_override(void)
+{
+	return reconnect_cap_override;
 }

@@ -62,6 +62,22 @@ fn keepalive_override() -> Option<u16> {
     None
 }
 
+/// The reconnect delay ceiling given on the native_sim command line (`--reconnect-cap-ms`),
+/// if any: twenty broker restarts in a row would otherwise push the delay to minutes.
+#[cfg(CONFIG_ARCH_POSIX)]
+fn reconnect_cap_override() -> Option<u32> {
+    // SAFETY: plain call; reads a value written once by the command-line parser at boot.
+    match unsafe { crate::ffi::app_reconnect_cap_override() } {
+        0 => None,
+        ms => Some(ms),
+    }
+}
+
+#[cfg(not(CONFIG_ARCH_POSIX))]
+fn reconnect_cap_override() -> Option<u32> {
+    None
+}
+
 impl Settings {
     /// The settings in force: Kconfig, with the simulator's command-line overrides.
     pub fn current() -> Self {
@@ -71,6 +87,9 @@ impl Settings {
         }
         if let Some(seconds) = keepalive_override() {
             settings.keep_alive_s = seconds;
+        }
+        if let Some(ms) = reconnect_cap_override() {
+            settings.reconnect_cap_ms = ms;
         }
         settings
     }

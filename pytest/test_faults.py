@@ -1,0 +1,194 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Faults between the device and its broker: the broker killed and restarted twenty times while
+the device publishes, and the broker frozen until the device's ping timeout. The device is
+driven through its shell (`mqtt pub`, `mqtt status`), as an operator would."""
+
+import signal
+import time
+
+from conftest import (DEVICE_TOPICS, Console, PersistentBroker, Peer,
+                      persistent_subscription)
+
+RESTARTS = 20
+SEQ_TOPIC = f"{DEVICE_TOPICS}/seq"
+OBSERVER_ID = "fault-observer"
+KEEPALIVE_S = 2
+PING_TIMEOUT_S = 10  # CONFIG_APP_MQTT_PING_TIMEOUT_MS, default 10000
+# The device's outbox has 8 slots (mqtt-core's default); its status and telemetry use some.
+OUTBOX_SLOTS = 8
+
+
+def launch(device, *options: str) -> None:
+    device.device_config.extra_test_args += " " + " ".join(options)
+    device.launch()
+
+
+def test_shell_reports_status_and_publishes_through_the_mqtt_thread(peer, device, console):
+    messages = peer.subscribe(f"{DEVICE_TOPICS}/shell/#")
+    try:
+        launch(device)
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        ticket, outcome, answer = console.pub(f"{DEVICE_TOPICS}/shell/hello", "from-the-shell", 2)
+        assert outcome == "queued", answer
+        messages.wait_for(f"{DEVICE_TOPICS}/shell/hello from-the-shell", timeout=10)
+        assert console.logged.get(ticket) == "queued"
+
+        # A wildcard is no topic name: the session refuses it, and the shell says why.
+        _, outcome, answer = console.pub(f"{DEVICE_TOPICS}/shell/#", "x")
+        assert outcome == "rejected" and "InvalidTopicName" in answer, answer
+
+        status = console.status()
+        assert status["state"] == "connected"
+        assert status["broker"] == f"localhost:{peer.port}"
+        assert status["tls"].split(" ")[0] in ("TLSv1.3", "TLSv1.2") and "GCM" in status["tls"]
+        assert status["reconnects"] == "0"
+        assert status["last error"] == "none"
+        assert int(status["published"]) >= 2  # status "online" and the QoS 2 message
+    finally:
+        messages.close()
+
+
+def test_offline_publishes_wait_in_the_outbox_and_a_full_outbox_is_reported(
+        tmp_path, broker_port, device, console):
+    broker = PersistentBroker(broker_port, tmp_path / "broker").start()
+    observer = persistent_subscription(Peer(broker_port), OBSERVER_ID, SEQ_TOPIC)
+    try:
+        wait_for_connections(broker, OBSERVER_ID, 1)
+        launch(device, "--reconnect-cap-ms=1000")
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        time.sleep(1.5)  # one autosave: the observer's subscription survives the kill
+        broker.kill()
+        console.until("mqtt: connection lost", timeout=10)
+        queued, rejected = [], []
+        for seq in range(OUTBOX_SLOTS + 2):
+            _, outcome, answer = console.pub(SEQ_TOPIC, str(seq))
+            (queued if outcome == "queued" else rejected).append((seq, answer))
+        status = console.status()
+        assert status["state"] in ("backing off", "connecting", "waiting for network")
+        assert status["last error"] == "connection refused"
+        assert int(status["outbox"]) == OUTBOX_SLOTS
+        # Every slot taken, then each further message refused with its cause, not dropped.
+        assert queued and rejected, (queued, rejected)
+        assert all("OutboxFull" in answer for _, answer in rejected), rejected
+        assert rejected[0][0] == queued[-1][0] + 1
+
+        broker.start()
+        console.until("mqtt: connected", timeout=30)
+        expected = {f"{SEQ_TOPIC} {seq}" for seq, _ in queued}
+        deadline = time.monotonic() + 20
+        while not expected <= set(observer.seen) and time.monotonic() < deadline:
+            try:
+                observer.next_line(timeout=max(0.1, deadline - time.monotonic()))
+            except AssertionError:
+                break
+        assert expected <= set(observer.seen), (sorted(expected - set(observer.seen)))
+    finally:
+        observer.close()
+        broker.stop()
+        print(broker.log()[-4000:])
+
+
+def wait_for_connections(broker: PersistentBroker, client_id: str, count: int,
+                         timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while broker.connections_of(client_id) < count:
+        assert time.monotonic() < deadline, f"{client_id} not connected {count} times"
+        time.sleep(0.05)
+
+
+def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, broker_port,
+                                                                  device, console):
+    broker = PersistentBroker(broker_port, tmp_path / "broker").start()
+    observer = persistent_subscription(Peer(broker_port), OBSERVER_ID, SEQ_TOPIC)
+    accepted, to_send, pending = set(), [], {}
+    next_seq = 0
+    rejections = 0
+
+    def send(count: int) -> None:
+        nonlocal next_seq, rejections
+        batch = [to_send.pop(0) for _ in range(min(count, len(to_send)))]
+        while len(batch) < count:
+            batch.append(next_seq)
+            next_seq += 1
+        for seq in batch:
+            ticket, outcome, _ = console.pub(SEQ_TOPIC, str(seq))
+            if outcome == "queued":
+                accepted.add(seq)
+            elif outcome == "rejected":
+                rejections += 1
+                to_send.append(seq)  # retried later, never given up
+            else:
+                pending[ticket] = seq  # the MQTT thread logs the outcome later
+
+    try:
+        wait_for_connections(broker, OBSERVER_ID, 1)
+        launch(device, "--reconnect-cap-ms=1500")
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        time.sleep(1.5)  # one autosave: the observer's subscription survives the first kill
+        for restart in range(1, RESTARTS + 1):
+            send(3)  # while connected; the last ones are still in flight at the kill
+            broker.kill()
+            # While the broker is gone: into the outbox until it is full, then refused.
+            send(OUTBOX_SLOTS + 1)
+            broker.start()
+            console.until("mqtt: connected", timeout=30)
+            wait_for_connections(broker, OBSERVER_ID, restart + 1)
+        # Whatever was refused along the way, once more until the outbox takes it.
+        for _ in range(20):
+            for ticket, seq in list(pending.items()):
+                if ticket in console.logged:
+                    del pending[ticket]
+                    (accepted.add if console.logged[ticket] == "queued" else to_send.append)(seq)
+            if not to_send and not pending:
+                break
+            send(0 if not to_send else 1)
+            time.sleep(0.5)
+        assert not to_send and not pending, (to_send, pending)
+
+        wanted = {f"{SEQ_TOPIC} {seq}" for seq in accepted}
+        deadline = time.monotonic() + 60
+        while not wanted <= set(observer.seen) and time.monotonic() < deadline:
+            try:
+                observer.next_line(timeout=max(0.1, deadline - time.monotonic()))
+            except AssertionError:
+                break
+        received = [int(line.split(" ", 1)[1]) for line in observer.seen
+                    if line.startswith(f"{SEQ_TOPIC} ")]
+        missing = sorted(set(range(next_seq)) - set(received))
+        duplicates = len(received) - len(set(received))
+        print(f"\n{RESTARTS} broker restarts: {next_seq} sequence numbers published, "
+              f"{len(set(received))} received, {len(missing)} missing, {duplicates} duplicates, "
+              f"{rejections} refusals retried")
+        assert accepted == set(range(next_seq))
+        assert not missing, missing
+        assert set(received) == set(range(next_seq))
+        status = console.status()
+        assert int(status["reconnects"]) >= RESTARTS
+        assert rejections >= RESTARTS  # one more than the outbox holds, every time
+    finally:
+        observer.close()
+        broker.stop()
+
+
+def test_frozen_broker_is_detected_by_the_ping_timeout_and_left_after_it_thaws(
+        broker, device, console):
+    launch(device, f"--keepalive-s={KEEPALIVE_S}")
+    console.until("mqtt: subscribed .*Granted", timeout=20)
+    time.sleep(KEEPALIVE_S + 1)  # at least one keepalive round answered before the freeze
+    broker.process.send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        console.until("mqtt: connection lost: timeout: Ping", timeout=PING_TIMEOUT_S + 3 * KEEPALIVE_S)
+        detected = time.monotonic() - frozen
+        print(f"\nping timeout {detected:.1f} s after SIGSTOP "
+              f"(keepalive {KEEPALIVE_S} s, PINGRESP timeout {PING_TIMEOUT_S} s)")
+        # PINGREQ goes out at most one keepalive after the freeze, the timeout fires
+        # PING_TIMEOUT_S after it: never before PING_TIMEOUT_S (minus a PINGREQ already out).
+        assert PING_TIMEOUT_S - KEEPALIVE_S <= detected <= PING_TIMEOUT_S + KEEPALIVE_S + 1.5
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
+    console.until("mqtt: connected", timeout=60)
+    status = console.status()
+    assert status["state"] == "connected"
+    assert status["reconnects"] == "1"
+    assert status["last error"] == "timeout: Ping"
