@@ -36,7 +36,7 @@ extern "C" {
     pub fn app_tls_set_sec_tags(fd: c_int, tags: *const i32, count: usize) -> c_int;
     pub fn app_tls_set_hostname(fd: c_int, host: *const c_char) -> c_int;
     pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
-    pub fn app_tls_record_verify_flags(fd: c_int) -> c_int;
+    pub fn app_tls_check_peer_certificate(fd: c_int) -> c_int;
     pub fn app_tls_ciphersuite(fd: c_int) -> c_int;
     pub fn app_tls_last_verify_flags() -> u32;
     pub fn app_connect(fd: c_int, addr: *const u8, addr_len: usize) -> c_int;

@@ -49,6 +49,9 @@ pub enum CertificateProblem {
     HostNameMismatch,
     /// The certificate does not chain to our CA.
     NotTrusted,
+    /// A trusted certificate, but its public key is not the one pinned in
+    /// `CONFIG_APP_TLS_PINNED_KEY_SHA256`.
+    PinnedKeyMismatch,
     /// Other verification flags.
     Other(u32),
 }
@@ -56,6 +59,8 @@ pub enum CertificateProblem {
 const BADCERT_EXPIRED: u32 = 0x01;
 const BADCERT_CN_MISMATCH: u32 = 0x04;
 const BADCERT_NOT_TRUSTED: u32 = 0x08;
+/// Set by shim.c beside mbedTLS's flags.
+const PINNED_KEY_MISMATCH: u32 = 1 << 31;
 
 impl CertificateProblem {
     fn from_flags(flags: u32) -> Self {
@@ -69,6 +74,8 @@ impl CertificateProblem {
             CertificateProblem::Expired
         } else if flags & BADCERT_CN_MISMATCH != 0 {
             CertificateProblem::HostNameMismatch
+        } else if flags & PINNED_KEY_MISMATCH != 0 {
+            CertificateProblem::PinnedKeyMismatch
         } else {
             CertificateProblem::Other(flags)
         }
@@ -118,6 +125,9 @@ impl core::fmt::Display for NetError {
             NetError::Handshake(Cert::Expired) => f.write_str("tls: broker certificate expired"),
             NetError::Handshake(Cert::HostNameMismatch) => {
                 f.write_str("tls: broker certificate is for another host name")
+            }
+            NetError::Handshake(Cert::PinnedKeyMismatch) => {
+                f.write_str("tls: broker public key does not match the pinned key")
             }
             NetError::Handshake(Cert::Other(flags)) => {
                 write!(f, "tls: broker certificate rejected (verify flags {flags:#x})")
@@ -220,7 +230,7 @@ impl TlsSocket {
         // SAFETY: fd is an open socket owned by `socket`.
         check(unsafe { ffi::app_tls_enable_session_cache(fd) })?;
         // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
-        check(unsafe { ffi::app_tls_record_verify_flags(fd) })?;
+        check(unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.
         let connected = check(unsafe { ffi::app_connect(fd, address.bytes.as_ptr(), address.len) });
         match connected {

@@ -20,6 +20,7 @@
 #include <zephyr/random/random.h>
 #include <zephyr/sys/sys_heap.h>
 
+#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
@@ -190,23 +191,88 @@ int app_tls_enable_session_cache(int fd)
  * handshake, so TLS_CERT_VERIFY_RESULT reads 0 by then; instead a verification callback
  * (mbedtls_ssl_conf_verify: it runs after mbedTLS's own checks of each certificate of the
  * chain and sees their flags) records the flags. One connection attempt at a time, so one
- * record. The callback never clears a flag: verification stays mbedTLS's.
+ * record. The callback never clears a flag: CA trust, validity and host name stay mbedTLS's.
+ *
+ * With CONFIG_APP_TLS_PINNED_KEY_SHA256 set, the same callback also refuses a broker whose
+ * public key is not the pinned one, on top of those checks: a key our CA signed by mistake,
+ * or for someone else, is still refused.
  */
 static uint32_t last_verify_flags;
 
-static int record_verify_flags(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+/* Our flag beside mbedTLS's MBEDTLS_X509_BADCERT_* bits; mirrored in src/net.rs. */
+#define APP_VERIFY_PINNED_KEY_MISMATCH (1u << 31)
+BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
+	      (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_REVOKED |
+	       MBEDTLS_X509_BADCERT_CN_MISMATCH | MBEDTLS_X509_BADCERT_NOT_TRUSTED |
+	       MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCRL_EXPIRED |
+	       MBEDTLS_X509_BADCERT_MISSING | MBEDTLS_X509_BADCERT_SKIP_VERIFY |
+	       MBEDTLS_X509_BADCERT_OTHER | MBEDTLS_X509_BADCERT_FUTURE |
+	       MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCERT_KEY_USAGE |
+	       MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE |
+	       MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK |
+	       MBEDTLS_X509_BADCERT_BAD_KEY | MBEDTLS_X509_BADCRL_BAD_MD |
+	       MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY)) == 0,
+	     "pin flag collides with an mbedTLS flag");
+
+#define PINNED_KEY_HEX CONFIG_APP_TLS_PINNED_KEY_SHA256
+#define PINNED_KEY_LEN 32
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+/*
+ * Whether the leaf certificate's SubjectPublicKeyInfo hashes to the pinned SHA-256. CMake
+ * refuses a malformed pin at configure time; should one get here anyway, nothing matches it
+ * (fail closed).
+ */
+static bool matches_pinned_key(const mbedtls_x509_crt *crt)
+{
+	uint8_t digest[PINNED_KEY_LEN];
+	uint8_t difference = 0;
+
+	if (strlen(PINNED_KEY_HEX) != 2 * PINNED_KEY_LEN ||
+	    mbedtls_sha256(crt->pk_raw.p, crt->pk_raw.len, digest, 0) != 0) {
+		return false;
+	}
+	for (size_t i = 0; i < PINNED_KEY_LEN; i++) {
+		int high = hex_value(PINNED_KEY_HEX[2 * i]);
+		int low = hex_value(PINNED_KEY_HEX[2 * i + 1]);
+
+		if (high < 0 || low < 0) {
+			return false;
+		}
+		difference |= digest[i] ^ (uint8_t)((high << 4) | low);
+	}
+	return difference == 0;
+}
+
+static int check_peer_certificate(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
 	ARG_UNUSED(ctx);
-	ARG_UNUSED(crt);
-	ARG_UNUSED(depth);
+	/* Depth 0 is the broker's own certificate; the pin is on its key, not the CA's. */
+	if (depth == 0 && PINNED_KEY_HEX[0] != '\0' && !matches_pinned_key(crt)) {
+		*flags |= MBEDTLS_X509_BADCERT_OTHER;
+		last_verify_flags |= APP_VERIFY_PINNED_KEY_MISMATCH;
+	}
 	last_verify_flags |= *flags;
 	return 0;
 }
 
-int app_tls_record_verify_flags(int fd)
+int app_tls_check_peer_certificate(int fd)
 {
 	static const struct tls_cert_verify_cb callback = {
-		.cb = record_verify_flags,
+		.cb = check_peer_certificate,
 		.ctx = NULL,
 	};
 
@@ -214,7 +280,7 @@ int app_tls_record_verify_flags(int fd)
 	return set_tls_option(fd, TLS_CERT_VERIFY_CALLBACK, &callback, sizeof(callback));
 }
 
-/* MBEDTLS_X509_BADCERT_* flags seen during the last handshake. */
+/* MBEDTLS_X509_BADCERT_* flags (and our pin flag) seen during the last handshake. */
 uint32_t app_tls_last_verify_flags(void)
 {
 	return last_verify_flags;
