@@ -1,0 +1,378 @@
+//! Credential provisioning without rebuilding, sans IO: an operator uploads the CA, the
+//! device certificate or the device key as base64 DER lines, the upload is checked, changes
+//! are staged, and a commit checks the whole set (a CA to trust, certificate and key as a
+//! matching pair) before it is written as one record. The firmware stores that record in
+//! flash (Zephyr settings on NVS), parses X.509 and keys with mbedTLS through [`Inspector`],
+//! and applies the set at boot and before the next connection.
+//!
+//! Nothing half-done takes effect: a malformed line drops its upload, a failed check leaves
+//! the staged set as it was, and the stored record changes only by a whole write.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod base64;
+mod set;
+
+pub use set::{CredentialSet, Source, StoreError, MAX_RECORD};
+
+use base64::{Base64Error, Decoder, FeedError};
+use core::fmt;
+use heapless::Vec;
+
+/// The largest certificate (DER) the device keeps: a P-256 certificate is about 500 bytes.
+pub const MAX_CERTIFICATE: usize = 1024;
+/// The largest private key (DER): a P-256 PKCS#8 key is 138 bytes.
+pub const MAX_KEY: usize = 256;
+
+/// Which credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The CA that must have signed the broker's certificate.
+    Ca,
+    /// The device's certificate (mutual TLS).
+    DeviceCertificate,
+    /// The device's private key (mutual TLS).
+    DeviceKey,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Ca, Kind::DeviceCertificate, Kind::DeviceKey];
+
+    /// The shell's name for it: `ca`, `cert`, `key`.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        match name {
+            "ca" => Some(Kind::Ca),
+            "cert" => Some(Kind::DeviceCertificate),
+            "key" => Some(Kind::DeviceKey),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ca => "ca",
+            Kind::DeviceCertificate => "cert",
+            Kind::DeviceKey => "key",
+        }
+    }
+
+    /// The most DER bytes the device keeps for it.
+    pub fn capacity(self) -> usize {
+        match self {
+            Kind::Ca | Kind::DeviceCertificate => MAX_CERTIFICATE,
+            Kind::DeviceKey => MAX_KEY,
+        }
+    }
+}
+
+/// The X.509 and key parsing the checks need; mbedTLS on the device.
+pub trait Inspector {
+    /// Whether `der` is an X.509 certificate the TLS stack accepts.
+    fn is_certificate(&mut self, der: &[u8]) -> bool;
+    /// Whether `der` is a private key the TLS stack accepts.
+    fn is_private_key(&mut self, der: &[u8]) -> bool;
+    /// Whether `key` is the private key of `certificate`'s public key.
+    fn key_matches_certificate(&mut self, certificate: &[u8], key: &[u8]) -> bool;
+    /// SHA-256 of a certificate's DER, or of a key's public half (never of private bytes).
+    fn fingerprint(&mut self, kind: Kind, der: &[u8]) -> Option<[u8; 32]>;
+}
+
+/// Why a provisioning step was refused. Each leaves the stored and staged sets unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionError {
+    /// Not `ca`, `cert` or `key`.
+    UnknownKind,
+    /// `begin` while another upload is open.
+    UploadInProgress,
+    /// `data` or `end` without `begin`.
+    NoUpload,
+    /// The text is not base64 (the upload is dropped).
+    BadBase64(Base64Error),
+    /// More DER bytes than the device keeps for this kind (the upload is dropped).
+    TooLarge { limit: usize },
+    /// An upload of nothing.
+    Empty,
+    /// Uploaded as `ca` or `cert`, but not an X.509 certificate.
+    NotACertificate,
+    /// Uploaded as `key`, but not a private key.
+    NotAPrivateKey,
+    /// The device key is not the key of the device certificate.
+    KeyDoesNotMatchCertificate,
+    /// A device certificate without a key, or a key without a certificate.
+    IncompletePair,
+    /// No CA: the device would trust no broker.
+    NoCa,
+    /// Nothing staged to commit.
+    NothingStaged,
+}
+
+impl ProvisionError {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProvisionError::UnknownKind => "unknown credential: use ca, cert or key",
+            ProvisionError::UploadInProgress => "an upload is open: end or abort it first",
+            ProvisionError::NoUpload => "no upload open: start one with begin",
+            ProvisionError::BadBase64(Base64Error::InvalidCharacter) => {
+                "not base64: a character outside the alphabet; upload dropped"
+            }
+            ProvisionError::BadBase64(Base64Error::BadPadding) => {
+                "not base64: misplaced padding; upload dropped"
+            }
+            ProvisionError::BadBase64(Base64Error::Truncated) => {
+                "not base64: the text ends inside a group; upload dropped"
+            }
+            ProvisionError::TooLarge { .. } => "too large for this credential; upload dropped",
+            ProvisionError::Empty => "empty upload",
+            ProvisionError::NotACertificate => "not an X.509 certificate (DER)",
+            ProvisionError::NotAPrivateKey => "not a private key (DER)",
+            ProvisionError::KeyDoesNotMatchCertificate => {
+                "the device key does not match the device certificate"
+            }
+            ProvisionError::IncompletePair => {
+                "the device certificate and key go together: provide or delete both"
+            }
+            ProvisionError::NoCa => "no CA: the device would trust no broker",
+            ProvisionError::NothingStaged => "nothing staged",
+        }
+    }
+}
+
+impl fmt::Display for ProvisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProvisionError::TooLarge { limit } => write!(f, "{} (limit {limit} bytes)", self.as_str()),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// What the image carries for each kind (the build's `APP_CERTS_DIR`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageCredentials<'a> {
+    pub ca: Option<&'a [u8]>,
+    pub device_certificate: Option<&'a [u8]>,
+    pub device_key: Option<&'a [u8]>,
+}
+
+impl<'a> ImageCredentials<'a> {
+    pub fn get(&self, kind: Kind) -> Option<&'a [u8]> {
+        match kind {
+            Kind::Ca => self.ca,
+            Kind::DeviceCertificate => self.device_certificate,
+            Kind::DeviceKey => self.device_key,
+        }
+    }
+}
+
+struct Upload {
+    kind: Kind,
+    decoder: Decoder,
+    der: Vec<u8, MAX_CERTIFICATE>,
+}
+
+/// The operator's session: an open upload, and the staged set (the stored one plus changes).
+pub struct Provisioner {
+    staged: CredentialSet,
+    changed: bool,
+    upload: Option<Upload>,
+}
+
+impl Default for Provisioner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Provisioner {
+    /// Nothing stored yet: every credential from the image.
+    pub const fn new() -> Self {
+        Self { staged: CredentialSet::image(), changed: false, upload: None }
+    }
+
+    /// Starts over from the stored record (boot, abort, after a commit failed to write).
+    pub fn load(&mut self, record: Option<&[u8]>) -> Result<(), StoreError> {
+        self.upload = None;
+        self.changed = false;
+        match record {
+            None => {
+                self.staged.reset_to_image();
+                Ok(())
+            }
+            Some(bytes) => {
+                let loaded = self.staged.load(bytes);
+                if loaded.is_err() {
+                    self.staged.reset_to_image();
+                }
+                loaded
+            }
+        }
+    }
+
+    /// The staged set: what the device uses after the next commit.
+    pub fn staged(&self) -> &CredentialSet {
+        &self.staged
+    }
+
+    /// Whether changes are staged and not committed.
+    pub fn has_changes(&self) -> bool {
+        self.changed
+    }
+
+    /// Opens an upload of `kind`.
+    pub fn begin(&mut self, kind: Kind) -> Result<(), ProvisionError> {
+        if self.upload.is_some() {
+            return Err(ProvisionError::UploadInProgress);
+        }
+        self.upload = Some(Upload { kind, decoder: Decoder::new(), der: Vec::new() });
+        Ok(())
+    }
+
+    /// One line of base64. A bad line drops the whole upload.
+    pub fn data(&mut self, line: &str) -> Result<(), ProvisionError> {
+        let upload = self.upload.as_mut().ok_or(ProvisionError::NoUpload)?;
+        let limit = upload.kind.capacity();
+        let der = &mut upload.der;
+        let fed = upload.decoder.feed(line.trim().as_bytes(), &mut |byte| {
+            if der.len() >= limit {
+                return Err(ProvisionError::TooLarge { limit });
+            }
+            der.push(byte).map_err(|_| ProvisionError::TooLarge { limit })
+        });
+        fed.map_err(|e| {
+            self.upload = None;
+            match e {
+                FeedError::Base64(e) => ProvisionError::BadBase64(e),
+                FeedError::Sink(e) => e,
+            }
+        })
+    }
+
+    /// Closes the upload; stages it if it is a well-formed credential of its kind.
+    pub fn end(&mut self, inspector: &mut impl Inspector) -> Result<Kind, ProvisionError> {
+        let upload = self.upload.take().ok_or(ProvisionError::NoUpload)?;
+        upload.decoder.finish().map_err(ProvisionError::BadBase64)?;
+        let der = upload.der.as_slice();
+        if der.is_empty() {
+            return Err(ProvisionError::Empty);
+        }
+        match upload.kind {
+            Kind::Ca | Kind::DeviceCertificate if !inspector.is_certificate(der) => {
+                return Err(ProvisionError::NotACertificate)
+            }
+            Kind::DeviceKey if !inspector.is_private_key(der) => {
+                return Err(ProvisionError::NotAPrivateKey)
+            }
+            _ => {}
+        }
+        self.staged
+            .set(upload.kind, Source::Provisioned(der))
+            .map_err(|_| ProvisionError::TooLarge { limit: upload.kind.capacity() })?;
+        self.changed = true;
+        Ok(upload.kind)
+    }
+
+    /// Drops an open upload, if any.
+    pub fn abort_upload(&mut self) -> bool {
+        self.upload.take().is_some()
+    }
+
+    /// Stages the removal of `kind`: not even the image's is used.
+    pub fn delete(&mut self, kind: Kind) -> Result<(), ProvisionError> {
+        self.reject_during_upload()?;
+        self.staged.set(kind, Source::Removed).map_err(|_| ProvisionError::Empty)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Stages a return to the image's credential for `kind`.
+    pub fn use_image(&mut self, kind: Kind) -> Result<(), ProvisionError> {
+        self.reject_during_upload()?;
+        self.staged.set(kind, Source::Image).map_err(|_| ProvisionError::Empty)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    fn reject_during_upload(&self) -> Result<(), ProvisionError> {
+        if self.upload.is_some() {
+            Err(ProvisionError::UploadInProgress)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks the staged set as the device would use it, and encodes the record to store.
+    /// The caller writes it, then calls [`Provisioner::committed`]; on a failed write it
+    /// calls [`Provisioner::load`] with what is still stored.
+    pub fn prepare_commit(
+        &self,
+        image: &ImageCredentials<'_>,
+        inspector: &mut impl Inspector,
+        record: &mut [u8],
+    ) -> Result<usize, ProvisionError> {
+        self.reject_during_upload()?;
+        if !self.changed {
+            return Err(ProvisionError::NothingStaged);
+        }
+        check_usable(&self.staged, image, inspector)?;
+        self.staged.encode(record).map_err(|_| ProvisionError::TooLarge { limit: record.len() })
+    }
+
+    /// The record from [`Provisioner::prepare_commit`] is stored.
+    pub fn committed(&mut self) {
+        self.changed = false;
+    }
+}
+
+/// The checks a set must pass before the device uses it.
+pub fn check_usable(
+    set: &CredentialSet,
+    image: &ImageCredentials<'_>,
+    inspector: &mut impl Inspector,
+) -> Result<(), ProvisionError> {
+    if set.effective(Kind::Ca, image).is_none() {
+        return Err(ProvisionError::NoCa);
+    }
+    match (set.effective(Kind::DeviceCertificate, image), set.effective(Kind::DeviceKey, image)) {
+        (None, None) => Ok(()),
+        (Some(certificate), Some(key)) => {
+            if inspector.key_matches_certificate(certificate, key) {
+                Ok(())
+            } else {
+                Err(ProvisionError::KeyDoesNotMatchCertificate)
+            }
+        }
+        _ => Err(ProvisionError::IncompletePair),
+    }
+}
+
+/// One line of `cred list` for `kind`: where it comes from, its size and fingerprint.
+pub fn describe(
+    set: &CredentialSet,
+    kind: Kind,
+    image: &ImageCredentials<'_>,
+    inspector: &mut impl Inspector,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
+    let (origin, der) = match set.source(kind) {
+        Source::Image => ("image", image.get(kind)),
+        Source::Provisioned(der) => ("provisioned", Some(der)),
+        Source::Removed => ("deleted", None),
+    };
+    write!(out, "{}: ", kind.name())?;
+    let Some(der) = der else {
+        return write!(out, "none ({origin})");
+    };
+    write!(out, "{origin}, {} bytes, sha256 ", der.len())?;
+    match inspector.fingerprint(kind, der) {
+        Some(digest) => {
+            for byte in digest {
+                write!(out, "{byte:02x}")?;
+            }
+            if kind == Kind::DeviceKey {
+                out.write_str(" (public key)")?;
+            }
+            Ok(())
+        }
+        None => out.write_str("unreadable"),
+    }
+}
