@@ -166,10 +166,12 @@ def device(unlaunched_dut, broker_port):
 # back after it, and the device's shell ----------------------------------------------------
 
 class PersistentBroker(Broker):
-    """Mosquitto with persistence on, so that a restart after SIGKILL keeps the sessions and
-    subscriptions it had saved (autosave every second). broker-up writes `persistence false`
-    and starts the broker itself, so this generates the same configuration with
-    `mkcerts mosquitto-conf`, appends the persistence lines and starts mosquitto directly."""
+    """Mosquitto with persistence on, so that a restart after SIGKILL keeps the sessions,
+    subscriptions and queued messages it had saved. SIGKILL skips the save at shutdown, so it
+    saves after every change (`autosave_on_changes` with an interval of 1). broker-up writes
+    `persistence false` and starts the broker itself, so this generates the same
+    configuration with `mkcerts mosquitto-conf`, appends the persistence lines and starts
+    mosquitto directly."""
 
     def start(self) -> "PersistentBroker":
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,7 @@ class PersistentBroker(Broker):
             with conf.open("a") as f:
                 # Later lines win: these override the generated `persistence false`.
                 f.write(f"persistence true\npersistence_location {self.run_dir}/\n"
-                        "autosave_interval 1\n")
+                        "autosave_on_changes true\nautosave_interval 1\n")
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(["stdbuf", "-oL", "mosquitto", "-c", str(conf)],
                                         stdout=log, stderr=subprocess.STDOUT)
@@ -195,6 +197,9 @@ class PersistentBroker(Broker):
 
     def connections_of(self, client_id: str) -> int:
         return self.log().count(f" as {client_id} ")
+
+    def saves(self) -> int:
+        return self.log().count("Saving in-memory database")
 
 
 class ReconnectingSubscription(Subscription):

@@ -56,7 +56,7 @@ def test_offline_publishes_wait_in_the_outbox_and_a_full_outbox_is_reported(
         wait_for_connections(broker, OBSERVER_ID, 1)
         launch(device, "--reconnect-cap-ms=1000")
         console.until("mqtt: subscribed .*Granted", timeout=20)
-        time.sleep(1.5)  # one autosave: the observer's subscription survives the kill
+        wait_for_save(broker)  # the observer's subscription survives the kill
         broker.kill()
         console.until("mqtt: connection lost", timeout=10)
         queued, rejected = [], []
@@ -96,6 +96,13 @@ def wait_for_connections(broker: PersistentBroker, client_id: str, count: int,
         time.sleep(0.05)
 
 
+def wait_for_save(broker: PersistentBroker, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while broker.saves() == 0:
+        assert time.monotonic() < deadline, "the broker saved nothing"
+        time.sleep(0.05)
+
+
 def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, broker_port,
                                                                   device, console):
     broker = PersistentBroker(broker_port, tmp_path / "broker").start()
@@ -124,7 +131,7 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
         wait_for_connections(broker, OBSERVER_ID, 1)
         launch(device, "--reconnect-cap-ms=1500")
         console.until("mqtt: subscribed .*Granted", timeout=20)
-        time.sleep(1.5)  # one autosave: the observer's subscription survives the first kill
+        wait_for_save(broker)  # the observer's subscription survives the first kill
         for restart in range(1, RESTARTS + 1):
             send(3)  # while connected; the last ones are still in flight at the kill
             broker.kill()
