@@ -154,9 +154,11 @@ def peer(broker) -> Peer:
 
 
 @pytest.fixture()
-def device(unlaunched_dut, broker_port):
-    """The firmware image, pointed at the test's broker port; not started yet."""
-    unlaunched_dut.device_config.extra_test_args = f"--broker-port={broker_port}"
+def device(unlaunched_dut, broker_port, tmp_path):
+    """The firmware image, pointed at the test's broker port, with a flash of its own (the
+    settings partition survives a relaunch, as on a real board); not started yet."""
+    unlaunched_dut.device_config.extra_test_args = (
+        f"--broker-port={broker_port} --flash={tmp_path / 'flash.bin'}")
     # The adapter builds its command line once per session; each test has its own port.
     unlaunched_dut.command = []
     return unlaunched_dut

@@ -5,9 +5,9 @@
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
 use crate::control::{self, LinkState, Status};
-use crate::credentials;
+use crate::runtime_credentials;
 use crate::leds::Leds;
-use crate::net::{self, CipherSuite, NetError, TlsSocket};
+use crate::net::{self, CertificateProblem, CipherSuite, NetError, TlsSocket};
 use crate::settings::Settings;
 use device_app::{Command, CommandError, DeviceTopics, Telemetry};
 use heapless::{Deque, String, Vec};
@@ -67,6 +67,8 @@ struct Device {
     cipher_suite: CipherSuite,
     /// What `mqtt status` shows.
     status: Status,
+    /// The broker answered CONNECT on the current connection.
+    connack_seen: bool,
 }
 
 /// A NUL-terminated copy of the broker's host name for the socket API.
@@ -85,10 +87,14 @@ pub fn run() -> ! {
         settings.broker_host, settings.broker_port, settings.client_id
     );
 
-    match credentials::install_builtin(settings.sec_tag) {
-        Ok(installed) => info!("credentials installed (mutual TLS: {})", installed.mutual_tls),
+    runtime_credentials::init();
+    let mut mutual_tls = match runtime_credentials::apply(settings.sec_tag) {
+        Ok(installed) => {
+            info!("credentials installed (mutual TLS: {})", installed.mutual_tls);
+            installed.mutual_tls
+        }
         Err((kind, cause)) => halt(format_args!("cannot register {kind:?} credential: {cause:?}")),
-    }
+    };
     let topics = match DeviceTopics::new(settings.topic_prefix, settings.client_id) {
         Ok(topics) => topics,
         Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause:?}")),
@@ -109,6 +115,7 @@ pub fn run() -> ! {
         next_telemetry: Instant(0),
         cipher_suite: CipherSuite::default(),
         status: Status::new(settings.broker_host, settings.broker_port),
+        connack_seen: false,
     };
     info!("leds: {} available", device.leds.available());
 
@@ -160,8 +167,19 @@ pub fn run() -> ! {
         }
         // A "network down" from before this connection is not about it.
         let _ = control::network_went_down();
+        // Credentials committed from the shell take effect here, between connections.
+        let new_credentials = runtime_credentials::commit_pending();
+        if new_credentials {
+            match runtime_credentials::apply(settings.sec_tag) {
+                Ok(installed) => {
+                    info!("credentials: new set in use (mutual TLS: {})", installed.mutual_tls);
+                    mutual_tls = installed.mutual_tls;
+                }
+                Err((kind, cause)) => halt(format_args!("cannot register {kind:?} credential: {cause:?}")),
+            }
+        }
         device.status.set_state(LinkState::Connecting);
-        let cause = match connect(&settings, host_name, &sec_tags) {
+        let cause = match connect(&settings, host_name, &sec_tags, new_credentials) {
             Ok(socket) => {
                 if connected_before {
                     device.counters.reconnects = device.counters.reconnects.saturating_add(1);
@@ -170,14 +188,26 @@ pub fn run() -> ! {
                 device.cipher_suite = socket.cipher_suite();
                 device.status.set_tls(device.cipher_suite.version(), device.cipher_suite.name());
                 let started = client.clock().now();
+                device.connack_seen = false;
                 let cause = run_connection(&mut client, socket, &mut device);
+                if !device.connack_seen && !mutual_tls {
+                    // With TLS 1.3 a broker checks the client certificate after the client's
+                    // handshake is done, so its refusal arrives as a closed connection.
+                    warn!("broker closed the connection before CONNACK; this device has no client certificate, which the broker may require");
+                }
                 let lasted = client.clock().now().ms_since(started);
                 backoff.connection_ended(lasted);
                 device.status.set_last_error(&cause);
                 cause
             }
             Err(cause) => {
-                warn!("connect to {}:{} failed: {cause}", settings.broker_host, settings.broker_port);
+                let hint = match cause {
+                    NetError::Handshake(CertificateProblem::None) if !mutual_tls => {
+                        "; this device has no client certificate, which the broker may require"
+                    }
+                    _ => "",
+                };
+                warn!("connect to {}:{} failed: {cause}{hint}", settings.broker_host, settings.broker_port);
                 device.status.set_last_error(&cause);
                 if cause.is_recoverable() {
                     Error::Transport(TransportError::Connect)
@@ -197,10 +227,17 @@ pub fn run() -> ! {
     }
 }
 
-fn connect(settings: &Settings, host_name: &core::ffi::CStr, sec_tags: &[i32]) -> Result<TlsSocket, NetError> {
+/// `new_credentials`: forget cached TLS sessions, whose resumption would skip presenting the
+/// new device certificate.
+fn connect(
+    settings: &Settings,
+    host_name: &core::ffi::CStr,
+    sec_tags: &[i32],
+    new_credentials: bool,
+) -> Result<TlsSocket, NetError> {
     info!("connecting to {}:{}", settings.broker_host, settings.broker_port);
     let address = net::resolve(host_name, settings.broker_port)?;
-    let socket = TlsSocket::connect(&address, host_name, sec_tags)?;
+    let socket = TlsSocket::connect(&address, host_name, sec_tags, new_credentials)?;
     let suite = socket.cipher_suite();
     info!("tls: connected to {} ({}, {})", settings.broker_host, suite.version(), suite.name());
     Ok(socket)
@@ -215,6 +252,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             Event::Connected { session_present } => {
                 info!("mqtt: connected (session present: {session_present})");
                 just_connected = true;
+                device.connack_seen = true;
             }
             Event::Message(message) => {
                 device.counters.received = device.counters.received.saturating_add(1);

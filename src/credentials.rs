@@ -29,14 +29,15 @@ pub enum CredentialError {
     Other(Errno),
 }
 
-/// What [`install_builtin`] registered.
+/// What was registered (`runtime_credentials::apply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Installed {
     /// A device certificate and key are registered: the broker can authenticate the device.
     pub mutual_tls: bool,
 }
 
-fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
+/// The credential built into the image, if the build had one.
+pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
     let mut data: *const u8 = core::ptr::null();
     let mut len = 0usize;
     // SAFETY: the shim writes a pointer to a static array and its length, or fails.
@@ -69,16 +70,8 @@ pub fn register(sec_tag: i32, kind: CredentialKind, data: &'static [u8]) -> Resu
     })
 }
 
-/// Registers the credentials built into the image.
-pub fn install_builtin(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
-    let ca = builtin(CredentialKind::Ca).ok_or((CredentialKind::Ca, CredentialError::Invalid))?;
-    register(sec_tag, CredentialKind::Ca, ca).map_err(|e| (CredentialKind::Ca, e))?;
-    let device = builtin(CredentialKind::DeviceCertificate).zip(builtin(CredentialKind::DeviceKey));
-    let Some((certificate, key)) = device else {
-        return Ok(Installed { mutual_tls: false });
-    };
-    register(sec_tag, CredentialKind::DeviceCertificate, certificate)
-        .map_err(|e| (CredentialKind::DeviceCertificate, e))?;
-    register(sec_tag, CredentialKind::DeviceKey, key).map_err(|e| (CredentialKind::DeviceKey, e))?;
-    Ok(Installed { mutual_tls: true })
+/// Removes `kind` from under `sec_tag`, if it is there.
+pub fn unregister(sec_tag: i32, kind: CredentialKind) {
+    // SAFETY: plain call; deleting a credential that is not there fails harmlessly (-ENOENT).
+    let _ = unsafe { ffi::app_credential_delete(sec_tag, kind as c_int) };
 }

@@ -36,6 +36,7 @@ extern "C" {
     pub fn app_tls_set_sec_tags(fd: c_int, tags: *const i32, count: usize) -> c_int;
     pub fn app_tls_set_hostname(fd: c_int, host: *const c_char) -> c_int;
     pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
+    pub fn app_tls_purge_session_cache(fd: c_int) -> c_int;
     pub fn app_tls_check_peer_certificate(fd: c_int) -> c_int;
     pub fn app_tls_ciphersuite(fd: c_int) -> c_int;
     pub fn app_tls_last_verify_flags() -> u32;
@@ -102,4 +103,12 @@ extern "C" {
     pub fn app_keepalive_override() -> u16;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_reconnect_cap_override() -> u32;
+
+    // provisioning.c
+    pub fn app_credentials_load(buf: *mut u8, cap: usize) -> c_int;
+    pub fn app_credentials_save(record: *const u8, len: usize) -> c_int;
+    pub fn app_is_certificate(der: *const u8, len: usize) -> bool;
+    pub fn app_is_private_key(der: *const u8, len: usize) -> bool;
+    pub fn app_key_matches_certificate(cert: *const u8, cert_len: usize, key: *const u8, key_len: usize) -> bool;
+    pub fn app_fingerprint(is_key: bool, der: *const u8, len: usize, digest: *mut u8) -> c_int;
 }

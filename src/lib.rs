@@ -2,8 +2,8 @@
 //!
 //! Everything that touches Zephyr lives here and nothing else does: the TLS socket and name
 //! resolution ([`net`]), TLS credentials ([`credentials`]), settings from Kconfig
-//! ([`settings`]), the LEDs ([`leds`]), the shell's view of the MQTT thread ([`control`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
-//! block is in [`net`], [`credentials`], [`settings`] or [`control`] and says why it is sound; the C functions they call
+//! ([`settings`]), the LEDs ([`leds`]), the shell's view of the MQTT thread ([`control`]), run-time credential provisioning ([`runtime_credentials`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
+//! block is in [`net`], [`credentials`], [`settings`], [`control`] or [`runtime_credentials`] and says why it is sound; the C functions they call
 //! are in `shim.c` (Zephyr's `zsock_*` calls are inline syscall wrappers with no symbol).
 #![no_std]
 
@@ -13,6 +13,7 @@ mod credentials;
 mod ffi;
 mod leds;
 mod net;
+mod runtime_credentials;
 mod settings;
 
 #[no_mangle]

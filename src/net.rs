@@ -216,7 +216,13 @@ pub struct TlsSocket {
 impl TlsSocket {
     /// Connects to `address` over TLS, verifying the peer against the credentials under
     /// `sec_tags` and against `host_name`.
-    pub fn connect(address: &SocketAddress, host_name: &CStr, sec_tags: &[i32]) -> Result<Self, NetError> {
+    /// `forget_sessions` drops every cached TLS session first, so this handshake is a full one.
+    pub fn connect(
+        address: &SocketAddress,
+        host_name: &CStr,
+        sec_tags: &[i32],
+        forget_sessions: bool,
+    ) -> Result<Self, NetError> {
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
         let fd = check(unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
         // From here on, dropping `socket` closes the descriptor on every error path.
@@ -229,6 +235,10 @@ impl TlsSocket {
         check(unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`.
         check(unsafe { ffi::app_tls_enable_session_cache(fd) })?;
+        if forget_sessions {
+            // SAFETY: fd is an open socket owned by `socket`.
+            check(unsafe { ffi::app_tls_purge_session_cache(fd) })?;
+        }
         // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
         check(unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.

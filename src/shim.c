@@ -186,6 +186,14 @@ int app_tls_enable_session_cache(int fd)
 	return set_tls_option(fd, TLS_SESSION_CACHE, &cache, sizeof(cache));
 }
 
+/* Forgets every cached TLS session (the option purges the whole cache). */
+int app_tls_purge_session_cache(int fd)
+{
+	int purge = 1;
+
+	return set_tls_option(fd, TLS_SESSION_CACHE_PURGE, &purge, sizeof(purge));
+}
+
 /*
  * Why the broker's certificate was refused. Zephyr resets the mbedTLS context after a failed
  * handshake, so TLS_CERT_VERIFY_RESULT reads 0 by then; instead a verification callback

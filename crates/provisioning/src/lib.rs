@@ -247,6 +247,11 @@ impl Provisioner {
         })
     }
 
+    /// The open upload: its kind and the DER bytes decoded so far.
+    pub fn upload(&self) -> Option<(Kind, usize)> {
+        self.upload.as_ref().map(|upload| (upload.kind, upload.der.len()))
+    }
+
     /// Closes the upload; stages it if it is a well-formed credential of its kind.
     pub fn end(&mut self, inspector: &mut impl Inspector) -> Result<Kind, ProvisionError> {
         let upload = self.upload.take().ok_or(ProvisionError::NoUpload)?;

@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Run-time provisioning through the shell (`cred`), as an operator on the bench does it:
+base64 DER lines, checked, staged, committed as one record in flash, used from the next
+connection on and after a reboot. Certificates come from the project's certs/mkcerts."""
+
+import base64
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import CLIENT_ID, DEV_CERTS, REPO, Broker, Console
+
+MKCERTS = REPO / "certs" / "mkcerts"
+LINE = 48  # base64 characters per `cred data` line
+
+
+def mkcerts(*args) -> None:
+    subprocess.run([str(MKCERTS), *args], check=True, capture_output=True, timeout=60)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def upload(console: Console, kind: str, der: bytes) -> None:
+    console.command(f"cred begin {kind}")
+    console.until(f"upload of {kind} open", timeout=5)
+    text = base64.b64encode(der).decode()
+    for start in range(0, len(text), LINE):
+        console.command(f"cred data {text[start:start + LINE]}")
+        console.until(rf"{kind}: \d+ bytes so far", timeout=5)
+    console.command("cred end")
+
+
+def connected(device) -> None:
+    device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=30)
+
+
+def cred_list(console: Console) -> dict:
+    console.command("cred list")
+    return {kind: console.until(f"^{kind}: (.*)$", timeout=10).group(1).strip()
+            for kind in ("ca", "cert", "key")}
+
+
+@pytest.fixture()
+def fleet_ca(tmp_path) -> Path:
+    """A second CA with a broker and a device certificate (same client id) of its own."""
+    new = tmp_path / "fleet-ca-2"
+    mkcerts("ca", "--out", str(new), "--cn", "Fleet CA 2")
+    mkcerts("broker", "--out", str(new), "--ca-dir", str(new))
+    mkcerts("device", CLIENT_ID, "--out", str(new), "--ca-dir", str(new))
+    return new
+
+
+def test_new_ca_and_device_certificate_are_used_from_the_next_connection_and_after_reboot(
+        tmp_path, broker, broker_port, device, fleet_ca):
+    device.launch()
+    connected(device)
+    console = Console(device)
+    upload(console, "ca", (fleet_ca / "ca.crt.der").read_bytes())
+    console.until("ca staged", timeout=10)
+    upload(console, "cert", (fleet_ca / "device.crt.der").read_bytes())
+    console.until("cert staged", timeout=10)
+    upload(console, "key", (fleet_ca / "device.key.der").read_bytes())
+    console.until("key staged", timeout=10)
+    console.command("cred commit")
+    console.until(r"stored \(\d+ bytes\); used from the next connection on", timeout=10)
+
+    listed = cred_list(console)
+    assert listed["ca"].startswith("provisioned, ") and sha256(fleet_ca / "ca.crt.der") in listed["ca"]
+    assert sha256(fleet_ca / "device.crt.der") in listed["cert"]
+    assert listed["key"].endswith("(public key)")
+    assert sha256(fleet_ca / "device.key.der") not in listed["key"]
+
+    # The broker moves to the new CA. Only a device that now trusts that CA and presents a
+    # certificate from it gets in (the broker requires one from its own CA).
+    broker.stop()
+    rotated = Broker(broker_port, tmp_path / "broker-rotated", certs=fleet_ca).start()
+    try:
+        device.readlines_until(regex=r"credentials: new set in use \(mutual TLS: true\)", timeout=30)
+        connected(device)
+        assert f"New client connected from 127.0.0.1" in rotated.log()
+
+        # Reboot: the stored set is applied at boot, before the first connection.
+        device.close()
+        device.launch()
+        device.readlines_until(regex=r"credentials: ca from the provisioned", timeout=10)
+        device.readlines_until(regex=r"credentials: cert from the provisioned", timeout=5)
+        connected(device)
+    finally:
+        rotated.stop()
+
+
+def test_malformed_input_is_refused_with_a_reason_and_changes_nothing(broker, device):
+    device.launch()
+    connected(device)
+    console = Console(device)
+    before = cred_list(console)
+    assert before["ca"].startswith("image, ") and sha256(DEV_CERTS / "ca.crt.der") in before["ca"]
+
+    console.command("cred begin ca")
+    console.command("cred data not.base64")
+    console.until("cred: not base64: a character outside the alphabet; upload dropped", timeout=5)
+
+    upload(console, "ca", b"an X.509 certificate this is not")
+    console.until(r"cred: not an X.509 certificate \(DER\)", timeout=10)
+
+    upload(console, "cert", (DEV_CERTS / "observer.crt.der").read_bytes())
+    console.until("cert staged", timeout=10)  # a certificate, but not for the device's key
+    console.command("cred commit")
+    console.until("cred: the device key does not match the device certificate", timeout=10)
+    console.command("cred abort")
+    console.until("upload and staged changes dropped; stored set unchanged", timeout=5)
+
+    console.command("cred begin ca")
+    for _ in range(28):  # 36 bytes a line: 1008 bytes fit, the 29th line does not
+        console.command("cred data " + "QUJD" * 12)
+        console.until(r"ca: \d+ bytes so far", timeout=5)
+    console.command("cred data " + "QUJD" * 12)
+    console.until(r"cred: too large for this credential; upload dropped \(limit 1024 bytes\)",
+                  timeout=10)
+
+    console.command("cred commit")
+    console.until("cred: nothing staged", timeout=5)
+    assert cred_list(console) == before
+
+    # Nothing reached flash: after a reboot the image's credentials are used, and work.
+    device.close()
+    device.launch()
+    device.readlines_until(regex=r"credentials: ca from the image", timeout=10)
+    connected(device)
+
+
+def test_a_device_without_a_client_certificate_is_refused_and_keeps_retrying(
+        tmp_path, broker, broker_port, device):
+    device.launch()
+    connected(device)
+    console = Console(device)
+    console.command("cred delete cert")
+    console.until("cert deletion staged", timeout=5)
+    console.command("cred delete key")
+    console.until("key deletion staged", timeout=5)
+    console.command("cred commit")
+    console.until("used from the next connection on", timeout=10)
+    listed = cred_list(console)
+    assert listed["cert"] == "none (deleted)" and listed["key"] == "none (deleted)"
+
+    broker.stop()  # the next connection is the first without a client certificate
+    again = Broker(broker_port, tmp_path / "broker-again").start()
+    try:
+        device.readlines_until(regex=r"credentials: new set in use \(mutual TLS: false\)", timeout=30)
+        for _ in range(2):
+            device.readlines_until(
+                regex="this device has no client certificate, which the broker may require",
+                timeout=60)
+            device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=10)
+        assert device.is_device_running()
+        assert "New client connected" not in again.log()
+    finally:
+        again.stop()

@@ -1,0 +1,265 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Run-time provisioning (src/runtime_credentials.rs): the `cred` shell commands, the stored record
+ * in flash through Zephyr's settings (NVS on the board's storage partition, the flash
+ * simulator on native_sim), and the X.509/key checks with mbedTLS.
+ *
+ * The shell only parses words; every decision is the Rust side's, which answers with a
+ * line of text and a status.
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <zephyr/kernel.h>
+#include <zephyr/random/random.h>
+#include <zephyr/settings/settings.h>
+#include <zephyr/shell/shell.h>
+
+#include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/x509_crt.h>
+
+/* --- The stored record -------------------------------------------------------------------- */
+
+#define CREDENTIALS_KEY "app/creds"
+
+struct load_target {
+	uint8_t *buf;
+	size_t cap;
+	ssize_t len;
+};
+
+static int load_record(const char *key, size_t len, settings_read_cb read_cb, void *cb_arg,
+		       void *param)
+{
+	struct load_target *target = param;
+
+	/* settings_load_subtree_direct hands us the subtree root itself as key "" (NULL). */
+	if (key != NULL && key[0] != '\0') {
+		return 0;
+	}
+	if (len > target->cap) {
+		target->len = -EFBIG;
+		return 0;
+	}
+	target->len = read_cb(cb_arg, target->buf, len);
+	return 0;
+}
+
+static int settings_ready(void)
+{
+	static bool initialized;
+	int ret;
+
+	if (initialized) {
+		return 0;
+	}
+	ret = settings_subsys_init();
+	if (ret == 0) {
+		initialized = true;
+	}
+	return ret;
+}
+
+/* The stored record's length, 0 when none is stored (a record is never empty), or a
+ * negative errno.
+ */
+int app_credentials_load(uint8_t *buf, size_t cap)
+{
+	struct load_target target = {.buf = buf, .cap = cap, .len = 0};
+	int ret = settings_ready();
+
+	if (ret < 0) {
+		return ret;
+	}
+	ret = settings_load_subtree_direct(CREDENTIALS_KEY, load_record, &target);
+	if (ret < 0) {
+		return ret;
+	}
+	return (int)target.len;
+}
+
+/* One settings write: NVS writes the data, then the entry that makes it valid. */
+int app_credentials_save(const uint8_t *record, size_t len)
+{
+	int ret = settings_ready();
+
+	if (ret < 0) {
+		return ret;
+	}
+	return settings_save_one(CREDENTIALS_KEY, record, len);
+}
+
+/* --- Checks with mbedTLS ------------------------------------------------------------------- */
+
+static int random_bytes(void *ctx, unsigned char *buf, size_t len)
+{
+	ARG_UNUSED(ctx);
+	return sys_csrand_get(buf, len) == 0 ? 0 : MBEDTLS_ERR_PK_BAD_INPUT_DATA;
+}
+
+bool app_is_certificate(const uint8_t *der, size_t len)
+{
+	mbedtls_x509_crt crt;
+	int ret;
+
+	mbedtls_x509_crt_init(&crt);
+	ret = mbedtls_x509_crt_parse_der(&crt, der, len);
+	mbedtls_x509_crt_free(&crt);
+	return ret == 0;
+}
+
+static int parse_private_key(mbedtls_pk_context *pk, const uint8_t *der, size_t len)
+{
+	mbedtls_pk_init(pk);
+	return mbedtls_pk_parse_key(pk, der, len, NULL, 0, random_bytes, NULL);
+}
+
+bool app_is_private_key(const uint8_t *der, size_t len)
+{
+	mbedtls_pk_context pk;
+	int ret = parse_private_key(&pk, der, len);
+
+	mbedtls_pk_free(&pk);
+	return ret == 0;
+}
+
+bool app_key_matches_certificate(const uint8_t *cert, size_t cert_len, const uint8_t *key,
+				 size_t key_len)
+{
+	mbedtls_x509_crt crt;
+	mbedtls_pk_context pk;
+	bool matches = false;
+
+	mbedtls_x509_crt_init(&crt);
+	mbedtls_pk_init(&pk);
+	if (mbedtls_x509_crt_parse_der(&crt, cert, cert_len) == 0 &&
+	    parse_private_key(&pk, key, key_len) == 0) {
+		matches = mbedtls_pk_check_pair(&crt.pk, &pk, random_bytes, NULL) == 0;
+	}
+	mbedtls_pk_free(&pk);
+	mbedtls_x509_crt_free(&crt);
+	return matches;
+}
+
+/* SHA-256 of a certificate's DER, or of the DER public key of a private key. */
+int app_fingerprint(bool is_key, const uint8_t *der, size_t len, uint8_t digest[32])
+{
+	mbedtls_pk_context pk;
+	/* An uncompressed P-256 SubjectPublicKeyInfo is 91 bytes. */
+	uint8_t spki[160];
+	int written;
+
+	if (!is_key) {
+		return mbedtls_sha256(der, len, digest, 0) == 0 ? 0 : -EINVAL;
+	}
+	if (parse_private_key(&pk, der, len) != 0) {
+		mbedtls_pk_free(&pk);
+		return -EINVAL;
+	}
+	/* mbedtls_pk_write_pubkey_der writes at the end of the buffer. */
+	written = mbedtls_pk_write_pubkey_der(&pk, spki, sizeof(spki));
+	mbedtls_pk_free(&pk);
+	if (written <= 0) {
+		return -EINVAL;
+	}
+	return mbedtls_sha256(spki + sizeof(spki) - written, written, digest, 0) == 0 ? 0 : -EINVAL;
+}
+
+/* --- The shell ------------------------------------------------------------------------------ */
+
+/* Operations shared with src/provisioning.rs. */
+enum app_cred_op {
+	APP_CRED_BEGIN = 0,
+	APP_CRED_DATA = 1,
+	APP_CRED_END = 2,
+	APP_CRED_ABORT = 3,
+	APP_CRED_DELETE = 4,
+	APP_CRED_IMAGE = 5,
+	APP_CRED_COMMIT = 6,
+	APP_CRED_LIST = 7,
+};
+
+/* >= 0: done, `out` holds the answer; < 0: refused, `out` says why. Implemented in src/runtime_credentials.rs. */
+extern int app_cred_command(int op, const char *arg, size_t arg_len, char *out, size_t out_cap);
+
+#define ANSWER_MAX 512
+/* One shell command at a time: the answer buffer is static to spare the shell's stack. */
+static char answer[ANSWER_MAX];
+static K_MUTEX_DEFINE(answer_lock);
+
+static int run(const struct shell *sh, int op, const char *arg)
+{
+	int ret;
+
+	k_mutex_lock(&answer_lock, K_FOREVER);
+	ret = app_cred_command(op, arg, arg == NULL ? 0 : strlen(arg), answer, sizeof(answer));
+	if (ret < 0) {
+		shell_error(sh, "cred: %s", answer);
+	} else {
+		shell_print(sh, "%s", answer);
+	}
+	k_mutex_unlock(&answer_lock);
+	return ret < 0 ? -EINVAL : 0;
+}
+
+static int cmd_begin(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_BEGIN, argv[1]);
+}
+
+static int cmd_data(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_DATA, argv[1]);
+}
+
+static int cmd_end(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_END, NULL);
+}
+
+static int cmd_abort(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_ABORT, NULL);
+}
+
+static int cmd_delete(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_DELETE, argv[1]);
+}
+
+static int cmd_image(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_IMAGE, argv[1]);
+}
+
+static int cmd_commit(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_COMMIT, NULL);
+}
+
+static int cmd_list(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_LIST, NULL);
+}
+
+SHELL_STATIC_SUBCMD_SET_CREATE(
+	cred_commands,
+	SHELL_CMD_ARG(begin, NULL, "Start an upload: begin ca|cert|key", cmd_begin, 2, 0),
+	SHELL_CMD_ARG(data, NULL, "One line of the DER in base64", cmd_data, 2, 0),
+	SHELL_CMD_ARG(end, NULL, "Finish the upload; check it and stage it", cmd_end, 1, 0),
+	SHELL_CMD_ARG(abort, NULL, "Drop the upload and everything staged", cmd_abort, 1, 0),
+	SHELL_CMD_ARG(delete, NULL, "Stage removal: delete ca|cert|key", cmd_delete, 2, 0),
+	SHELL_CMD_ARG(image, NULL, "Stage the image's credential: image ca|cert|key", cmd_image,
+		      2, 0),
+	SHELL_CMD_ARG(commit, NULL, "Check the staged set and store it; used from the next "
+		      "connection on", cmd_commit, 1, 0),
+	SHELL_CMD_ARG(list, NULL, "Stored, staged and active credentials with SHA-256 "
+		      "fingerprints", cmd_list, 1, 0),
+	SHELL_SUBCMD_SET_END);
+
+SHELL_CMD_REGISTER(cred, &cred_commands, "TLS credentials: provision without rebuilding", NULL);

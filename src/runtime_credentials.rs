@@ -1,0 +1,331 @@
+//! Run-time provisioning: the `cred` shell commands (`provisioning.c`) drive the sans-IO
+//! [`provisioning`] crate; the committed set is one record in flash (Zephyr settings), and
+//! the MQTT thread registers it at boot and again before the first connection after a
+//! commit.
+//!
+//! Two sets, two owners. The operator's staged set (under [`OPERATOR`]) is edited from the
+//! shell thread. The active set (under [`ACTIVE`]) is what the TLS credential store points
+//! into; only the MQTT thread rewrites it, in [`apply`], between connections.
+
+use crate::credentials::{self, CredentialError, CredentialKind, Installed};
+use crate::ffi;
+use crate::net::Errno;
+use core::ffi::{c_char, c_int};
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, Ordering};
+use log::{info, warn};
+use provisioning::{
+    check_usable, describe, CredentialSet, ImageCredentials, Inspector, Kind, ProvisionError,
+    Provisioner, Source, MAX_RECORD,
+};
+use zephyr::sync::{Mutex, MutexGuard};
+
+/// The shell's side: the staged set, an open upload, and the record buffer for flash.
+struct Operator {
+    provisioner: Provisioner,
+    record: [u8; MAX_RECORD],
+}
+
+static OPERATOR: Mutex<Operator> =
+    Mutex::new(Operator { provisioner: Provisioner::new(), record: [0; MAX_RECORD] });
+
+/// The set registered in the TLS credential store, which keeps pointers into it.
+static ACTIVE: Mutex<CredentialSet> = Mutex::new(CredentialSet::image());
+
+/// A commit is stored and waits for [`apply`].
+static COMMITTED: AtomicBool = AtomicBool::new(false);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(never) => match never {},
+    }
+}
+
+fn kind_of(kind: Kind) -> CredentialKind {
+    match kind {
+        Kind::Ca => CredentialKind::Ca,
+        Kind::DeviceCertificate => CredentialKind::DeviceCertificate,
+        Kind::DeviceKey => CredentialKind::DeviceKey,
+    }
+}
+
+fn image() -> ImageCredentials<'static> {
+    ImageCredentials {
+        ca: credentials::builtin(CredentialKind::Ca),
+        device_certificate: credentials::builtin(CredentialKind::DeviceCertificate),
+        device_key: credentials::builtin(CredentialKind::DeviceKey),
+    }
+}
+
+/// X.509 and key checks with mbedTLS (`provisioning.c`).
+struct MbedTls;
+
+impl Inspector for MbedTls {
+    fn is_certificate(&mut self, der: &[u8]) -> bool {
+        // SAFETY: pointer and length describe `der`; mbedTLS copies what it parses.
+        unsafe { ffi::app_is_certificate(der.as_ptr(), der.len()) }
+    }
+
+    fn is_private_key(&mut self, der: &[u8]) -> bool {
+        // SAFETY: pointer and length describe `der`; mbedTLS copies what it parses.
+        unsafe { ffi::app_is_private_key(der.as_ptr(), der.len()) }
+    }
+
+    fn key_matches_certificate(&mut self, certificate: &[u8], key: &[u8]) -> bool {
+        // SAFETY: both pointer/length pairs describe live slices; nothing is kept.
+        unsafe {
+            ffi::app_key_matches_certificate(certificate.as_ptr(), certificate.len(), key.as_ptr(), key.len())
+        }
+    }
+
+    fn fingerprint(&mut self, kind: Kind, der: &[u8]) -> Option<[u8; 32]> {
+        let mut digest = [0u8; 32];
+        // SAFETY: `der` is a live slice and `digest` has the 32 bytes the shim writes.
+        let ret = unsafe {
+            ffi::app_fingerprint(kind == Kind::DeviceKey, der.as_ptr(), der.len(), digest.as_mut_ptr())
+        };
+        (ret == 0).then_some(digest)
+    }
+}
+
+/// Reads the stored record into `buf`: its length, `None` if nothing is stored.
+fn read_record(buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    // SAFETY: `buf` is writable for its length; the shim writes at most that many bytes.
+    let ret = unsafe { ffi::app_credentials_load(buf.as_mut_ptr(), buf.len()) };
+    match usize::try_from(ret) {
+        Ok(0) => Ok(None),
+        Ok(len) => Ok(Some(len)),
+        Err(_) => Err(Errno(ret.saturating_neg())),
+    }
+}
+
+/// Boot: the operator's staged set starts as the stored one.
+pub fn init() {
+    let mut operator = lock(&OPERATOR);
+    let Operator { provisioner, record } = &mut *operator;
+    let loaded = match read_record(record) {
+        Ok(Some(len)) => provisioner.load(record.get(..len)),
+        Ok(None) => provisioner.load(None),
+        Err(cause) => {
+            warn!("credentials: cannot read the stored set ({cause:?}); using the image's");
+            provisioner.load(None)
+        }
+    };
+    if let Err(cause) = loaded {
+        warn!("credentials: stored set unreadable ({cause:?}); using the image's");
+    }
+}
+
+/// Whether a commit waits to be applied.
+pub fn commit_pending() -> bool {
+    COMMITTED.load(Ordering::Acquire)
+}
+
+/// Registers the stored set (the image's credentials where nothing is provisioned). Runs on
+/// the MQTT thread only, at boot and between connections.
+pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
+    COMMITTED.store(false, Ordering::Release);
+    let image = image();
+    let mut operator = lock(&OPERATOR);
+    let mut active = lock(&ACTIVE);
+    for kind in Kind::ALL {
+        credentials::unregister(sec_tag, kind_of(kind));
+    }
+    let stored = match read_record(&mut operator.record) {
+        Ok(Some(len)) => operator.record.get(..len).map(|record| active.load(record)),
+        Ok(None) => None,
+        Err(cause) => {
+            warn!("credentials: cannot read the stored set ({cause:?}); using the image's");
+            None
+        }
+    };
+    match stored {
+        None => active.reset_to_image(),
+        Some(Ok(())) => {}
+        Some(Err(cause)) => {
+            warn!("credentials: stored set unreadable ({cause:?}); using the image's");
+            active.reset_to_image();
+        }
+    }
+    drop(operator);
+    if let Err(cause) = check_usable(&active, &image, &mut MbedTls) {
+        // Committed sets pass this; an image built with other credentials may not.
+        warn!("credentials: stored set unusable with this image ({cause}); using the image's");
+        active.reset_to_image();
+    }
+    let mut installed = Installed { mutual_tls: false };
+    for kind in Kind::ALL {
+        let Some(der) = active.effective(kind, &image) else {
+            continue;
+        };
+        // SAFETY: `der` is either in the image (static) or in ACTIVE, a static whose bytes
+        // change only here, on the MQTT thread, after every registration was removed above;
+        // sockets are set up on this thread too, and mbedTLS copies what it parses when a
+        // handshake starts. So the credential store never reads bytes being rewritten.
+        let der: &'static [u8] = unsafe { core::slice::from_raw_parts(der.as_ptr(), der.len()) };
+        credentials::register(sec_tag, kind_of(kind), der).map_err(|e| (kind_of(kind), e))?;
+        let origin = match active.source(kind) {
+            Source::Provisioned(_) => "provisioned",
+            _ => "image",
+        };
+        info!("credentials: {} from the {origin} ({} bytes)", kind.name(), der.len());
+        installed.mutual_tls |= kind == Kind::DeviceKey;
+    }
+    Ok(installed)
+}
+
+/// A `core::fmt::Write` over the shell's answer buffer; what does not fit is cut.
+struct Answer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl core::fmt::Write for Answer<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        // Keep one byte for the NUL.
+        let room = self.buf.len().saturating_sub(self.len + 1);
+        let take = s.len().min(room);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + take), s.as_bytes().get(..take)) {
+            dst.copy_from_slice(src);
+            self.len += take;
+        }
+        Ok(())
+    }
+}
+
+/// Why a `cred` command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommandError {
+    Provision(ProvisionError),
+    /// Writing the record to flash failed; the staged set is kept for another try.
+    Storage(Errno),
+}
+
+impl From<ProvisionError> for CommandError {
+    fn from(cause: ProvisionError) -> Self {
+        CommandError::Provision(cause)
+    }
+}
+
+impl core::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CommandError::Provision(cause) => write!(f, "{cause}"),
+            CommandError::Storage(Errno(errno)) => {
+                write!(f, "not stored: flash write failed (errno {errno}); staged set kept")
+            }
+        }
+    }
+}
+
+// The `cred` operations, numbered as `enum app_cred_op` in provisioning.c.
+const OP_BEGIN: c_int = 0;
+const OP_DATA: c_int = 1;
+const OP_END: c_int = 2;
+const OP_ABORT: c_int = 3;
+const OP_DELETE: c_int = 4;
+const OP_IMAGE: c_int = 5;
+const OP_COMMIT: c_int = 6;
+const OP_LIST: c_int = 7;
+
+fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandError> {
+    let mut operator = lock(&OPERATOR);
+    let Operator { provisioner, record } = &mut *operator;
+    let kind = || Kind::from_name(arg).ok_or(CommandError::Provision(ProvisionError::UnknownKind));
+    match op {
+        OP_BEGIN => {
+            let kind = kind()?;
+            provisioner.begin(kind)?;
+            let _ = write!(out, "upload of {} open: send base64 lines with `cred data`, then `cred end`", kind.name());
+        }
+        OP_DATA => {
+            provisioner.data(arg)?;
+            if let Some((kind, len)) = provisioner.upload() {
+                let _ = write!(out, "{}: {len} bytes so far", kind.name());
+            }
+        }
+        OP_END => {
+            let kind = provisioner.end(&mut MbedTls)?;
+            let _ = write!(out, "{} staged; `cred commit` stores the staged set", kind.name());
+        }
+        OP_ABORT => {
+            provisioner.abort_upload();
+            let stored = read_record(record).ok().flatten();
+            let _ = provisioner.load(stored.and_then(|len| record.get(..len)));
+            let _ = write!(out, "upload and staged changes dropped; stored set unchanged");
+        }
+        OP_DELETE => {
+            let kind = kind()?;
+            provisioner.delete(kind)?;
+            let _ = write!(out, "{} deletion staged", kind.name());
+        }
+        OP_IMAGE => {
+            let kind = kind()?;
+            provisioner.use_image(kind)?;
+            let _ = write!(out, "{} from the image staged", kind.name());
+        }
+        OP_COMMIT => {
+            let len = provisioner.prepare_commit(&image(), &mut MbedTls, record)?;
+            // SAFETY: `record` holds `len` initialized bytes; settings copies them to flash.
+            let saved = unsafe { ffi::app_credentials_save(record.as_ptr(), len) };
+            if saved < 0 {
+                return Err(CommandError::Storage(Errno(saved.saturating_neg())));
+            }
+            provisioner.committed();
+            COMMITTED.store(true, Ordering::Release);
+            info!("credentials: new set stored ({len} bytes); used from the next connection on");
+            let _ = write!(out, "stored ({len} bytes); used from the next connection on");
+        }
+        OP_LIST => {
+            let image = image();
+            for kind in Kind::ALL {
+                let _ = describe(provisioner.staged(), kind, &image, &mut MbedTls, out);
+                let _ = out.write_str("\n");
+            }
+            let _ = out.write_str(if provisioner.has_changes() {
+                "staged changes not committed"
+            } else if commit_pending() {
+                "stored; used from the next connection on"
+            } else {
+                "in use"
+            });
+        }
+        _ => return Err(ProvisionError::UnknownKind.into()),
+    }
+    Ok(())
+}
+
+/// The `cred` shell commands' entry point: >= 0 done, < 0 refused; `out` holds the answer.
+#[no_mangle]
+extern "C" fn app_cred_command(op: c_int, arg: *const c_char, arg_len: usize, out: *mut u8, out_cap: usize) -> c_int {
+    if out.is_null() || out_cap == 0 {
+        return -1;
+    }
+    // SAFETY: provisioning.c passes its static answer buffer of out_cap bytes, held under a
+    // mutex for the duration of this call.
+    let buf = unsafe { core::slice::from_raw_parts_mut(out, out_cap) };
+    let mut answer = Answer { buf, len: 0 };
+    let arg = if arg.is_null() {
+        ""
+    } else {
+        // SAFETY: arg points to the shell's argv word of arg_len bytes (strlen), alive for
+        // this call.
+        let bytes = unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), arg_len) };
+        core::str::from_utf8(bytes).unwrap_or("\u{fffd}")
+    };
+    let result = command(op, arg, &mut answer);
+    if let Err(cause) = result {
+        answer.len = 0;
+        let _ = write!(answer, "{cause}");
+    }
+    let end = answer.len;
+    if let Some(nul) = answer.buf.get_mut(end) {
+        *nul = 0;
+    }
+    if result.is_ok() {
+        0
+    } else {
+        -1
+    }
+}
