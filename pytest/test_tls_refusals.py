@@ -52,6 +52,20 @@ def test_refuses_broker_certificate_for_another_host_name(tmp_path, broker_port,
         broker.stop()
 
 
+def test_refuses_an_expired_broker_certificate_from_our_ca(tmp_path, broker_port, device):
+    # Our CA, our host name, but valid only during 2019: only the date is wrong.
+    expired = tmp_path / "expired"
+    expired.mkdir()
+    shutil.copy(DEV_CERTS / "ca.crt.pem", expired)
+    mkcerts("broker", "--out", str(expired), "--ca-dir", str(DEV_CERTS),
+            "--not-before", "20190101000000Z", "--not-after", "20200101000000Z")
+    broker = Broker(broker_port, tmp_path / "broker", certs=expired).start()
+    try:
+        expect_refusal_and_retry(device, broker_port, "tls: broker certificate expired")
+    finally:
+        broker.stop()
+
+
 class ImpostorProxy:
     """A man in the middle: terminates TLS with its own certificate (CA of its own) on the
     device's side and would relay to the real broker. The device must never get past the

@@ -32,6 +32,9 @@ fn sleep_ms(ms: u32) {
     zephyr::time::sleep(zephyr::time::Duration::millis(u64::from(ms)));
 }
 
+/// How long one SNTP request may take.
+const SNTP_TIMEOUT_MS: u32 = 5_000;
+
 /// Largest reply payload (a ping is echoed up to this size).
 const REPLY_CAPACITY: usize = 256;
 /// Replies produced by one round of received messages, published right after it.
@@ -104,6 +107,12 @@ pub fn run() -> ! {
     };
     let Ok(host_name) = core::ffi::CStr::from_bytes_with_nul(host_name.as_bytes()) else {
         halt(format_args!("broker host name contains a NUL byte"));
+    };
+    let Some(sntp_server) = host_name_c(settings.sntp_server) else {
+        halt(format_args!("SNTP server name is longer than 255 bytes"));
+    };
+    let Ok(sntp_server) = core::ffi::CStr::from_bytes_with_nul(sntp_server.as_bytes()) else {
+        halt(format_args!("SNTP server name contains a NUL byte"));
     };
 
     let mut device = Device {
@@ -179,7 +188,7 @@ pub fn run() -> ! {
             }
         }
         device.status.set_state(LinkState::Connecting);
-        let cause = match connect(&settings, host_name, &sec_tags, new_credentials) {
+        let cause = match connect(&settings, host_name, sntp_server, &sec_tags, new_credentials) {
             Ok(socket) => {
                 if connected_before {
                     device.counters.reconnects = device.counters.reconnects.saturating_add(1);
@@ -232,9 +241,17 @@ pub fn run() -> ! {
 fn connect(
     settings: &Settings,
     host_name: &core::ffi::CStr,
+    sntp_server: &core::ffi::CStr,
     sec_tags: &[i32],
     new_credentials: bool,
 ) -> Result<TlsSocket, NetError> {
+    if !net::wall_clock_is_set() {
+        // mbedTLS would take every certificate for "not yet valid"; ask for the time first.
+        if net::sync_wall_clock(sntp_server, SNTP_TIMEOUT_MS).is_err() || !net::wall_clock_is_set() {
+            return Err(NetError::ClockNotSet);
+        }
+        info!("clock: set by SNTP from {}", settings.sntp_server);
+    }
     info!("connecting to {}:{}", settings.broker_host, settings.broker_port);
     let address = net::resolve(host_name, settings.broker_port)?;
     let socket = TlsSocket::connect(&address, host_name, sec_tags, new_credentials)?;

@@ -26,6 +26,9 @@ pub enum NetError {
     TimedOut,
     /// The TLS handshake failed; the certificate check says why.
     Handshake(CertificateProblem),
+    /// The wall clock is not set (and SNTP did not set it): certificate dates cannot be
+    /// checked, so the device does not connect.
+    ClockNotSet,
     /// The peer reset or aborted the connection.
     ConnectionReset,
     /// Out of sockets, TLS contexts or memory.
@@ -135,6 +138,9 @@ impl core::fmt::Display for NetError {
             NetError::Handshake(Cert::None) => {
                 f.write_str("tls: handshake failed (broker certificate accepted)")
             }
+            NetError::ClockNotSet => f.write_str(
+                "wall clock not set (SNTP failed): certificate dates cannot be checked",
+            ),
             NetError::ConnectionReset => f.write_str("connection reset"),
             NetError::OutOfResources => f.write_str("out of sockets or memory"),
             NetError::InvalidArgument => f.write_str("socket option rejected"),
@@ -197,6 +203,23 @@ pub fn random_u64() -> u64 {
 fn last_verify_problem() -> CertificateProblem {
     // SAFETY: plain call; reads a word the verification callback wrote during connect.
     CertificateProblem::from_flags(unsafe { ffi::app_tls_last_verify_flags() })
+}
+
+/// Before this (2025-01-01 UTC) the wall clock has not been set: every certificate would look
+/// "not yet valid" to mbedTLS.
+const EARLIEST_PLAUSIBLE_TIME_S: i64 = 1_735_689_600;
+
+/// Whether the wall clock is set, so that mbedTLS can check certificate dates.
+pub fn wall_clock_is_set() -> bool {
+    // SAFETY: plain call; time(NULL).
+    let now = unsafe { ffi::app_wall_clock_s() };
+    now >= EARLIEST_PLAUSIBLE_TIME_S
+}
+
+/// Sets the wall clock from `server` by SNTP (on images built with `CONFIG_SNTP`).
+pub fn sync_wall_clock(server: &CStr, timeout_ms: u32) -> Result<(), NetError> {
+    // SAFETY: server is NUL-terminated and outlives the call; the shim copies nothing.
+    check(unsafe { ffi::app_wall_clock_sync(server.as_ptr(), timeout_ms) }).map(|_| ())
 }
 
 /// Free bytes of the system heap, if Zephyr keeps statistics.

@@ -18,6 +18,7 @@ pub struct Settings {
     pub reconnect_cap_ms: u32,
     pub network_wait_ms: i32,
     pub telemetry_interval_ms: u64,
+    pub sntp_server: &'static str,
 }
 
 // Kconfig's `range` makes these conversions lossless; the assertions make a wrong range a
@@ -110,6 +111,7 @@ impl Settings {
             reconnect_cap_ms: kconfig::CONFIG_APP_RECONNECT_CAP_MS as u32,
             network_wait_ms: (kconfig::CONFIG_APP_NETWORK_WAIT_S * 1000) as i32,
             telemetry_interval_ms: (kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S as u64) * 1000,
+            sntp_server: kconfig::CONFIG_APP_SNTP_SERVER,
         }
     }
 }

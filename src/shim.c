@@ -18,7 +18,14 @@
 #include <zephyr/net/socket.h>
 #include <zephyr/net/tls_credentials.h>
 #include <zephyr/random/random.h>
+#include <zephyr/sys/clock.h>
 #include <zephyr/sys/sys_heap.h>
+
+#include <time.h>
+
+#if defined(CONFIG_SNTP)
+#include <zephyr/net/sntp.h>
+#endif
 
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
@@ -373,6 +380,35 @@ const struct app_errno_values *app_errno_values(void)
 }
 
 /* --- Platform ------------------------------------------------------------------------------- */
+
+/* Seconds since 1970 UTC by the wall clock mbedTLS checks certificate dates against (the
+ * host's on native_sim, Zephyr's realtime clock on the board).
+ */
+int64_t app_wall_clock_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* Sets the wall clock from an SNTP server (host name); -ENOTSUP without CONFIG_SNTP. */
+int app_wall_clock_sync(const char *server, uint32_t timeout_ms)
+{
+#if defined(CONFIG_SNTP)
+	struct sntp_time now;
+	struct timespec ts;
+	int ret = sntp_simple(server, timeout_ms, &now);
+
+	if (ret < 0) {
+		return ret;
+	}
+	ts.tv_sec = (time_t)now.seconds;
+	ts.tv_nsec = (long)(((uint64_t)now.fraction * NSEC_PER_SEC) >> 32);
+	return sys_clock_settime(SYS_CLOCK_REALTIME, &ts);
+#else
+	ARG_UNUSED(server);
+	ARG_UNUSED(timeout_ms);
+	return -ENOTSUP;
+#endif
+}
 
 uint64_t app_random_u64(void)
 {
