@@ -3,10 +3,11 @@
 the device publishes, and the broker frozen until the device's ping timeout. The device is
 driven through its shell (`mqtt pub`, `mqtt status`), as an operator would."""
 
+import re
 import signal
 import time
 
-from conftest import (DEVICE_TOPICS, Console, PersistentBroker, Peer,
+from conftest import (CLIENT_ID, DEVICE_TOPICS, Console, PersistentBroker, Peer,
                       persistent_subscription)
 
 RESTARTS = 20
@@ -175,6 +176,13 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
         status = console.status()
         assert int(status["reconnects"]) >= RESTARTS
         assert rejections >= RESTARTS  # one more than the outbox holds, every time
+        # The last connection, too, began with a full outbox: "online" waited for room and
+        # then reached the broker on that connection.
+        log = broker.log()
+        last_connection = log.rindex(f" as {CLIENT_ID} ")
+        assert re.search(rf"Received PUBLISH from {CLIENT_ID} \(d\d, q1, r1, m\d+, "
+                         rf"'{DEVICE_TOPICS}/status', \.\.\. \(6 bytes\)\)",
+                         log[last_connection:]), "no 'online' on the last connection"
     finally:
         observer.close()
         broker.stop()

@@ -15,8 +15,8 @@ use log::{error, info, warn};
 use mqtt_core::backoff::{Backoff, BackoffConfig};
 use mqtt_core::driver::{Client, Clock};
 use mqtt_core::{
-    ConfigError, ConnectOptions, Error, Event, Instant, LastWill, QoS, Session, SessionConfig,
-    TransportError,
+    ConfigError, ConnectOptions, Error, Event, Instant, LastWill, QoS, ResourceError, Session,
+    SessionConfig, TransportError,
 };
 
 /// Uptime as the MQTT core's clock.
@@ -72,6 +72,8 @@ struct Device {
     status: Status,
     /// The broker answered CONNECT on the current connection.
     connack_seen: bool,
+    /// "online" is still to be queued for this connection.
+    online_pending: bool,
 }
 
 /// A NUL-terminated copy of the broker's host name for the socket API.
@@ -125,6 +127,7 @@ pub fn run() -> ! {
         cipher_suite: CipherSuite::default(),
         status: Status::new(settings.broker_host, settings.broker_port),
         connack_seen: false,
+        online_pending: false,
     };
     info!("leds: {} available", device.leds.available());
 
@@ -299,9 +302,24 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
         control::serve_requests(session, &mut device.status);
         if just_connected {
             device.status.set_state(LinkState::Connected);
+            device.online_pending = true;
+        }
+        if device.online_pending {
+            // Retried every round until it is in the outbox: messages queued while offline
+            // may fill it at the moment of connecting, and "online" must follow them.
             match session.publish(device.topics.status(), b"online", QoS::AtLeastOnce, true) {
-                Ok(_) => info!("mqtt: published online to {}", device.topics.status()),
-                Err(cause) => warn!("mqtt: status not published: {cause}"),
+                Ok(_) => {
+                    info!("mqtt: published online to {}", device.topics.status());
+                    device.online_pending = false;
+                }
+                Err(Error::Exhausted(ResourceError::OutboxFull)) if just_connected => {
+                    info!("mqtt: outbox full; online follows once it has room");
+                }
+                Err(Error::Exhausted(ResourceError::OutboxFull)) => {}
+                Err(cause) => {
+                    warn!("mqtt: status not published: {cause}");
+                    device.online_pending = false;
+                }
             }
         }
         while let Some(reply) = device.replies.pop_front() {
