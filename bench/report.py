@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: Apache-2.0
+"""docs/benchmark.md and docs/benchmark.png from the JSON files that bench/run measured.
+Nothing here is a number of its own: a value the run did not produce is shown as missing,
+with the reason the run recorded."""
+
+import json
+from pathlib import Path
+
+KIB = 1024
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def fmt_int(v):
+    return "—" if v is None else f"{v:,}"
+
+
+def fmt_kib(v):
+    return "—" if v is None else f"{v / KIB:,.1f} KiB"
+
+
+def fmt_rate(v):
+    return "—" if v is None else f"{v:,.2f}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def verdict(value, limit, at_least=False):
+    if value is None:
+        return "not measured"
+    ok = value >= limit if at_least else value <= limit
+    return "**met**" if ok else "**missed**"
+
+
+def error_of(sim, key):
+    e = get(sim, key, "error")
+    return f" ({key}: {e})" if e else ""
+
+
+def write(results: Path, docs: Path) -> None:
+    ours_fp = load(results / "footprint-ours.json")
+    c_fp = load(results / "footprint-c.json")
+    sim = load(results / "sim.json")
+    meta = load(results / "meta.json")
+    docs.mkdir(parents=True, exist_ok=True)
+
+    rows = []  # (group, metric, ours, c, ratio_text, target, verdict, ratio_value, target_value, higher_is_better)
+
+    def add(group, metric, o, c, fmt, target_text=None, limit=None, at_least=False, r=None,
+            note=""):
+        r = ratio(o, c) if r is None else r
+        rows.append({"group": group, "metric": metric, "ours": fmt(o), "c": fmt(c),
+                     "ratio": r, "target": target_text or "", "limit": limit,
+                     "at_least": at_least,
+                     "verdict": verdict(r, limit, at_least) if limit is not None else "",
+                     "note": note})
+
+    # Footprint
+    for region, limit in (("FLASH", 0.9), ("RAM", 1.0)):
+        o = get(ours_fp, "regions", region, "used")
+        c = get(c_fp, "regions", region, "used")
+        add("frdm_k64f footprint", f"{region} used (linker)", o, c, fmt_kib,
+            f"≤ {limit}× C", limit)
+
+    # Instructions
+    oc, cc = get(sim, "ours_callgrind") or {}, get(sim, "c_callgrind") or {}
+    add("native_sim CPU (callgrind Ir)", "boot → CONNACK, whole process",
+        oc.get("boot_to_connack_ir"), cc.get("boot_to_connack_ir"), fmt_int)
+    add("native_sim CPU (callgrind Ir)", "first TLS handshake (`mbedtls_ssl_handshake`, inclusive)",
+        oc.get("handshake_ir"), cc.get("handshake_ir"), fmt_int, "≤ 1.0× C", 1.0)
+    add("native_sim CPU (callgrind Ir)", "TLS connect incl. credential setup (`ztls_connect_ctx`)",
+        oc.get("tls_connect_ir"), cc.get("tls_connect_ir"), fmt_int)
+    add("native_sim CPU (callgrind Ir)", "reconnect handshake (`mbedtls_ssl_handshake`)",
+        oc.get("reconnect_handshake_ir"), cc.get("reconnect_handshake_ir"), fmt_int)
+    add("native_sim CPU (callgrind Ir)", "reconnect ÷ first handshake, ours (resumption)",
+        None, None, fmt_int, "≤ 0.2× full", 0.2,
+        r=ratio(oc.get("reconnect_handshake_ir"), oc.get("handshake_ir")))
+    rows[-1]["ours"] = fmt_ratio(rows[-1]["ratio"])
+    rows[-1]["c"] = fmt_ratio(ratio(cc.get("reconnect_handshake_ir"), cc.get("handshake_ir")))
+
+    # Throughput
+    ot, ct = get(sim, "ours_throughput") or {}, get(sim, "c_throughput") or {}
+    for qos, limit in ((0, 1.0), (1, 3.0)):
+        add("publish over TLS (msgs/s at a subscriber)", f"QoS {qos}",
+            get(ot, f"qos{qos}", "msgs_per_s"), get(ct, f"qos{qos}", "msgs_per_s"), fmt_rate,
+            f"≥ {limit:g}× C", limit, at_least=True)
+    for qos in (0, 1):
+        v = get(ot, "ceiling", f"qos{qos}", "msgs_per_s")
+        add("publish over TLS (msgs/s at a subscriber)", f"ceiling: host `mosquitto_pub -l`, QoS {qos}",
+            v, None, fmt_rate)
+
+    # Heap
+    oh, ch = get(sim, "ours_heap") or {}, get(sim, "c_heap") or {}
+    o_peak = get(oh, "after_connack", "peak_bytes")
+    c_peak = get(ch, "after_connack", "peak_bytes")
+    add("mbedTLS heap", "peak after boot + first handshake", o_peak, c_peak, fmt_kib)
+    rows[-1]["target"] = "ours ≤ 40 KiB"
+    rows[-1]["verdict"] = verdict(o_peak, 40 * KIB) if o_peak is not None else "not measured"
+    add("mbedTLS heap", "peak after a reconnect", get(oh, "after_reconnect", "peak_bytes"),
+        get(ch, "after_reconnect", "peak_bytes"), fmt_kib)
+    add("mbedTLS heap", "configured `CONFIG_MBEDTLS_HEAP_SIZE`",
+        get(sim, "config", "BENCH_OURS_EXE", "mbedtls_heap_size"),
+        get(sim, "config", "BENCH_C_EXE", "mbedtls_heap_size"), fmt_kib)
+
+    md = []
+    md.append("# Benchmark: our firmware beside Zephyr's `samples/net/mqtt_publisher`\n")
+    md.append("Generated by `bench/run` (do not edit: run it again). "
+              f"Run: {meta.get('date', '?')}, Zephyr {meta.get('zephyr', '?')}, "
+              f"firmware commit {meta.get('commit', '?')}{meta.get('dirty', '')}.\n")
+    md.append("Ratios are ours ÷ C sample. The C sample is built from the workspace with "
+              "`overlay-tls.conf`; what else it needed, and why, is under *Method*.\n")
+    md.append("| group | metric | ours | C sample | ratio | target | result |")
+    md.append("|---|---|---:|---:|---:|---|---|")
+    for r in rows:
+        md.append(f"| {r['group']} | {r['metric']} | {r['ours']} | {r['c']} | "
+                  f"{fmt_ratio(r['ratio']) if r['group'] != 'native_sim CPU (callgrind Ir)' or 'resumption' not in r['metric'] else ''} | "
+                  f"{r['target']} | {r['verdict']} |")
+    errors = [error_of(sim, k) for k in ("ours_callgrind", "c_callgrind", "ours_throughput",
+                                          "c_throughput", "ours_heap", "c_heap")]
+    errors = [e for e in errors if e]
+    if errors:
+        md.append("\nParts that failed in this run:" + "".join(f"\n- {e.strip(' ()')}" for e in errors))
+
+    md.append("\n## Details\n")
+    for name, key in (("ours", "ours_throughput"), ("C sample", "c_throughput")):
+        t = get(sim, key) or {}
+        for qos in (0, 1):
+            q = t.get(f"qos{qos}") or {}
+            if q:
+                md.append(f"- {name}, QoS {qos}: {q.get('received')} of {q.get('expected')} received"
+                          f" in {q.get('span_s', 0):.2f} s (first to last arrival)"
+                          + (f", {q['duplicates']} duplicates" if q.get("duplicates") else "")
+                          + (f", {q['retried_refusals']} `mqtt pub` refusals retried"
+                             if q.get("retried_refusals") else ""))
+    for qos in (0, 1):
+        q = get(ot, "ceiling", f"qos{qos}") or {}
+        if q:
+            md.append(f"- ceiling, QoS {qos}: {q.get('received')} of {q.get('expected')} received"
+                      f" in {q.get('span_s', 0):.2f} s")
+    if oc.get("tls"):
+        md.append(f"- ours negotiated: `{oc['tls'].strip()}`")
+    for name, cg in (("ours", oc), ("C sample", cc)):
+        for p in cg.get("parts", []):
+            md.append(f"- callgrind {name}, dump {p['part']}: {fmt_int(p['total'])} Ir; "
+                      + ", ".join(f"`{k}` {fmt_int(v)}" for k, v in sorted(p["inclusive"].items())))
+
+    for title, key in (("ROM", "rom"), ("RAM", "ram")):
+        md.append(f"\n## frdm_k64f {title}: top contributors (`west build -t {key}_report`)\n")
+        md.append(f"Total in the report: ours {fmt_kib(ours_fp.get(key + '_total'))}, "
+                  f"C sample {fmt_kib(c_fp.get(key + '_total'))}.\n")
+        md.append("| # | ours | size | C sample | size |")
+        md.append("|---:|---|---:|---|---:|")
+        o_top, c_top = ours_fp.get(f"{key}_top") or [], c_fp.get(f"{key}_top") or []
+        for i in range(max(len(o_top), len(c_top))):
+            o = o_top[i] if i < len(o_top) else {}
+            c = c_top[i] if i < len(c_top) else {}
+            md.append(f"| {i + 1} | {o.get('component', '')} | {fmt_kib(o.get('size'))} | "
+                      f"{c.get('component', '')} | {fmt_kib(c.get('size'))} |")
+
+    method = (Path(__file__).resolve().parent / "METHOD.md")
+    if method.exists():
+        md.append("\n" + method.read_text().strip() + "\n")
+    (docs / "benchmark.md").write_text("\n".join(md) + "\n")
+    chart(rows, docs / "benchmark.png")
+    print(f"wrote {docs / 'benchmark.md'} and {docs / 'benchmark.png'}")
+
+
+def chart(rows: list, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plotted = [r for r in rows if r["ratio"] is not None and r["limit"] is not None]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(plotted) + 1.6))
+    labels, values, colors = [], [], []
+    for r in plotted:
+        met = r["ratio"] >= r["limit"] if r["at_least"] else r["ratio"] <= r["limit"]
+        labels.append(f"{r['metric'].split(' (')[0]}\n({r['target']})")
+        values.append(r["ratio"])
+        colors.append("#2a9d8f" if met else "#e76f51")
+    y = list(range(len(plotted)))
+    ax.barh(y, values, color=colors)
+    for i, r in enumerate(plotted):
+        ax.plot([r["limit"], r["limit"]], [i - 0.4, i + 0.4], color="black", linewidth=2)
+        ax.text(values[i], i, f" {values[i]:.2f}×", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("ratio (log scale); black tick = target; green = met, red = missed")
+    ax.set_title("Secure MQTT firmware vs Zephyr mqtt_publisher (bench/run)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
