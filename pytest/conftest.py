@@ -279,7 +279,7 @@ class Console:
         self.command("mqtt status")
         fields = {}
         for key in ("state", "broker", "tls", "in flight", "outbox", "published",
-                    "reconnects", "last error"):
+                    "reconnects", "last error", "heap free", "tls heap"):
             fields[key] = self.until(f"^{key}: (.*)$", timeout=10).group(1).strip()
         return fields
 

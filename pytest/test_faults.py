@@ -3,8 +3,11 @@
 the device publishes, and the broker frozen until the device's ping timeout. The device is
 driven through its shell (`mqtt pub`, `mqtt status`), as an operator would."""
 
+import os
 import re
 import signal
+import subprocess
+import threading
 import time
 
 from conftest import (CLIENT_ID, DEVICE_TOPICS, Console, PersistentBroker, Peer,
@@ -210,3 +213,94 @@ def test_frozen_broker_is_detected_by_the_ping_timeout_and_left_after_it_thaws(
     assert status["state"] == "connected"
     assert status["reconnects"] == "1"
     assert status["last error"] == "timeout: Ping"
+
+
+class PingFlood:
+    """A peer that publishes `cmd/ping` at QoS 1 at a steady rate (mosquitto_pub -l), so
+    that the device receives, answers and acknowledges all the time."""
+
+    def __init__(self, peer: Peer, rate: float):
+        self.process = subprocess.Popen(
+            ["mosquitto_pub", *peer.tls_args(), "-t", f"{DEVICE_TOPICS}/cmd/ping", "-q", "1",
+             "-l"], stdin=subprocess.PIPE, text=True)
+        self.rate = rate
+        self.sent = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            self.process.stdin.write(f"p{self.sent}\n")
+            self.process.stdin.flush()
+            self.sent += 1
+            time.sleep(1 / self.rate)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, console):
+    """For SOAK_SECONDS (60 by default; the closing measurement ran 600) a peer sends 100
+    pings a second (each answered with a QoS 1 reply) while the shell publishes numbered QoS 1
+    messages as fast as it can, sampling `mqtt status` every 10 s: the system heap and
+    mbedTLS's heap in use must not grow, and every numbered message must arrive."""
+    duration = float(os.environ.get("SOAK_SECONDS", "60"))
+    observer = peer.subscribe(SEQ_TOPIC)
+    replies = peer.subscribe(f"{DEVICE_TOPICS}/reply/ping")
+    flood = None
+    try:
+        device.launch()
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        flood = PingFlood(peer, rate=100)
+        samples, sent, refused = [], 0, 0
+        started = next_sample = time.monotonic()
+        while time.monotonic() - started < duration:
+            _, outcome, _ = console.pub(SEQ_TOPIC, str(sent), 1)
+            if outcome == "queued":
+                sent += 1
+            else:
+                refused += 1  # outbox full for a moment: the same number again
+                time.sleep(0.05)
+            if time.monotonic() >= next_sample:
+                status = console.status()
+                tls_used = re.match(r"(\d+) used", status["tls heap"])
+                samples.append((int(status["heap free"]), int(tls_used.group(1)) if tls_used else None,
+                                int(status["outbox"])))
+                next_sample += 10
+        flood.stop()
+        tls_peak = re.search(r"peak (\d+) of (\d+)", console.status()["tls heap"])
+        wanted = {f"{SEQ_TOPIC} {seq}" for seq in range(sent)}
+        deadline = time.monotonic() + 30
+        while not wanted <= set(observer.seen) and time.monotonic() < deadline:
+            try:
+                observer.next_line(timeout=max(0.1, deadline - time.monotonic()))
+            except AssertionError:
+                break
+        missing = wanted - set(observer.seen)
+        heap = [s[0] for s in samples]
+        tls = [s[1] for s in samples if s[1] is not None]
+        outbox = [s[2] for s in samples]
+        time.sleep(2)
+        answered = replies.lines.qsize()
+        print(f"\nsoak {duration:.0f} s: {sent} numbered messages ({sent / duration:.1f}/s), "
+              f"{refused} outbox-full retries, {len(missing)} missing; {flood.sent} pings "
+              f"({flood.sent / duration:.0f}/s), {answered} answered; heap free "
+              f"{min(heap)}..{max(heap)}, tls heap used "
+              f"{min(tls) if tls else '-'}..{max(tls) if tls else '-'}"
+              f"{f', peak {tls_peak.group(1)} of {tls_peak.group(2)}' if tls_peak else ''}, "
+              f"outbox {min(outbox)}..{max(outbox)} over {len(samples)} samples")
+        assert not missing, sorted(missing)[:10]
+        assert len(samples) >= 3
+        # Flat: after the first sample (connection set up), nothing more is taken for good.
+        assert min(heap[1:]) >= heap[1], heap
+        if tls:
+            assert max(tls[1:]) <= tls[1], tls
+    finally:
+        if flood and not flood.stopped.is_set():
+            flood.stop()
+        observer.close()
+        replies.close()

@@ -260,6 +260,9 @@ fn connect(
     let socket = TlsSocket::connect(&address, host_name, sec_tags, new_credentials)?;
     let suite = socket.cipher_suite();
     info!("tls: connected to {} ({}, {})", settings.broker_host, suite.version(), suite.name());
+    if let Some((used, peak, size)) = net::tls_heap() {
+        info!("tls: heap {used} bytes in use, peak {peak} of {size}");
+    }
     Ok(socket)
 }
 

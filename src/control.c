@@ -150,6 +150,27 @@ SYS_INIT(register_l4_down, APPLICATION, 0);
 /* --- Shell commands ------------------------------------------------------------------------- */
 #if defined(CONFIG_SHELL)
 
+/* In shim.c. */
+int64_t app_heap_free_bytes(void);
+int app_tls_heap_stats(uint32_t *used, uint32_t *peak, uint32_t *size);
+
+static void print_heaps(const struct shell *sh)
+{
+	int64_t heap_free = app_heap_free_bytes();
+	uint32_t used, peak, size;
+
+	if (heap_free >= 0) {
+		shell_print(sh, "heap free: %u", (uint32_t)heap_free);
+	} else {
+		shell_print(sh, "heap free: not counted in this build");
+	}
+	if (app_tls_heap_stats(&used, &peak, &size) == 0) {
+		shell_print(sh, "tls heap: %u used, peak %u of %u", used, peak, size);
+	} else {
+		shell_print(sh, "tls heap: not counted in this build");
+	}
+}
+
 static int cmd_status(const struct shell *sh, size_t argc, char **argv)
 {
 	/* static: a 300-byte copy is better off the shell thread's stack; one shell, one caller. */
@@ -168,6 +189,7 @@ static int cmd_status(const struct shell *sh, size_t argc, char **argv)
 	shell_print(sh, "published: %u", copy.published);
 	shell_print(sh, "reconnects: %u", copy.reconnects);
 	shell_print(sh, "last error: %s", copy.last_error[0] != '\0' ? copy.last_error : "none");
+	print_heaps(sh);
 	return 0;
 }
 

@@ -38,6 +38,7 @@ extern "C" {
     pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
     pub fn app_tls_purge_session_cache(fd: c_int) -> c_int;
     pub fn app_wall_clock_s() -> i64;
+    pub fn app_tls_heap_stats(used: *mut u32, peak: *mut u32, size: *mut u32) -> c_int;
     pub fn app_wall_clock_sync(server: *const c_char, timeout_ms: u32) -> c_int;
     pub fn app_tls_check_peer_certificate(fd: c_int) -> c_int;
     pub fn app_tls_ciphersuite(fd: c_int) -> c_int;

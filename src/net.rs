@@ -222,6 +222,15 @@ pub fn sync_wall_clock(server: &CStr, timeout_ms: u32) -> Result<(), NetError> {
     check(unsafe { ffi::app_wall_clock_sync(server.as_ptr(), timeout_ms) }).map(|_| ())
 }
 
+/// mbedTLS's heap: bytes in use, the peak so far, and its size; `None` unless the image
+/// counts them (`CONFIG_MBEDTLS_MEMORY_DEBUG`, on native_sim).
+pub fn tls_heap() -> Option<(u32, u32, u32)> {
+    let (mut used, mut peak, mut size) = (0u32, 0u32, 0u32);
+    // SAFETY: the three pointers are to live locals the shim writes on success.
+    let ret = unsafe { ffi::app_tls_heap_stats(&mut used, &mut peak, &mut size) };
+    (ret == 0).then_some((used, peak, size))
+}
+
 /// Free bytes of the system heap, if Zephyr keeps statistics.
 pub fn heap_free_bytes() -> Option<u32> {
     // SAFETY: plain call; the shim reads the heap's statistics under the heap's lock.

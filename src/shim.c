@@ -27,6 +27,7 @@
 #include <zephyr/net/sntp.h>
 #endif
 
+#include <mbedtls/memory_buffer_alloc.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
@@ -430,6 +431,29 @@ int64_t app_heap_free_bytes(void)
 	}
 	return (int64_t)stats.free_bytes;
 #else
+	return -ENOTSUP;
+#endif
+}
+
+/*
+ * mbedTLS's own heap (CONFIG_MBEDTLS_HEAP_SIZE): bytes in use now and at the peak. Only
+ * images with CONFIG_MBEDTLS_MEMORY_DEBUG count them (native_sim); -ENOTSUP elsewhere.
+ */
+int app_tls_heap_stats(uint32_t *used, uint32_t *peak, uint32_t *size)
+{
+#if defined(CONFIG_MBEDTLS_MEMORY_DEBUG) && defined(CONFIG_MBEDTLS_ENABLE_HEAP)
+	size_t used_bytes, used_blocks, peak_bytes, peak_blocks;
+
+	mbedtls_memory_buffer_alloc_cur_get(&used_bytes, &used_blocks);
+	mbedtls_memory_buffer_alloc_max_get(&peak_bytes, &peak_blocks);
+	*used = (uint32_t)used_bytes;
+	*peak = (uint32_t)peak_bytes;
+	*size = CONFIG_MBEDTLS_HEAP_SIZE;
+	return 0;
+#else
+	ARG_UNUSED(used);
+	ARG_UNUSED(peak);
+	ARG_UNUSED(size);
 	return -ENOTSUP;
 #endif
 }
