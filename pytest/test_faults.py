@@ -304,3 +304,45 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
             flood.stop()
         observer.close()
         replies.close()
+
+
+def test_messages_queued_offline_survive_the_device_being_killed(tmp_path, broker_port, device,
+                                                                  console):
+    """CONFIG_APP_PERSISTENT_OUTBOX: QoS 1 messages queued while the broker is away are kept
+    in flash; the device is killed (no chance to save anything then), started again on the
+    same flash, and the messages arrive after it connects."""
+    broker = PersistentBroker(broker_port, tmp_path / "broker").start()
+    observer = persistent_subscription(Peer(broker_port), OBSERVER_ID, SEQ_TOPIC)
+    try:
+        wait_for_connections(broker, OBSERVER_ID, 1)
+        device.launch()
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        wait_for_save(broker)
+        broker.kill()
+        console.until("mqtt: connection lost", timeout=10)
+        queued = []
+        for seq in range(5):
+            _, outcome, answer = console.pub(SEQ_TOPIC, f"kept-{seq}")
+            assert outcome == "queued", answer
+            queued.append(f"{SEQ_TOPIC} kept-{seq}")
+        device.close()  # SIGKILL: the RAM outbox is gone
+
+        broker.start()
+        wait_for_connections(broker, OBSERVER_ID, 2)
+        device.launch()
+        console.until(r"outbox: 5 message\(s\) from before the reboot queued again", timeout=10)
+        console.until("mqtt: connected", timeout=30)
+        for line in queued:
+            observer.wait_for(line, timeout=20)
+        # Acknowledged, so deleted from flash: another restart sends nothing again.
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        time.sleep(1)
+        device.close()
+        device.launch()
+        boot = device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=30)
+        assert any("credentials installed" in line for line in boot), boot  # the whole boot
+        assert not any("queued again" in line for line in boot), \
+            "acknowledged messages were sent again"
+    finally:
+        observer.close()
+        broker.stop()

@@ -5,6 +5,7 @@
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
 use crate::control::{self, LinkState, Status};
+use crate::outbox_journal;
 use crate::runtime_credentials;
 use crate::leds::Leds;
 use crate::net::{self, CertificateProblem, CipherSuite, NetError, TlsSocket};
@@ -155,6 +156,7 @@ pub fn run() -> ! {
     if let Err(cause) = client.session().subscribe(&[(commands, QoS::AtLeastOnce)]) {
         halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
+    outbox_journal::restore(client.session());
 
     let backoff_config = BackoffConfig {
         base_ms: settings.reconnect_base_ms,
@@ -283,6 +285,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             }
             Event::Published(id) => {
                 device.counters.published = device.counters.published.saturating_add(1);
+                outbox_journal::acknowledged(id);
                 log::debug!("mqtt: {id:?} acknowledged");
             }
             Event::Subscribed { packet_id, results } => {

@@ -194,7 +194,7 @@ fn publish(session: &mut Session<'_>, request: &ffi::PublishRequest) -> Result<M
     let payload =
         request.payload.get(..usize::from(request.payload_len)).ok_or(Rejection::MalformedRequest)?;
     let topic = core::str::from_utf8(topic).map_err(|_| Rejection::TopicNotUtf8)?;
-    session.publish(topic, payload, qos, false).map_err(Rejection::Session)
+    crate::outbox_journal::publish(session, topic, payload, qos, false).map_err(Rejection::Session)
 }
 
 /// Serves every request already queued; called once per loop round.

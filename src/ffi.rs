@@ -108,6 +108,9 @@ extern "C" {
     pub fn app_reconnect_cap_override() -> u32;
 
     // provisioning.c
+    pub fn app_outbox_load(slot: c_int, buf: *mut u8, cap: usize) -> c_int;
+    pub fn app_outbox_save(slot: c_int, record: *const u8, len: usize) -> c_int;
+    pub fn app_outbox_delete(slot: c_int) -> c_int;
     pub fn app_credentials_load(buf: *mut u8, cap: usize) -> c_int;
     pub fn app_credentials_save(record: *const u8, len: usize) -> c_int;
     pub fn app_is_certificate(der: *const u8, len: usize) -> bool;

@@ -13,6 +13,7 @@ mod credentials;
 mod ffi;
 mod leds;
 mod net;
+mod outbox_journal;
 mod runtime_credentials;
 mod settings;
 

@@ -1,7 +1,8 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * Run-time provisioning (src/runtime_credentials.rs): the `cred` shell commands, the stored record
+ * Run-time provisioning (src/runtime_credentials.rs) and the persistent outbox
+ * (src/outbox_journal.rs): the `cred` shell commands, the stored records
  * in flash through Zephyr's settings (NVS on the board's storage partition, the flash
  * simulator on native_sim), and the X.509/key checks with mbedTLS.
  *
@@ -263,3 +264,51 @@ SHELL_STATIC_SUBCMD_SET_CREATE(
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(cred, &cred_commands, "TLS credentials: provision without rebuilding", NULL);
+
+/* --- The persistent outbox (src/outbox_journal.rs) --------------------------------------- */
+
+#define OUTBOX_KEY_MAX sizeof("app/outbox/4294967295")
+
+static void outbox_key(char *key, int slot)
+{
+	snprintk(key, OUTBOX_KEY_MAX, "app/outbox/%d", slot);
+}
+
+/* The record's length, 0 when the slot is empty, or a negative errno. */
+int app_outbox_load(int slot, uint8_t *buf, size_t cap)
+{
+	char key[OUTBOX_KEY_MAX];
+	struct load_target target = {.buf = buf, .cap = cap, .len = 0};
+	int ret = settings_ready();
+
+	if (ret < 0) {
+		return ret;
+	}
+	outbox_key(key, slot);
+	ret = settings_load_subtree_direct(key, load_record, &target);
+	return ret < 0 ? ret : (int)target.len;
+}
+
+int app_outbox_save(int slot, const uint8_t *record, size_t len)
+{
+	char key[OUTBOX_KEY_MAX];
+	int ret = settings_ready();
+
+	if (ret < 0) {
+		return ret;
+	}
+	outbox_key(key, slot);
+	return settings_save_one(key, record, len);
+}
+
+int app_outbox_delete(int slot)
+{
+	char key[OUTBOX_KEY_MAX];
+	int ret = settings_ready();
+
+	if (ret < 0) {
+		return ret;
+	}
+	outbox_key(key, slot);
+	return settings_delete(key);
+}
