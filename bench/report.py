@@ -147,7 +147,9 @@ def write(results: Path, docs: Path) -> None:
                           f" in {q.get('span_s', 0):.2f} s (first to last arrival)"
                           + (f", {q['duplicates']} duplicates" if q.get("duplicates") else "")
                           + (f", {q['retried_refusals']} `mqtt pub` refusals retried"
-                             if q.get("retried_refusals") else ""))
+                             if q.get("retried_refusals") else "")
+                          + (f", {q['shell_input_stalls']} shell input stalls (command resent)"
+                             if q.get("shell_input_stalls") else ""))
     for qos in (0, 1):
         q = get(ot, "ceiling", f"qos{qos}") or {}
         if q:
