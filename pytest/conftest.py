@@ -8,7 +8,6 @@ Run by twister (`west twister -T . -p native_sim/native/64`) or directly on a bu
   pytest --twister-harness --device-type=native --build-dir=BUILD -p twister_harness.plugin pytest
 """
 
-import os
 import queue
 import re
 import shutil
@@ -26,6 +25,24 @@ REPO = Path(__file__).resolve().parent.parent
 DEV_CERTS = REPO / "certs" / "dev-only-insecure"
 CLIENT_ID = "dev-device-1"
 DEVICE_TOPICS = f"devices/{CLIENT_ID}"
+
+
+MKCERTS = REPO / "certs" / "mkcerts"
+
+
+def mkcerts(*args) -> None:
+    """The project's certificate tool (certs/mkcerts), failing the test if it fails."""
+    subprocess.run([str(MKCERTS), *args], check=True, capture_output=True, timeout=60)
+
+
+def expect_refusal_and_retry(device, port: int, reason: str) -> None:
+    """Starts the device; it must refuse the broker on `port` for `reason` (its log line),
+    back off and try again, and keep running."""
+    device.launch()
+    for attempt in range(2):
+        device.readlines_until(regex=f"connect to localhost:{port} failed: {reason}", timeout=60)
+        device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=5)
+    assert device.is_device_running(), "the firmware must survive a refused broker"
 
 
 def free_port() -> int:
@@ -121,6 +138,19 @@ class Subscription:
             if line == expected:
                 return
         raise AssertionError(f"{expected!r} not received within {timeout} s; got {self.seen}")
+
+    def wait_for_all(self, expected: set, timeout: float) -> set:
+        """Reads until every line of `expected` was seen or `timeout` passed; returns the
+        lines still missing. One set lookup per line: soaks read tens of thousands."""
+        missing = set(expected)
+        missing.difference_update(self.seen)
+        deadline = time.monotonic() + timeout
+        while missing and time.monotonic() < deadline:
+            try:
+                missing.discard(self.next_line(timeout=max(0.1, deadline - time.monotonic())))
+            except AssertionError:
+                break
+        return missing
 
     def next_line(self, timeout: float) -> str:
         try:

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from conftest import (CLIENT_ID, DEVICE_TOPICS, Console, PersistentBroker, Peer,
+from conftest import (CLIENT_ID, DEVICE_TOPICS, PersistentBroker, Peer,
                       persistent_subscription)
 
 RESTARTS = 20
@@ -81,14 +81,8 @@ def test_offline_publishes_wait_in_the_outbox_and_a_full_outbox_is_reported(
 
         broker.start()
         console.until("mqtt: connected", timeout=30)
-        expected = {f"{SEQ_TOPIC} {seq}" for seq, _ in queued}
-        deadline = time.monotonic() + 20
-        while not expected <= set(observer.seen) and time.monotonic() < deadline:
-            try:
-                observer.next_line(timeout=max(0.1, deadline - time.monotonic()))
-            except AssertionError:
-                break
-        assert expected <= set(observer.seen), (sorted(expected - set(observer.seen)))
+        missing = observer.wait_for_all({f"{SEQ_TOPIC} {seq}" for seq, _ in queued}, timeout=20)
+        assert not missing, sorted(missing)
     finally:
         observer.close()
         broker.stop()
@@ -159,13 +153,7 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
             time.sleep(0.5)
         assert not to_send and not pending, (to_send, pending)
 
-        wanted = {f"{SEQ_TOPIC} {seq}" for seq in accepted}
-        deadline = time.monotonic() + 60
-        while not wanted <= set(observer.seen) and time.monotonic() < deadline:
-            try:
-                observer.next_line(timeout=max(0.1, deadline - time.monotonic()))
-            except AssertionError:
-                break
+        observer.wait_for_all({f"{SEQ_TOPIC} {seq}" for seq in accepted}, timeout=60)
         received = [int(line.split(" ", 1)[1]) for line in observer.seen
                     if line.startswith(f"{SEQ_TOPIC} ")]
         missing = sorted(set(range(next_seq)) - set(received))
@@ -273,15 +261,7 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
                 next_sample += 10
         flood.stop()
         tls_peak = re.search(r"peak (\d+) of (\d+)", console.status()["tls heap"])
-        # Tens of thousands of lines: one set lookup per line, not a set per line.
-        missing = {f"{SEQ_TOPIC} {seq}" for seq in range(sent)}
-        missing.difference_update(observer.seen)
-        deadline = time.monotonic() + 30
-        while missing and time.monotonic() < deadline:
-            try:
-                missing.discard(observer.next_line(timeout=max(0.1, deadline - time.monotonic())))
-            except AssertionError:
-                break
+        missing = observer.wait_for_all({f"{SEQ_TOPIC} {seq}" for seq in range(sent)}, timeout=30)
         heap = [s[0] for s in samples]
         tls = [s[1] for s in samples if s[1] is not None]
         outbox = [s[2] for s in samples]

@@ -5,19 +5,13 @@ connection on and after a reboot. Certificates come from the project's certs/mkc
 
 import base64
 import hashlib
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import CLIENT_ID, DEV_CERTS, REPO, Broker, Console
+from conftest import CLIENT_ID, DEV_CERTS, Broker, Console, mkcerts
 
-MKCERTS = REPO / "certs" / "mkcerts"
 LINE = 48  # base64 characters per `cred data` line
-
-
-def mkcerts(*args) -> None:
-    subprocess.run([str(MKCERTS), *args], check=True, capture_output=True, timeout=60)
 
 
 def sha256(path: Path) -> str:
@@ -81,7 +75,7 @@ def test_new_ca_and_device_certificate_are_used_from_the_next_connection_and_aft
     try:
         device.readlines_until(regex=r"credentials: new set in use \(mutual TLS: true\)", timeout=30)
         connected(device)
-        assert f"New client connected from 127.0.0.1" in rotated.log()
+        assert "New client connected from 127.0.0.1" in rotated.log()
 
         # Reboot: the stored set is applied at boot, before the first connection.
         device.close()

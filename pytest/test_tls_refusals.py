@@ -3,29 +3,13 @@
 backoff. Certificates come from the project's own tooling (certs/mkcerts)."""
 
 import shutil
-import subprocess
 import threading
 import socket
 import ssl
 
 import pytest
 
-from conftest import DEV_CERTS, REPO, Broker
-
-MKCERTS = REPO / "certs" / "mkcerts"
-
-
-def mkcerts(*args) -> None:
-    subprocess.run([str(MKCERTS), *args], check=True, capture_output=True, timeout=60)
-
-
-def expect_refusal_and_retry(device, port: int, reason: str) -> None:
-    device.launch()
-    for attempt in range(2):
-        device.readlines_until(regex=f"connect to localhost:{port} failed: {reason}", timeout=60)
-        device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=5)
-    assert device.is_device_running(), "the firmware must survive a refused broker"
-
+from conftest import DEV_CERTS, Broker, expect_refusal_and_retry, mkcerts
 
 def test_refuses_broker_certificate_from_another_ca(tmp_path, broker_port, device):
     other = tmp_path / "other-ca"

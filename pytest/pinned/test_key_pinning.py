@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEV_CERTS, REPO, Broker
-
-MKCERTS = REPO / "certs" / "mkcerts"
+from conftest import DEV_CERTS, MKCERTS, Broker, expect_refusal_and_retry, mkcerts
 
 
 def pin_of(cert: Path) -> str:
@@ -44,17 +42,11 @@ def test_refuses_a_broker_our_ca_signed_for_our_host_name_but_with_another_key(
     rekeyed = tmp_path / "rekeyed"
     rekeyed.mkdir()
     shutil.copy(DEV_CERTS / "ca.crt.pem", rekeyed)
-    subprocess.run([str(MKCERTS), "broker", "--out", str(rekeyed), "--ca-dir", str(DEV_CERTS)],
-                   check=True, capture_output=True, timeout=60)
+    mkcerts("broker", "--out", str(rekeyed), "--ca-dir", str(DEV_CERTS))
     assert pin_of(rekeyed / "broker.crt.pem") != pin_of(DEV_CERTS / "broker.crt.pem")
     broker = Broker(broker_port, tmp_path / "broker", certs=rekeyed).start()
     try:
-        device.launch()
-        for _ in range(2):
-            device.readlines_until(
-                regex=f"connect to localhost:{broker_port} failed: "
-                      "tls: broker public key does not match the pinned key", timeout=60)
-            device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=5)
-        assert device.is_device_running(), "the firmware must survive a refused broker"
+        expect_refusal_and_retry(device, broker_port,
+                                 "tls: broker public key does not match the pinned key")
     finally:
         broker.stop()
