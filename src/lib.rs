@@ -16,6 +16,7 @@ mod net;
 mod outbox_journal;
 mod runtime_credentials;
 mod settings;
+mod sync;
 
 #[no_mangle]
 extern "C" fn rust_main() {

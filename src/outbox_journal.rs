@@ -10,12 +10,13 @@
 //! Only the MQTT thread calls this module.
 
 use crate::ffi;
+use crate::sync::lock;
 use core::ffi::c_int;
 use heapless::Vec;
 use log::{info, warn};
 use mqtt_core::session::ConnectionState;
 use mqtt_core::{Error, MessageId, QoS, Session};
-use zephyr::sync::{Mutex, MutexGuard};
+use zephyr::sync::Mutex;
 
 /// As many records as the session has outbox slots.
 const SLOTS: usize = 8;
@@ -29,13 +30,6 @@ struct Journal {
 }
 
 static JOURNAL: Mutex<Journal> = Mutex::new(Journal { ids: [None; SLOTS], record: Vec::new() });
-
-fn lock() -> MutexGuard<'static, Journal> {
-    match JOURNAL.lock() {
-        Ok(guard) => guard,
-        Err(never) => match never {},
-    }
-}
 
 fn slot_number(slot: usize) -> c_int {
     c_int::try_from(slot).unwrap_or(c_int::MAX)
@@ -87,7 +81,7 @@ pub fn publish(
     if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) || qos != QoS::AtLeastOnce || !offline {
         return session.publish(topic, payload, qos, retain);
     }
-    let mut journal = lock();
+    let mut journal = lock(&JOURNAL);
     let Journal { ids, record } = &mut *journal;
     let Some(slot) = ids.iter().position(Option::is_none) else {
         // Every record is taken, so the outbox is full too: the session refuses it.
@@ -130,7 +124,7 @@ pub fn acknowledged(id: MessageId) {
     if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
         return;
     }
-    let mut journal = lock();
+    let mut journal = lock(&JOURNAL);
     if let Some(slot) = journal.ids.iter().position(|entry| *entry == Some(id.0)) {
         delete(slot);
         if let Some(entry) = journal.ids.get_mut(slot) {
@@ -144,7 +138,7 @@ pub fn restore(session: &mut Session<'_>) {
     if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
         return;
     }
-    let mut journal = lock();
+    let mut journal = lock(&JOURNAL);
     let Journal { ids, record } = &mut *journal;
     let mut restored = 0;
     for slot in 0..SLOTS {

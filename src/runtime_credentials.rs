@@ -10,6 +10,7 @@
 use crate::credentials::{self, CredentialError, CredentialKind, Installed};
 use crate::ffi;
 use crate::net::Errno;
+use crate::sync::lock;
 use core::ffi::{c_char, c_int};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use provisioning::{
     check_usable, describe, CredentialSet, ImageCredentials, Inspector, Kind, ProvisionError,
     Provisioner, Source, MAX_RECORD,
 };
-use zephyr::sync::{Mutex, MutexGuard};
+use zephyr::sync::Mutex;
 
 /// The shell's side: the staged set, an open upload, and the record buffer for flash.
 struct Operator {
@@ -34,13 +35,6 @@ static ACTIVE: Mutex<CredentialSet> = Mutex::new(CredentialSet::image());
 
 /// A commit is stored and waits for [`apply`].
 static COMMITTED: AtomicBool = AtomicBool::new(false);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(never) => match never {},
-    }
-}
 
 fn kind_of(kind: Kind) -> CredentialKind {
     match kind {

@@ -123,9 +123,7 @@ impl CredentialSet {
             Source::Provisioned(der) => (Origin::Provisioned, der),
             Source::Removed => (Origin::Removed, &[]),
         };
-        if der.len() > kind.capacity() {
-            return Err(());
-        }
+        // `replace` refuses what is over the field's capacity (the kind's) before changing it.
         match kind {
             Kind::Ca => replace(&mut self.ca, der)?,
             Kind::DeviceCertificate => replace(&mut self.certificate, der)?,
