@@ -327,3 +327,31 @@ def test_messages_queued_offline_survive_the_device_being_killed(tmp_path, broke
     finally:
         observer.close()
         broker.stop()
+
+
+def test_bench_publishes_every_numbered_message_from_the_mqtt_thread(peer, device, console):
+    """`mqtt bench`: the MQTT thread publishes numbered messages as fast as its outbox takes
+    them (bench/run measures throughput with it). Every number must arrive once per QoS, and
+    a bad plan is refused with its reason."""
+    count = 300
+    messages = peer.subscribe(f"{DEVICE_TOPICS}/bench/#")
+    try:
+        launch(device)
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        for qos in (1, 0):
+            console.command(f"mqtt bench {count} {qos} 32")
+            console.until(rf"bench queued: {count} messages, QoS {qos}, 32 bytes", timeout=10)
+            done = console.until(rf"bench: done: {count} messages \w+ of 32 bytes sent and "
+                                 rf"settled in (\d+) ms", timeout=60)
+            expected = {f"{DEVICE_TOPICS}/bench/q{qos} {str(n).ljust(32, '.')}"
+                        for n in range(count)}
+            missing = messages.wait_for_all(expected, timeout=30)
+            assert not missing, f"QoS {qos}: {len(missing)} of {count} missing"
+            print(f"\nbench QoS {qos}: {count} messages in {done.group(1)} ms")
+
+        console.command("mqtt bench 0 1")
+        console.until(r"bench rejected: count must be 1 to 1000000, not '0'", timeout=10)
+        console.command("mqtt bench 5 1 10")
+        console.until(r"bench rejected: size must be 11 to 192, not '10'", timeout=10)
+    finally:
+        messages.close()

@@ -75,6 +75,8 @@ struct Device {
     connack_seen: bool,
     /// "online" is still to be queued for this connection.
     online_pending: bool,
+    /// The `mqtt bench` in progress, if any.
+    bench: Option<control::BenchRun>,
 }
 
 /// A NUL-terminated copy of the broker's host name for the socket API.
@@ -129,6 +131,7 @@ pub fn run() -> ! {
         status: Status::new(settings.broker_host, settings.broker_port),
         connack_seen: false,
         online_pending: false,
+        bench: None,
     };
     info!("leds: {} available", device.leds.available());
 
@@ -273,7 +276,9 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
     client.attach(socket);
     loop {
         let mut just_connected = false;
-        let result = client.poll(ROUND_MS, &mut |event| match event {
+        // A benchmark with room in the outbox goes on at once; otherwise wait for input.
+        let wait_ms = if device.bench.as_ref().is_some_and(|run| run.has_room_for_more()) { 0 } else { ROUND_MS };
+        let result = client.poll(wait_ms, &mut |event| match event {
             Event::Connected { session_present } => {
                 info!("mqtt: connected (session present: {session_present})");
                 just_connected = true;
@@ -306,6 +311,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
         }
         let session = client.session();
         control::serve_requests(session, &mut device.status);
+        serve_bench(session, device);
         if just_connected {
             device.status.set_state(LinkState::Connected);
             device.online_pending = true;
@@ -341,6 +347,28 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             publish_telemetry(client, device, now);
         }
         device.status.update(client.session(), device.counters.published, device.counters.reconnects);
+    }
+}
+
+/// Starts a benchmark `mqtt bench` asked for, feeds the running one and reports its end.
+fn serve_bench(session: &mut Session<'_>, device: &mut Device) {
+    let base = device.topics.status().strip_suffix("/status").unwrap_or("");
+    if let Some(run) = control::take_bench(base, Uptime.now().0) {
+        if let Some(old) = device.bench.replace(run) {
+            warn!("bench: the one before stops after {} messages queued", old.queued());
+        }
+    }
+    let Some(run) = device.bench.as_mut() else { return };
+    match run.feed(session) {
+        Err(cause) => {
+            warn!("bench: stopped after {} messages queued: {cause}", run.queued());
+            device.bench = None;
+        }
+        Ok(()) if run.finished(session) => {
+            run.report_done(Uptime.now().0);
+            device.bench = None;
+        }
+        Ok(()) => {}
     }
 }
 

@@ -10,6 +10,9 @@
  *   or is not answered in time is reported, never dropped without a line.
  * - `mqtt status` prints a snapshot that the MQTT thread copies in every round, under a
  *   spinlock (a short memcpy on both sides).
+ * - `mqtt bench` leaves one benchmark plan (count, QoS, payload size) for the MQTT thread,
+ *   which publishes the numbered messages itself: a shell line per message would measure the
+ *   shell, not the client.
  *
  * Struct layouts are mirrored in src/ffi.rs; keep them in the same order.
  */
@@ -35,6 +38,8 @@
 
 #define APP_CONTROL_TOPIC_MAX   128
 #define APP_CONTROL_PAYLOAD_MAX 192
+/* BENCH_PAYLOAD_MIN in crates/device-app: room for the largest sequence number. */
+#define APP_BENCH_PAYLOAD_MIN 11
 /* Requests waiting for the MQTT thread; more are refused with "request queue full". */
 #define APP_CONTROL_QUEUE_DEPTH 4
 /* The MQTT thread answers within one loop round unless it is inside a TLS handshake. */
@@ -56,6 +61,13 @@ struct app_publish_answer {
 	char reason[96];
 };
 
+/* A benchmark plan; count 0 means "none waiting". */
+struct app_bench_request {
+	uint32_t count;
+	uint16_t payload_len;
+	uint8_t qos;
+};
+
 struct app_mqtt_status {
 	uint32_t inflight;
 	uint32_t outbox;
@@ -75,6 +87,7 @@ static struct k_spinlock lock;
 /* Under `lock`: the snapshot, and the one answer a shell command is waiting for. */
 static struct app_mqtt_status status = {.state = "starting"};
 static uint32_t awaited_ticket;
+static struct app_bench_request waiting_bench;
 static struct app_publish_answer awaited_answer;
 static K_SEM_DEFINE(answered, 0, 1);
 
@@ -104,6 +117,21 @@ void app_control_answer(uint32_t ticket, const struct app_publish_answer *answer
 	if (waiting) {
 		k_sem_give(&answered);
 	}
+}
+
+/* true and the plan in *out when `mqtt bench` left one since the last call. */
+bool app_control_take_bench(struct app_bench_request *out)
+{
+	bool taken;
+	k_spinlock_key_t key = k_spin_lock(&lock);
+
+	taken = waiting_bench.count != 0;
+	if (taken) {
+		*out = waiting_bench;
+		waiting_bench.count = 0;
+	}
+	k_spin_unlock(&lock, key);
+	return taken;
 }
 
 void app_control_set_status(const struct app_mqtt_status *snapshot)
@@ -276,6 +304,49 @@ static int cmd_pub(const struct shell *sh, size_t argc, char **argv)
 	return ret;
 }
 
+/* A decimal in [min, max], or false with an error line naming the argument. */
+static bool parse_bounded(const struct shell *sh, const char *name, const char *text,
+			  unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long value = strtoul(text, &end, 10);
+
+	if (*end != '\0' || end == text || value < min || value > max) {
+		shell_error(sh, "bench rejected: %s must be %lu to %lu, not '%s'", name, min, max,
+			    text);
+		return false;
+	}
+	*out = value;
+	return true;
+}
+
+static int cmd_bench(const struct shell *sh, size_t argc, char **argv)
+{
+	unsigned long count, qos, payload_len = 64;
+	bool accepted;
+
+	if (!parse_bounded(sh, "count", argv[1], 1, 1000000, &count) ||
+	    !parse_bounded(sh, "qos", argv[2], 0, 2, &qos) ||
+	    (argc > 3 && !parse_bounded(sh, "size", argv[3], APP_BENCH_PAYLOAD_MIN,
+					APP_CONTROL_PAYLOAD_MAX, &payload_len))) {
+		return -EINVAL;
+	}
+	K_SPINLOCK(&lock) {
+		accepted = waiting_bench.count == 0;
+		if (accepted) {
+			waiting_bench = (struct app_bench_request){
+				.count = count, .payload_len = payload_len, .qos = qos};
+		}
+	}
+	if (!accepted) {
+		shell_error(sh, "bench rejected: another one waits for the MQTT thread");
+		return -EBUSY;
+	}
+	shell_print(sh, "bench queued: %lu messages, QoS %lu, %lu bytes (the MQTT thread logs "
+		    "\"bench: done\")", count, qos, payload_len);
+	return 0;
+}
+
 SHELL_STATIC_SUBCMD_SET_CREATE(
 	mqtt_commands,
 	SHELL_CMD_ARG(status, NULL,
@@ -286,6 +357,10 @@ SHELL_STATIC_SUBCMD_SET_CREATE(
 		      "<topic> <payload> [qos]: publish through the MQTT thread (qos 0, 1 or 2; "
 		      "default 1); queued in the outbox while offline",
 		      cmd_pub, 3, 1),
+	SHELL_CMD_ARG(bench, NULL,
+		      "<count> <qos> [size]: publish count numbered messages of size bytes "
+		      "(default 64) to <base>/bench/q<qos> as fast as the outbox takes them",
+		      cmd_bench, 3, 1),
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(mqtt, &mqtt_commands, "The MQTT client", NULL);

@@ -1,5 +1,6 @@
-//! The operator's view of the MQTT thread: the `mqtt status` and `mqtt pub` shell commands
-//! (Zephyr shell, `src/control.c`) and the connection manager's "network down" event.
+//! The operator's view of the MQTT thread: the `mqtt status`, `mqtt pub` and `mqtt bench`
+//! shell commands (Zephyr shell, `src/control.c`) and the connection manager's "network down"
+//! event.
 //!
 //! The session stays the MQTT thread's alone. The shell queues publish requests in a bounded
 //! `k_msgq` that this thread drains once per loop round ([`serve_requests`]) and while it
@@ -10,8 +11,9 @@
 use crate::ffi;
 use core::fmt::{self, Write as _};
 use heapless::String;
+use device_app::{PublishBench, BENCH_PAYLOAD_MAX, MAX_TOPIC_LEN};
 use log::{info, warn};
-use mqtt_core::{MessageId, QoS, Session};
+use mqtt_core::{Error, MessageId, QoS, ResourceError, Session};
 
 /// Where the MQTT thread stands, as `mqtt status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,5 +218,93 @@ pub fn wait_serving(session: &mut Session<'_>, status: &mut Status, ms: u32, clo
         if let Some(request) = take_request(i32::try_from(left).unwrap_or(i32::MAX)) {
             serve(session, status, &request);
         }
+    }
+}
+
+/// A `mqtt bench` in progress: numbered messages published from this thread, as fast as the
+/// outbox takes them, to `<base>/bench/q<qos>`.
+pub struct BenchRun {
+    plan: PublishBench,
+    qos: QoS,
+    topic: String<MAX_TOPIC_LEN>,
+    started_ms: u64,
+    outbox_was_full: bool,
+}
+
+/// The benchmark `mqtt bench` left, if any, ready to run under `base_topic`.
+pub fn take_bench(base_topic: &str, now_ms: u64) -> Option<BenchRun> {
+    let mut request = ffi::BenchRequest { count: 0, payload_len: 0, qos: 0 };
+    // SAFETY: request is a valid BenchRequest with the C struct's layout; the C side writes it
+    // under its lock and keeps no pointer.
+    if !unsafe { ffi::app_control_take_bench(&mut request) } {
+        return None;
+    }
+    let qos = match request.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let plan = match PublishBench::new(request.count, usize::from(request.payload_len)) {
+        Ok(plan) => plan,
+        Err(cause) => {
+            warn!("bench: refused: {}", cause.as_str());
+            return None;
+        }
+    };
+    let mut topic = String::new();
+    if write!(topic, "{base_topic}/bench/q{}", request.qos).is_err() {
+        warn!("bench: refused: topic longer than {MAX_TOPIC_LEN} bytes");
+        return None;
+    }
+    info!("bench: {} messages, {qos:?}, {} bytes, to {topic}", plan.total(), plan.payload_len());
+    Some(BenchRun { plan, qos, topic, started_ms: now_ms, outbox_was_full: false })
+}
+
+impl BenchRun {
+    /// Queues messages until the outbox is full or all are queued. An error other than a
+    /// full outbox ends the run.
+    pub fn feed(&mut self, session: &mut Session<'_>) -> Result<(), Error> {
+        let mut payload = [0u8; BENCH_PAYLOAD_MAX];
+        self.outbox_was_full = false;
+        while let Some(next) = self.plan.next_payload(&mut payload) {
+            match session.publish(&self.topic, next, self.qos, false) {
+                Ok(_) => self.plan.mark_queued(),
+                Err(Error::Exhausted(ResourceError::OutboxFull)) => {
+                    self.outbox_was_full = true;
+                    return Ok(());
+                }
+                Err(cause) => return Err(cause),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the next round should not wait for input: more to queue, and room for it now
+    /// or as soon as the round writes the outbox out (QoS 0 leaves it when written; QoS 1
+    /// and 2 only when the broker answers, which is input worth waiting for).
+    pub fn has_room_for_more(&self) -> bool {
+        !self.plan.all_queued() && (!self.outbox_was_full || self.qos == QoS::AtMostOnce)
+    }
+
+    /// Every message queued and none left in the outbox or in flight.
+    pub fn finished(&self, session: &Session<'_>) -> bool {
+        self.plan.all_queued() && session.outbox_len() == 0 && session.inflight_len() == 0
+    }
+
+    /// Logs the result line `bench/bench.py` reads.
+    pub fn report_done(&self, now_ms: u64) {
+        let elapsed_ms = now_ms.saturating_sub(self.started_ms).max(1);
+        let per_second = u64::from(self.plan.total()).saturating_mul(1000) / elapsed_ms;
+        info!(
+            "bench: done: {} messages {:?} of {} bytes sent and settled in {elapsed_ms} ms ({per_second}/s)",
+            self.plan.total(),
+            self.qos,
+            self.plan.payload_len()
+        );
+    }
+
+    /// How many are queued so far, for a line when the run ends early.
+    pub fn queued(&self) -> u32 {
+        self.plan.queued()
     }
 }

@@ -82,6 +82,14 @@ pub struct PublishAnswer {
     pub reason: [u8; 96],
 }
 
+/// `struct app_bench_request` in control.c, same order.
+#[repr(C)]
+pub struct BenchRequest {
+    pub count: u32,
+    pub payload_len: u16,
+    pub qos: u8,
+}
+
 /// `struct app_mqtt_status` in control.c, same order; text fields are NUL-terminated.
 #[repr(C)]
 pub struct MqttStatus {
@@ -101,6 +109,7 @@ extern "C" {
     pub fn app_control_take_request(out: *mut PublishRequest, timeout_ms: i32) -> c_int;
     pub fn app_control_answer(ticket: u32, answer: *const PublishAnswer);
     pub fn app_control_set_status(status: *const MqttStatus);
+    pub fn app_control_take_bench(out: *mut BenchRequest) -> bool;
     pub fn app_control_network_went_down() -> bool;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_keepalive_override() -> u16;
