@@ -167,3 +167,27 @@ def test_a_reconnect_after_a_lost_connection_resumes_the_tls_1_3_session(
             ("TLSv1.3", False), ("TLSv1.3", True), ("TLSv1.3", True)], terminator.handshakes
     finally:
         terminator.stop()
+
+
+def test_new_credentials_are_not_skipped_by_resuming_the_old_session(
+        broker_port, plain_mosquitto, device, console):
+    """A committed credential set applies from the next connection on: that handshake must
+    be a full one (a resumed one would not present the device certificate again), and the
+    one after it resumes again."""
+    terminator = Terminator(broker_port, plain_mosquitto, ssl.TLSVersion.TLSv1_3)
+    try:
+        device.launch()
+        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.command("cred image cert")
+        console.until("cert from the image staged", timeout=10)
+        console.command("cred commit")
+        console.until(r"stored \(\d+ bytes\); used from the next connection on", timeout=10)
+        for _ in range(2):
+            terminator.drop_connections()
+            console.until("mqtt: connection lost", timeout=20)
+            console.until("mqtt: connected", timeout=30)
+        print(f"\nhandshakes (version, resumed): {terminator.handshakes}")
+        assert [resumed for _, resumed in terminator.handshakes[:3]] == [False, False, True], \
+            terminator.handshakes
+    finally:
+        terminator.stop()
