@@ -352,8 +352,7 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
 
 /// Starts a benchmark `mqtt bench` asked for, feeds the running one and reports its end.
 fn serve_bench(session: &mut Session<'_>, device: &mut Device) {
-    let base = device.topics.status().strip_suffix("/status").unwrap_or("");
-    if let Some(run) = control::take_bench(base, Uptime.now().0) {
+    if let Some(run) = control::take_bench(device.topics.base(), Uptime.now().0) {
         if let Some(old) = device.bench.replace(run) {
             warn!("bench: the one before stops after {} messages queued", old.queued());
         }

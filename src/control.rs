@@ -10,8 +10,8 @@
 
 use crate::ffi;
 use core::fmt::{self, Write as _};
-use heapless::String;
 use device_app::{PublishBench, BENCH_PAYLOAD_MAX, MAX_TOPIC_LEN};
+use heapless::String;
 use log::{info, warn};
 use mqtt_core::{Error, MessageId, QoS, ResourceError, Session};
 
@@ -185,13 +185,18 @@ fn serve(session: &mut Session<'_>, status: &mut Status, request: &ffi::PublishR
     unsafe { ffi::app_control_answer(request.ticket, &answer) }
 }
 
+/// The QoS a C request carries as 0, 1 or 2; anything else is a bug on the C side.
+fn qos_from_wire(qos: u8) -> Option<QoS> {
+    match qos {
+        0 => Some(QoS::AtMostOnce),
+        1 => Some(QoS::AtLeastOnce),
+        2 => Some(QoS::ExactlyOnce),
+        _ => None,
+    }
+}
+
 fn publish(session: &mut Session<'_>, request: &ffi::PublishRequest) -> Result<MessageId, Rejection> {
-    let qos = match request.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        2 => QoS::ExactlyOnce,
-        _ => return Err(Rejection::MalformedRequest),
-    };
+    let qos = qos_from_wire(request.qos).ok_or(Rejection::MalformedRequest)?;
     let topic = request.topic.get(..usize::from(request.topic_len)).ok_or(Rejection::MalformedRequest)?;
     let payload =
         request.payload.get(..usize::from(request.payload_len)).ok_or(Rejection::MalformedRequest)?;
@@ -239,10 +244,9 @@ pub fn take_bench(base_topic: &str, now_ms: u64) -> Option<BenchRun> {
     if !unsafe { ffi::app_control_take_bench(&mut request) } {
         return None;
     }
-    let qos = match request.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
+    let Some(qos) = qos_from_wire(request.qos) else {
+        warn!("bench: refused: {}", Rejection::MalformedRequest);
+        return None;
     };
     let plan = match PublishBench::new(request.count, usize::from(request.payload_len)) {
         Ok(plan) => plan,

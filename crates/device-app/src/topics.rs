@@ -100,6 +100,11 @@ impl DeviceTopics {
         &self.reply_error
     }
 
+    /// `<prefix>/<client id>`, the base every topic of the device hangs under.
+    pub fn base(&self) -> &str {
+        self.status.strip_suffix("/status").unwrap_or(&self.status)
+    }
+
     /// `<base>/cmd`: the level the command filter's `#` hangs under.
     pub(crate) fn command_root(&self) -> &str {
         self.commands.strip_suffix("/#").unwrap_or(&self.commands)
@@ -124,6 +129,7 @@ mod tests {
         assert_eq!(t.reply_ping(), "acme/dev-1/reply/ping");
         assert_eq!(t.reply_error(), "acme/dev-1/reply/error");
         assert_eq!(t.command_root(), "acme/dev-1/cmd");
+        assert_eq!(t.base(), "acme/dev-1");
     }
 
     #[test]
