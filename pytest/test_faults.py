@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Faults between the device and its broker: the broker killed and restarted twenty times while
-the device publishes, and the broker frozen until the device's ping timeout. The device is
+the device publishes (each kill with messages in flight), and the broker frozen until the device's ping timeout. The device is
 driven through its shell (`mqtt pub`, `mqtt status`), as an operator would."""
 
 import os
@@ -104,6 +104,23 @@ def wait_for_save(broker: PersistentBroker, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+def wait_for_in_flight(console, count: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while int(console.status()["in flight"]) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} messages in flight"
+        time.sleep(0.05)
+
+
+def status_once_disconnected(console, timeout: float = 10) -> dict:
+    """`mqtt status` once the device has seen the connection end: its queues then are what
+    the next connection starts from."""
+    deadline = time.monotonic() + timeout
+    while (status := console.status())["state"] == "connected":
+        assert time.monotonic() < deadline, "the device did not see the connection end"
+        time.sleep(0.05)
+    return status
+
+
 def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, broker_port,
                                                                   device, console):
     broker = PersistentBroker(broker_port, tmp_path / "broker").start()
@@ -111,6 +128,7 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
     accepted, to_send, pending = set(), [], {}
     next_seq = 0
     rejections = 0
+    in_flight_at_kills = 0
 
     def send(count: int) -> None:
         nonlocal next_seq, rejections
@@ -128,25 +146,48 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
             else:
                 pending[ticket] = seq  # the MQTT thread logs the outcome later
 
+    def settle() -> None:
+        """Answers the shell gave as "still queued" are settled by the MQTT thread's log."""
+        for ticket, seq in list(pending.items()):
+            if ticket in console.logged:
+                del pending[ticket]
+                (accepted.add if console.logged[ticket] == "queued" else to_send.append)(seq)
+
     try:
         wait_for_connections(broker, OBSERVER_ID, 1)
         launch(device, "--reconnect-cap-ms=1500")
         console.until("mqtt: subscribed .*Granted", timeout=20)
         wait_for_save(broker)  # the observer's subscription survives the first kill
         for restart in range(1, RESTARTS + 1):
-            send(3)  # while connected; the last ones are still in flight at the kill
+            # Mosquitto sends PUBACK before it saves: a message for a connected subscriber is
+            # saved only once that subscriber acknowledges it. A SIGKILL in between loses a
+            # message the broker already took from the device, which no client can prevent.
+            # So the broker is killed only once everything it acknowledged has reached the
+            # observer; what the device has in flight then is its own to deliver.
+            if pending:
+                console.status()  # reads the log up to now, where their outcomes are
+                settle()
+            missing = observer.wait_for_all({f"{SEQ_TOPIC} {seq}" for seq in accepted},
+                                            timeout=30)
+            assert not missing, (restart, sorted(missing))
+            broker.process.send_signal(signal.SIGSTOP)
+            send(3)  # written to the frozen broker's socket: in flight, unacknowledged
+            wait_for_in_flight(console, 3)
             broker.kill()
+            in_flight_at_kills += int(status_once_disconnected(console)["in flight"])
             # While the broker is gone: into the outbox until it is full, then refused.
-            send(OUTBOX_SLOTS + 1)
+            refused_before = rejections
+            for _ in range(OUTBOX_SLOTS + 1):
+                send(1)
+                if rejections > refused_before:
+                    break
+            assert rejections > refused_before, "a full outbox took one more message"
             broker.start()
             console.until("mqtt: connected", timeout=30)
             wait_for_connections(broker, OBSERVER_ID, restart + 1)
         # Whatever was refused along the way, once more until the outbox takes it.
         for _ in range(20):
-            for ticket, seq in list(pending.items()):
-                if ticket in console.logged:
-                    del pending[ticket]
-                    (accepted.add if console.logged[ticket] == "queued" else to_send.append)(seq)
+            settle()
             if not to_send and not pending:
                 break
             send(0 if not to_send else 1)
@@ -158,12 +199,18 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
                     if line.startswith(f"{SEQ_TOPIC} ")]
         missing = sorted(set(range(next_seq)) - set(received))
         duplicates = len(received) - len(set(received))
+        resent = broker.log().count(f"Received PUBLISH from {CLIENT_ID} (d1, ")
         print(f"\n{RESTARTS} broker restarts: {next_seq} sequence numbers published, "
               f"{len(set(received))} received, {len(missing)} missing, {duplicates} duplicates, "
-              f"{rejections} refusals retried")
+              f"{rejections} refusals retried; {in_flight_at_kills} in flight at the kills, "
+              f"{resent} sent again with DUP")
         assert accepted == set(range(next_seq))
         assert not missing, missing
         assert set(received) == set(range(next_seq))
+        # The device sent again exactly what was in flight at the kills, each time with DUP.
+        # The observer's duplicates are the broker's own redeliveries: it had not saved the
+        # observer's PUBACK when it was killed.
+        assert resent == in_flight_at_kills, (resent, in_flight_at_kills)
         status = console.status()
         assert int(status["reconnects"]) >= RESTARTS
         assert rejections >= RESTARTS  # one more than the outbox holds, every time

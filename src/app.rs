@@ -300,6 +300,8 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             Event::ConnectionLost(cause) => warn!("mqtt: connection lost: {cause}"),
         });
         if let Err(cause) = result {
+            // What the shell shows from now on is what the next connection sends again.
+            device.status.update(client.session(), device.counters.published, device.counters.reconnects);
             return cause;
         }
         if control::network_went_down() {
