@@ -12,7 +12,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from twister_harness.exceptions import TwisterHarnessTimeoutException
+
+from loopback import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_CERTS = REPO / "certs" / "dev-only-insecure"
@@ -43,22 +44,6 @@ def expect_refusal_and_retry(device, port: int, reason: str) -> None:
         device.readlines_until(regex=f"connect to localhost:{port} failed: {reason}", timeout=60)
         device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=5)
     assert device.is_device_running(), "the firmware must survive a refused broker"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 class Broker:

@@ -3,13 +3,12 @@
 backoff. Certificates come from the project's own tooling (certs/mkcerts)."""
 
 import shutil
-import threading
-import socket
 import ssl
 
 import pytest
 
 from conftest import DEV_CERTS, Broker, expect_refusal_and_retry, mkcerts
+from loopback import TlsListener
 
 def test_refuses_broker_certificate_from_another_ca(tmp_path, broker_port, device):
     other = tmp_path / "other-ca"
@@ -56,32 +55,17 @@ class ImpostorProxy:
     handshake, so nothing is ever relayed."""
 
     def __init__(self, port: int, certs):
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(certs / "broker.crt.pem", certs / "broker.key.pem")
-        self.listener = socket.create_server(("127.0.0.1", port))
-        self.listener.settimeout(0.2)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certs / "broker.crt.pem", certs / "broker.key.pem")
         self.handshakes_completed = 0
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.listener = TlsListener(port, context, self._handshake_completed, 5)
 
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            conn.settimeout(5)
-            try:
-                with self.context.wrap_socket(conn, server_side=True):
-                    self.handshakes_completed += 1
-            except (ssl.SSLError, OSError):
-                conn.close()
+    def _handshake_completed(self, tls: ssl.SSLSocket) -> None:
+        self.handshakes_completed += 1
+        tls.close()
 
     def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join(5)
-        self.listener.close()
+        self.listener.stop()
 
 
 def test_refuses_a_man_in_the_middle(tmp_path, broker, device):

@@ -13,7 +13,8 @@ import threading
 
 import pytest
 
-from conftest import DEV_CERTS, free_port, wait_for_port
+from conftest import DEV_CERTS
+from loopback import TlsListener, free_port, wait_for_port
 
 
 class Terminator:
@@ -33,30 +34,14 @@ class Terminator:
         self.backend = backend
         self.handshakes = []  # (version, session_reused)
         self.connections = []
-        self.listener = socket.create_server(("127.0.0.1", port))
-        self.listener.settimeout(0.2)
         self.stopped = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.listener = TlsListener(port, self.context, self._handshake_completed, 10)
 
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return  # stop() closed the listener
-            try:
-                conn.settimeout(10)
-                tls = self.context.wrap_socket(conn, server_side=True)
-            except (ssl.SSLError, OSError):
-                conn.close()
-                continue
-            self.handshakes.append((tls.version(), tls.session_reused))
-            close_requested = threading.Event()
-            self.connections.append((tls, close_requested))
-            threading.Thread(target=self._relay, args=(tls, close_requested),
-                             daemon=True).start()
+    def _handshake_completed(self, tls: ssl.SSLSocket) -> None:
+        self.handshakes.append((tls.version(), tls.session_reused))
+        close_requested = threading.Event()
+        self.connections.append((tls, close_requested))
+        threading.Thread(target=self._relay, args=(tls, close_requested), daemon=True).start()
 
     def _relay(self, tls: ssl.SSLSocket, close_requested: threading.Event) -> None:
         plain = socket.create_connection(("127.0.0.1", self.backend))
@@ -113,7 +98,7 @@ class Terminator:
 
     def stop(self) -> None:
         self.stopped.set()
-        self.listener.close()
+        self.listener.stop()
 
 
 @pytest.fixture()
