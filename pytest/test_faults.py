@@ -40,6 +40,13 @@ def test_shell_reports_status_and_publishes_through_the_mqtt_thread(peer, device
         # A wildcard is no topic name: the session refuses it, and the shell says why.
         _, outcome, answer = console.pub(f"{DEVICE_TOPICS}/shell/#", "x")
         assert outcome == "rejected" and "InvalidTopicName" in answer, answer
+        # A QoS MQTT does not have is refused by the shell and never reaches the broker.
+        console.command(f"mqtt pub {DEVICE_TOPICS}/shell/hello qos-three 3")
+        console.until(r"pub rejected: qos must be 0 to 2, not '3'", timeout=10)
+        _, outcome, answer = console.pub(f"{DEVICE_TOPICS}/shell/hello", "after-the-refusal")
+        assert outcome == "queued", answer
+        messages.wait_for(f"{DEVICE_TOPICS}/shell/hello after-the-refusal", timeout=10)
+        assert f"{DEVICE_TOPICS}/shell/hello qos-three" not in messages.seen
 
         status = console.status()
         assert status["state"] == "connected"

@@ -221,6 +221,22 @@ static int cmd_status(const struct shell *sh, size_t argc, char **argv)
 	return 0;
 }
 
+/* An unsigned decimal in [min, max], or a shell error naming the command and the argument. */
+static bool parse_bounded(const struct shell *sh, const char *command, const char *name,
+			  const char *text, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long value = strtoul(text, &end, 10);
+
+	if (*end != '\0' || end == text || value < min || value > max) {
+		shell_error(sh, "%s rejected: %s must be %lu to %lu, not '%s'", command, name, min,
+			    max, text);
+		return false;
+	}
+	*out = value;
+	return true;
+}
+
 static K_MUTEX_DEFINE(publish_lock);
 static uint32_t last_ticket;
 
@@ -235,14 +251,8 @@ static int cmd_pub(const struct shell *sh, size_t argc, char **argv)
 	bool answered_in_time;
 	int ret;
 
-	if (argc > 3) {
-		char *end;
-
-		qos = strtoul(argv[3], &end, 10);
-		if (*end != '\0' || end == argv[3] || qos > 2) {
-			shell_error(sh, "pub rejected: qos must be 0, 1 or 2, not '%s'", argv[3]);
-			return -EINVAL;
-		}
+	if (argc > 3 && !parse_bounded(sh, "pub", "qos", argv[3], 0, 2, &qos)) {
+		return -EINVAL;
 	}
 	if (topic_len == 0 || topic_len > APP_CONTROL_TOPIC_MAX) {
 		shell_error(sh, "pub rejected: topic must be 1 to %d bytes", APP_CONTROL_TOPIC_MAX);
@@ -304,30 +314,14 @@ static int cmd_pub(const struct shell *sh, size_t argc, char **argv)
 	return ret;
 }
 
-/* A decimal in [min, max], or false with an error line naming the argument. */
-static bool parse_bounded(const struct shell *sh, const char *name, const char *text,
-			  unsigned long min, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long value = strtoul(text, &end, 10);
-
-	if (*end != '\0' || end == text || value < min || value > max) {
-		shell_error(sh, "bench rejected: %s must be %lu to %lu, not '%s'", name, min, max,
-			    text);
-		return false;
-	}
-	*out = value;
-	return true;
-}
-
 static int cmd_bench(const struct shell *sh, size_t argc, char **argv)
 {
 	unsigned long count, qos, payload_len = 64;
 	bool accepted;
 
-	if (!parse_bounded(sh, "count", argv[1], 1, 1000000, &count) ||
-	    !parse_bounded(sh, "qos", argv[2], 0, 2, &qos) ||
-	    (argc > 3 && !parse_bounded(sh, "size", argv[3], APP_BENCH_PAYLOAD_MIN,
+	if (!parse_bounded(sh, "bench", "count", argv[1], 1, 1000000, &count) ||
+	    !parse_bounded(sh, "bench", "qos", argv[2], 0, 2, &qos) ||
+	    (argc > 3 && !parse_bounded(sh, "bench", "size", argv[3], APP_BENCH_PAYLOAD_MIN,
 					APP_CONTROL_PAYLOAD_MAX, &payload_len))) {
 		return -EINVAL;
 	}
