@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Loopback ports and TLS listeners for the brokers and proxies the tests and the benchmark start. Plain Python,
-so that bench/bench.py can use it without pytest or the twister harness."""
+"""Loopback ports and TLS listeners for the brokers and proxies the tests and the benchmark
+start. Plain Python, so that bench/bench.py can use it without pytest or the twister harness."""
 
 import socket
 import ssl

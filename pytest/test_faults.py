@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Faults between the device and its broker: the broker killed and restarted twenty times while
-the device publishes (each kill with messages in flight), and the broker frozen until the device's ping timeout. The device is
-driven through its shell (`mqtt pub`, `mqtt status`), as an operator would."""
+the device publishes (each kill with messages in flight), and the broker frozen until the
+device's ping timeout. The device is driven through its shell (`mqtt pub`, `mqtt status`), as
+an operator would."""
 
 import os
 import re
@@ -96,36 +97,24 @@ def test_offline_publishes_wait_in_the_outbox_and_a_full_outbox_is_reported(
         print(broker.log()[-4000:])
 
 
+def poll_until(read, done, timeout: float, failure: str):
+    """Calls `read` every 50 ms until `done` holds for what it returned; returns that value.
+    Fails with `failure` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not done(value := read()):
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+    return value
+
+
 def wait_for_connections(broker: PersistentBroker, client_id: str, count: int,
                          timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.connections_of(client_id) < count:
-        assert time.monotonic() < deadline, f"{client_id} not connected {count} times"
-        time.sleep(0.05)
+    poll_until(lambda: broker.connections_of(client_id), lambda n: n >= count, timeout,
+               f"{client_id} not connected {count} times")
 
 
 def wait_for_save(broker: PersistentBroker, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.saves() == 0:
-        assert time.monotonic() < deadline, "the broker saved nothing"
-        time.sleep(0.05)
-
-
-def wait_for_in_flight(console, count: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while int(console.status()["in flight"]) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} messages in flight"
-        time.sleep(0.05)
-
-
-def status_once_disconnected(console, timeout: float = 10) -> dict:
-    """`mqtt status` once the device has seen the connection end: its queues then are what
-    the next connection starts from."""
-    deadline = time.monotonic() + timeout
-    while (status := console.status())["state"] == "connected":
-        assert time.monotonic() < deadline, "the device did not see the connection end"
-        time.sleep(0.05)
-    return status
+    poll_until(broker.saves, lambda n: n > 0, timeout, "the broker saved nothing")
 
 
 def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, broker_port,
@@ -179,9 +168,14 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
             assert not missing, (restart, sorted(missing))
             broker.process.send_signal(signal.SIGSTOP)
             send(3)  # written to the frozen broker's socket: in flight, unacknowledged
-            wait_for_in_flight(console, 3)
+            poll_until(console.status, lambda st: int(st["in flight"]) >= 3, 10,
+                       "fewer than 3 messages in flight")
             broker.kill()
-            in_flight_at_kills += int(status_once_disconnected(console)["in flight"])
+            # Once the device has seen the connection end, its queues are what the next
+            # connection starts from.
+            status = poll_until(console.status, lambda st: st["state"] != "connected", 10,
+                                "the device did not see the connection end")
+            in_flight_at_kills += int(status["in flight"])
             # While the broker is gone: into the outbox until it is full, then refused.
             refused_before = rejections
             for _ in range(OUTBOX_SLOTS + 1):

@@ -10,6 +10,7 @@ import pytest
 from conftest import DEV_CERTS, Broker, expect_refusal_and_retry, mkcerts
 from loopback import TlsListener
 
+
 def test_refuses_broker_certificate_from_another_ca(tmp_path, broker_port, device):
     other = tmp_path / "other-ca"
     mkcerts("ca", "--out", str(other), "--cn", "Impostor CA")

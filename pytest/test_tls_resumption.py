@@ -22,20 +22,20 @@ class Terminator:
     and the TLS version of every handshake."""
 
     def __init__(self, port: int, backend: int, max_version: ssl.TLSVersion):
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.maximum_version = max_version
-        self.context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
-        self.context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
-        self.context.verify_mode = ssl.CERT_REQUIRED
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.maximum_version = max_version
+        context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
+        context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
+        context.verify_mode = ssl.CERT_REQUIRED
         if max_version == ssl.TLSVersion.TLSv1_2:
             # TLS 1.2 by session ID (the server's cache), the mechanism every TLS 1.2 server
             # has. TLS 1.3 uses OpenSSL's default, stateless tickets, as Mosquitto does.
-            self.context.options |= ssl.OP_NO_TICKET
+            context.options |= ssl.OP_NO_TICKET
         self.backend = backend
         self.handshakes = []  # (version, session_reused)
         self.connections = []
         self.stopped = threading.Event()
-        self.listener = TlsListener(port, self.context, self._handshake_completed, 10)
+        self.listener = TlsListener(port, context, self._handshake_completed, 10)
 
     def _handshake_completed(self, tls: ssl.SSLSocket) -> None:
         self.handshakes.append((tls.version(), tls.session_reused))
