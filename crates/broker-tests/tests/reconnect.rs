@@ -32,6 +32,7 @@ fn reconnects_with_growing_backoff_delays_once_the_broker_is_back() {
         base_ms: 50,
         cap_ms: 400,
         stable_after_ms: 10_000,
+        ..BackoffConfig::default()
     };
     let mut backoff = Backoff::new(config, 42);
     let mut ceilings = Vec::new();
@@ -47,9 +48,7 @@ fn reconnects_with_growing_backoff_delays_once_the_broker_is_back() {
         };
         assert!(Instant::now() < deadline, "still not connected: {error}");
         let ceiling = backoff.ceiling_ms();
-        let delay = backoff
-            .next_delay_ms(&error)
-            .expect("a refused TCP connect is recoverable");
+        let delay = backoff.next_delay_ms(error.recovery());
         assert!(
             delay <= ceiling,
             "delay {delay} ms over its ceiling {ceiling} ms"
@@ -119,7 +118,7 @@ fn keepalive_pings_keep_an_idle_connection_open() {
 }
 
 #[test]
-fn connect_refused_as_not_authorized_gets_no_reconnect_delay() {
+fn connect_refused_as_not_authorized_is_retried_on_the_slow_schedule() {
     let broker = Broker::plain_refusing_anonymous().unwrap();
     let client_id = unique_client_id("dev");
     let mut device = Device::new(test_config(&client_id)).unwrap();
@@ -140,7 +139,10 @@ fn connect_refused_as_not_authorized_gets_no_reconnect_delay() {
         !device.client.is_attached(),
         "the refused transport must be dropped"
     );
-    // Only a human can fix credentials: the policy must not hammer the broker.
-    let mut backoff = Backoff::new(BackoffConfig::default(), 1);
-    assert_eq!(backoff.next_delay_ms(&error), None);
+    // Only a person can fix credentials: retried, but no sooner than after the usual cap
+    // (half of it at least), never given up.
+    let config = BackoffConfig::default();
+    let mut backoff = Backoff::new(config, 1);
+    let delay = backoff.next_delay_ms(error.recovery());
+    assert!(delay >= config.cap_ms / 2 && delay <= config.cap_ms, "{delay} ms");
 }

@@ -26,6 +26,7 @@ fn reconnect(device: &mut Device<'_, TcpTransport>, port: u16, limit: Duration) 
         base_ms: 50,
         cap_ms: 400,
         stable_after_ms: 10_000,
+        ..BackoffConfig::default()
     };
     let mut backoff = Backoff::new(config, 0x5EED);
     let deadline = Instant::now() + limit;
@@ -42,9 +43,7 @@ fn reconnect(device: &mut Device<'_, TcpTransport>, port: u16, limit: Duration) 
             Instant::now() < deadline,
             "no connection within {limit:?}: {error}"
         );
-        let delay = backoff
-            .next_delay_ms(&error)
-            .expect("a link failure is recoverable");
+        let delay = backoff.next_delay_ms(error.recovery());
         std::thread::sleep(Duration::from_millis(u64::from(delay)));
     }
 }

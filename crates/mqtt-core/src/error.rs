@@ -1,4 +1,4 @@
-//! Errors grouped by cause. The reconnect policy reads only [`Error::is_recoverable`].
+//! Errors grouped by cause. The reconnect policy reads only [`Error::recovery`].
 
 use core::fmt;
 
@@ -17,18 +17,39 @@ pub enum Error {
     Timeout(TimeoutKind),
 }
 
+/// What reconnecting can do about an error: the only thing the reconnect policy
+/// ([`crate::backoff::Backoff`]) reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// A fault of the link or the broker that goes away by itself: retry with the usual backoff.
+    Retry,
+    /// A refusal or a setting that a person has to fix (credentials, authorization, the
+    /// configuration). Still retried, rarely: a fleet must not be stranded by one hiccup of a
+    /// broker's authentication backend, and new credentials may arrive at run time.
+    NeedsAttention,
+}
+
 impl Error {
-    /// Whether reconnecting can help. Configuration errors and refusals that only a human can
-    /// fix (bad credentials, not authorized, identifier rejected) are not recoverable.
-    pub fn is_recoverable(&self) -> bool {
-        match self {
+    /// Whether the error goes away by itself or needs a person (see [`Recovery`]).
+    pub fn recovery(&self) -> Recovery {
+        let by_itself = match self {
             Error::Config(_) => false,
             Error::Protocol(ProtocolError::ConnectionRefused(code)) => code.is_recoverable(),
             Error::Protocol(_) => true,
             Error::Exhausted(_) => true,
             Error::Transport(_) => true,
             Error::Timeout(_) => true,
+        };
+        if by_itself {
+            Recovery::Retry
+        } else {
+            Recovery::NeedsAttention
         }
+    }
+
+    /// Whether reconnecting soon can help: [`Recovery::Retry`].
+    pub fn is_recoverable(&self) -> bool {
+        self.recovery() == Recovery::Retry
     }
 }
 
@@ -110,6 +131,46 @@ impl ConnectRefusal {
     pub fn is_recoverable(&self) -> bool {
         matches!(self, ConnectRefusal::ServerUnavailable)
     }
+
+    /// The CONNACK return code.
+    pub fn code(&self) -> u8 {
+        match self {
+            ConnectRefusal::UnacceptableProtocolVersion => 1,
+            ConnectRefusal::IdentifierRejected => 2,
+            ConnectRefusal::ServerUnavailable => 3,
+            ConnectRefusal::BadUserNameOrPassword => 4,
+            ConnectRefusal::NotAuthorized => 5,
+        }
+    }
+
+    /// What a person can do about the refusal, for the log line that reports it.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            ConnectRefusal::UnacceptableProtocolVersion => "the broker must accept MQTT 3.1.1",
+            ConnectRefusal::IdentifierRejected => {
+                "check the client id (APP_MQTT_CLIENT_ID) against the broker's rules"
+            }
+            ConnectRefusal::ServerUnavailable => "the broker should come back by itself",
+            ConnectRefusal::BadUserNameOrPassword => {
+                "check the user name (APP_MQTT_USERNAME) and the provisioned password"
+            }
+            ConnectRefusal::NotAuthorized => {
+                "give this client id, certificate or user name access at the broker"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConnectRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectRefusal::UnacceptableProtocolVersion => "unacceptable protocol version",
+            ConnectRefusal::IdentifierRejected => "client identifier rejected",
+            ConnectRefusal::ServerUnavailable => "server unavailable",
+            ConnectRefusal::BadUserNameOrPassword => "bad user name or password",
+            ConnectRefusal::NotAuthorized => "not authorized",
+        })
+    }
 }
 
 
@@ -181,6 +242,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(e) => write!(f, "configuration: {e:?}"),
+            Error::Protocol(ProtocolError::ConnectionRefused(code)) => {
+                write!(f, "protocol: connection refused by the broker: {code} (CONNACK {})", code.code())
+            }
             Error::Protocol(e) => write!(f, "protocol: {e:?}"),
             Error::Exhausted(e) => write!(f, "resource exhausted: {e:?}"),
             Error::Transport(e) => write!(f, "transport: {e:?}"),
@@ -192,6 +256,28 @@ impl fmt::Display for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_that_need_a_person_are_still_retried_rarely() {
+        let refused = |c| Error::Protocol(ProtocolError::ConnectionRefused(c));
+        assert_eq!(refused(ConnectRefusal::ServerUnavailable).recovery(), Recovery::Retry);
+        for code in [
+            ConnectRefusal::UnacceptableProtocolVersion,
+            ConnectRefusal::IdentifierRejected,
+            ConnectRefusal::BadUserNameOrPassword,
+            ConnectRefusal::NotAuthorized,
+        ] {
+            assert_eq!(refused(code).recovery(), Recovery::NeedsAttention, "{code}");
+        }
+        assert_eq!(Error::Config(ConfigError::TransportRejected).recovery(), Recovery::NeedsAttention);
+    }
+
+    #[test]
+    fn refusals_are_printed_with_their_code_in_words() {
+        let refused = Error::Protocol(ProtocolError::ConnectionRefused(ConnectRefusal::NotAuthorized));
+        assert_eq!(std::format!("{refused}"), "protocol: connection refused by the broker: not authorized (CONNACK 5)");
+        assert_eq!(ConnectRefusal::BadUserNameOrPassword.code(), 4);
+    }
 
     #[test]
     fn refusals_only_server_unavailable_is_recoverable() {

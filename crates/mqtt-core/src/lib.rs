@@ -30,7 +30,9 @@ pub mod framing;
 pub mod session;
 pub mod topic;
 
-pub use error::{ConfigError, ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind, TransportError};
+pub use error::{
+    ConfigError, ConnectRefusal, Error, ProtocolError, Recovery, ResourceError, TimeoutKind, TransportError,
+};
 pub use mqttrs::QoS;
 pub use session::{
     ConnectOptions, Event, LastWill, Message, MessageId, Password, Session, SessionConfig,
