@@ -5,6 +5,7 @@
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
 use crate::control::{self, LinkState, Status};
+use crate::credentials;
 use crate::outbox_journal;
 use crate::runtime_credentials;
 use crate::leds::Leds;
@@ -16,8 +17,8 @@ use log::{error, info, warn};
 use mqtt_core::backoff::{Backoff, BackoffConfig};
 use mqtt_core::driver::{Client, Clock};
 use mqtt_core::{
-    ConfigError, ConnectOptions, Error, Event, Instant, LastWill, QoS, ResourceError, Session,
-    SessionConfig, TransportError,
+    ConnectOptions, Error, Event, Instant, LastWill, Password, ProtocolError, QoS, Recovery,
+    ResourceError, Session, SessionConfig, TransportError,
 };
 
 /// Uptime as the MQTT core's clock.
@@ -94,6 +95,10 @@ pub fn run() -> ! {
         "secure-mqtt starting: broker {}:{}, client id {}",
         settings.broker_host, settings.broker_port, settings.client_id
     );
+    if !settings.username.is_empty() {
+        let password = if credentials::builtin_mqtt_password().is_some() { "with" } else { "without" };
+        info!("mqtt: user name {} ({password} a password)", settings.username);
+    }
 
     runtime_credentials::init();
     let mut mutual_tls = match runtime_credentials::apply(settings.sec_tag) {
@@ -142,8 +147,8 @@ pub fn run() -> ! {
         LastWill { topic: &status_topic, payload: b"offline", qos: QoS::AtLeastOnce, retain: true };
     let mut config = SessionConfig::new(ConnectOptions {
         client_id: settings.client_id,
-        username: None,
-        password: None,
+        username: (!settings.username.is_empty()).then_some(settings.username),
+        password: credentials::builtin_mqtt_password().map(Password),
         clean_session: settings.clean_session,
         keep_alive_s: settings.keep_alive_s,
         last_will: Some(will),
@@ -164,11 +169,13 @@ pub fn run() -> ! {
     let backoff_config = BackoffConfig {
         base_ms: settings.reconnect_base_ms,
         cap_ms: settings.reconnect_cap_ms,
+        attention_cap_ms: settings.reconnect_attention_cap_ms,
         ..BackoffConfig::default()
     };
     let mut backoff = Backoff::new(backoff_config, net::random_u64());
     let sec_tags = [settings.sec_tag];
     let mut connected_before = false;
+    let mut last_address = None;
 
     loop {
         device.status.set_state(LinkState::WaitingForNetwork);
@@ -182,21 +189,29 @@ pub fn run() -> ! {
                 waited_ms = 0;
             }
         }
+        let address = net::ipv4_address();
+        if address.is_some() && address != last_address {
+            info!("network: up, address {}", address.as_deref().unwrap_or(""));
+            last_address = address;
+        }
         // A "network down" from before this connection is not about it.
         let _ = control::network_went_down();
         // Credentials committed from the shell take effect here, between connections.
         let new_credentials = runtime_credentials::commit_pending();
         if new_credentials {
+            backoff.reset();
             match runtime_credentials::apply(settings.sec_tag) {
                 Ok(installed) => {
                     info!("credentials: new set in use (mutual TLS: {})", installed.mutual_tls);
                     mutual_tls = installed.mutual_tls;
                 }
-                Err((kind, cause)) => halt(format_args!("cannot register {kind:?} credential: {cause:?}")),
+                Err((kind, cause)) => {
+                    error!("credentials: cannot register the {kind:?} credential: {cause:?}; provision a set that fits (cred)");
+                }
             }
         }
         device.status.set_state(LinkState::Connecting);
-        let cause = match connect(&settings, host_name, sntp_server, &sec_tags, new_credentials) {
+        let recovery = match connect(&settings, host_name, sntp_server, &sec_tags, new_credentials) {
             Ok(socket) => {
                 if connected_before {
                     device.counters.reconnects = device.counters.reconnects.saturating_add(1);
@@ -207,7 +222,15 @@ pub fn run() -> ! {
                 let started = client.clock().now();
                 device.connack_seen = false;
                 let cause = run_connection(&mut client, socket, &mut device);
-                if !device.connack_seen && !mutual_tls {
+                if device.connack_seen {
+                    backoff.accepted();
+                } else if let Error::Protocol(ProtocolError::ConnectionRefused(refusal)) = cause {
+                    warn!(
+                        "broker refused the connection: {refusal} (CONNACK {}); fix: {}",
+                        refusal.code(),
+                        refusal.remedy()
+                    );
+                } else if !mutual_tls {
                     // With TLS 1.3 a broker checks the client certificate after the client's
                     // handshake is done, so its refusal arrives as a closed connection.
                     warn!("broker closed the connection before CONNACK; this device has no client certificate, which the broker may require");
@@ -215,7 +238,7 @@ pub fn run() -> ! {
                 let lasted = client.clock().now().ms_since(started);
                 backoff.connection_ended(lasted);
                 device.status.set_last_error(&cause);
-                cause
+                cause.recovery()
             }
             Err(cause) => {
                 let hint = match cause {
@@ -226,21 +249,20 @@ pub fn run() -> ! {
                 };
                 warn!("connect to {}:{} failed: {cause}{hint}", settings.broker_host, settings.broker_port);
                 device.status.set_last_error(&cause);
-                if cause.is_recoverable() {
-                    Error::Transport(TransportError::Connect)
-                } else {
-                    Error::Config(ConfigError::TransportRejected)
-                }
+                cause.recovery()
             }
         };
-        match backoff.next_delay_ms(&cause) {
-            Some(delay) => {
-                info!("reconnecting in {delay} ms");
-                device.status.set_state(LinkState::BackingOff);
-                control::wait_serving(client.session(), &mut device.status, delay, || Uptime.now().0);
+        let delay = backoff.next_delay_ms(recovery);
+        match recovery {
+            Recovery::Retry => info!("reconnecting in {delay} ms"),
+            Recovery::NeedsAttention => {
+                info!("reconnecting in {delay} ms (refused: retried rarely, or at once after cred commit)")
             }
-            None => halt(format_args!("not reconnecting: {cause}; fix the configuration and reboot")),
         }
+        device.status.set_state(LinkState::BackingOff);
+        control::wait_serving(client.session(), &mut device.status, delay, || Uptime.now().0, || {
+            runtime_credentials::commit_pending()
+        });
     }
 }
 

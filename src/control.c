@@ -31,6 +31,10 @@
 #include <zephyr/shell/shell.h>
 #endif
 
+#if defined(CONFIG_THREAD_ANALYZER)
+#include <zephyr/debug/thread_analyzer.h>
+#endif
+
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
 #include <zephyr/net/net_event.h>
 #include <zephyr/net/net_mgmt.h>
@@ -99,6 +103,17 @@ int app_control_take_request(struct app_publish_request *out, int32_t timeout_ms
 	k_timeout_t timeout = timeout_ms > 0 ? K_MSEC(timeout_ms) : K_NO_WAIT;
 
 	return k_msgq_get(&publish_requests, out, timeout) == 0 ? 0 : -ENOMSG;
+}
+
+/*
+ * Wakes the MQTT thread from a reconnect delay (new credentials were committed): a request
+ * with ticket 0 carries nothing. A full queue wakes it anyway.
+ */
+void app_control_wake(void)
+{
+	static const struct app_publish_request wake = {.ticket = 0};
+
+	(void)k_msgq_put(&publish_requests, &wake, K_NO_WAIT);
 }
 
 /* Hands the result to the shell command if it still waits; the MQTT thread logs it anyway. */
@@ -341,8 +356,25 @@ static int cmd_bench(const struct shell *sh, size_t argc, char **argv)
 	return 0;
 }
 
+#if defined(CONFIG_THREAD_ANALYZER)
+/* Stack high-water marks of every thread (and the interrupt stack), to size them. */
+static int cmd_stacks(const struct shell *sh, size_t argc, char **argv)
+{
+	ARG_UNUSED(sh);
+	ARG_UNUSED(argc);
+	ARG_UNUSED(argv);
+	thread_analyzer_print(0);
+	return 0;
+}
+#define APP_STACKS_CMD                                                                             \
+	SHELL_CMD_ARG(stacks, NULL, "Stack use of every thread (thread analyzer)", cmd_stacks, 1, 0),
+#else
+#define APP_STACKS_CMD
+#endif
+
 SHELL_STATIC_SUBCMD_SET_CREATE(
 	mqtt_commands,
+	APP_STACKS_CMD
 	SHELL_CMD_ARG(status, NULL,
 		      "Connection state, broker, TLS in use, in flight, outbox, reconnects, last "
 		      "error",

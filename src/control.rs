@@ -161,8 +161,20 @@ fn take_request(timeout_ms: i32) -> Option<ffi::PublishRequest> {
     (ret == 0).then_some(request)
 }
 
+/// The ticket of [`wake`]'s empty request.
+const WAKE_TICKET: u32 = 0;
+
+/// Ends a reconnect delay early (new credentials are waiting to be used); any thread.
+pub fn wake() {
+    // SAFETY: plain call; k_msgq_put copies a static request and never blocks.
+    unsafe { ffi::app_control_wake() }
+}
+
 /// Hands one request to the session and answers it (to the shell, and in the log).
 fn serve(session: &mut Session<'_>, status: &mut Status, request: &ffi::PublishRequest) {
+    if request.ticket == WAKE_TICKET {
+        return;
+    }
     let outcome = publish(session, request);
     status.update_queues(session);
     let mut answer = ffi::PublishAnswer { queued: 0, message_id: 0, outbox: 0, reason: [0; 96] };
@@ -212,12 +224,19 @@ pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) {
 }
 
 /// Waits `ms` milliseconds, serving requests as they come (the reconnect delay: offline
-/// publishes go to the outbox at once instead of after the delay).
-pub fn wait_serving(session: &mut Session<'_>, status: &mut Status, ms: u32, clock: impl Fn() -> u64) {
+/// publishes go to the outbox at once instead of after the delay), or until `cut_short`
+/// says so after a [`wake`].
+pub fn wait_serving(
+    session: &mut Session<'_>,
+    status: &mut Status,
+    ms: u32,
+    clock: impl Fn() -> u64,
+    cut_short: impl Fn() -> bool,
+) {
     let deadline = clock().saturating_add(u64::from(ms));
     loop {
         let left = deadline.saturating_sub(clock());
-        if left == 0 {
+        if left == 0 || cut_short() {
             return;
         }
         if let Some(request) = take_request(i32::try_from(left).unwrap_or(i32::MAX)) {

@@ -50,6 +50,21 @@ pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(data, len) })
 }
 
+/// The MQTT password built into the image (`mqtt-password` in the credentials directory), if
+/// the build had one. Never logged: it goes into CONNECT as a `mqtt_core::Password`.
+pub fn builtin_mqtt_password() -> Option<&'static [u8]> {
+    let mut data: *const u8 = core::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
+    let ret = unsafe { ffi::app_builtin_mqtt_password(&mut data, &mut len) };
+    if ret < 0 || data.is_null() || len == 0 {
+        return None;
+    }
+    // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
+    // alive for the whole program.
+    Some(unsafe { core::slice::from_raw_parts(data, len) })
+}
+
 /// Registers `data` as `kind` under `sec_tag`, replacing what was there.
 pub fn register(sec_tag: i32, kind: CredentialKind, data: &'static [u8]) -> Result<(), CredentialError> {
     // SAFETY: plain call; deleting a credential that is not there fails harmlessly (-ENOENT).

@@ -27,6 +27,7 @@ pub struct ErrnoValues {
 
 extern "C" {
     pub fn app_builtin_credential(kind: c_int, data: *mut *const u8, len: *mut usize) -> c_int;
+    pub fn app_builtin_mqtt_password(data: *mut *const u8, len: *mut usize) -> c_int;
     pub fn app_credential_add(sec_tag: c_int, kind: c_int, data: *const u8, len: usize) -> c_int;
     pub fn app_credential_delete(sec_tag: c_int, kind: c_int) -> c_int;
 
@@ -54,6 +55,8 @@ extern "C" {
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_broker_port_override() -> u16;
     pub fn app_network_wait(timeout_ms: i32) -> c_int;
+    pub fn app_ipv4_address(text: *mut c_char, len: usize) -> c_int;
+    pub fn app_control_wake();
 }
 
 // --- control.c: the shell's requests and the status snapshot (see src/control.rs) ---------

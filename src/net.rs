@@ -8,6 +8,7 @@
 use crate::ffi;
 use core::ffi::{c_int, CStr};
 use mqtt_core::driver::ReadTimeout;
+use mqtt_core::Recovery;
 
 /// An errno value, as the shim returns it negated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,43 @@ pub enum NetError {
     OutOfResources,
     /// A setting was rejected (a bug or a bad configuration).
     InvalidArgument,
+    /// The TLS layer refused one step of setting up the socket, named here; the errno says
+    /// nothing more than "invalid".
+    Rejected(TlsSetup),
     /// Anything else, with its errno.
     Other(Errno),
+}
+
+/// The steps of setting up a TLS socket, in order (see [`TlsSocket::connect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsSetup {
+    /// Opening the socket.
+    Socket,
+    /// Requiring peer verification.
+    PeerVerify,
+    /// Loading the credentials (CA, device certificate and key): Zephyr parses them here.
+    Credentials,
+    /// Setting the broker's host name (SNI and certificate check).
+    HostName,
+    /// The session cache.
+    SessionCache,
+    /// The certificate verification callback.
+    VerifyCallback,
+}
+
+impl TlsSetup {
+    fn as_str(self) -> &'static str {
+        match self {
+            TlsSetup::Socket => "opening a TLS socket",
+            TlsSetup::PeerVerify => "requiring peer verification",
+            TlsSetup::Credentials => {
+                "loading the CA, device certificate and key (one of them has an algorithm, curve or size this build cannot use)"
+            }
+            TlsSetup::HostName => "setting the broker host name",
+            TlsSetup::SessionCache => "the TLS session cache",
+            TlsSetup::VerifyCallback => "the certificate check",
+        }
+    }
 }
 
 /// What mbedTLS found wrong with the broker's certificate (MBEDTLS_X509_BADCERT_* flags of
@@ -55,6 +91,12 @@ pub enum CertificateProblem {
     /// A trusted certificate, but its public key is not the one pinned in
     /// `CONFIG_APP_TLS_PINNED_KEY_SHA256`.
     PinnedKeyMismatch,
+    /// The certificate is not valid yet (or the wall clock is behind).
+    NotYetValid,
+    /// Its key usage or extended key usage does not allow a TLS server (no serverAuth).
+    WrongKeyUsage,
+    /// Signed with a hash, or carrying a key type or size, that this build does not accept.
+    UnsupportedAlgorithm,
     /// Other verification flags.
     Other(u32),
 }
@@ -62,6 +104,11 @@ pub enum CertificateProblem {
 const BADCERT_EXPIRED: u32 = 0x01;
 const BADCERT_CN_MISMATCH: u32 = 0x04;
 const BADCERT_NOT_TRUSTED: u32 = 0x08;
+const BADCERT_FUTURE: u32 = 0x200;
+/// KEY_USAGE, EXT_KEY_USAGE, NS_CERT_TYPE.
+const BADCERT_USAGE: u32 = 0x800 | 0x1000 | 0x2000;
+/// BAD_MD, BAD_PK, BAD_KEY.
+const BADCERT_ALGORITHM: u32 = 0x4000 | 0x8000 | 0x1_0000;
 /// Set by shim.c beside mbedTLS's flags.
 const PINNED_KEY_MISMATCH: u32 = 1 << 31;
 
@@ -75,6 +122,12 @@ impl CertificateProblem {
             CertificateProblem::NotTrusted
         } else if flags & BADCERT_EXPIRED != 0 {
             CertificateProblem::Expired
+        } else if flags & BADCERT_FUTURE != 0 {
+            CertificateProblem::NotYetValid
+        } else if flags & BADCERT_ALGORITHM != 0 {
+            CertificateProblem::UnsupportedAlgorithm
+        } else if flags & BADCERT_USAGE != 0 {
+            CertificateProblem::WrongKeyUsage
         } else if flags & BADCERT_CN_MISMATCH != 0 {
             CertificateProblem::HostNameMismatch
         } else if flags & PINNED_KEY_MISMATCH != 0 {
@@ -108,9 +161,16 @@ impl NetError {
         }
     }
 
-    /// Whether trying again later can help. Everything but a rejected setting can.
-    pub fn is_recoverable(&self) -> bool {
-        !matches!(self, NetError::InvalidArgument)
+    /// Whether the failure goes away by itself, or needs a person: a refused certificate or
+    /// credential, or a rejected setting (still retried, rarely: see `mqtt_core::backoff`).
+    pub fn recovery(&self) -> Recovery {
+        match self {
+            NetError::Handshake(CertificateProblem::None) => Recovery::Retry,
+            NetError::Handshake(_) | NetError::InvalidArgument | NetError::Rejected(_) => {
+                Recovery::NeedsAttention
+            }
+            _ => Recovery::Retry,
+        }
     }
 }
 
@@ -132,6 +192,15 @@ impl core::fmt::Display for NetError {
             NetError::Handshake(Cert::PinnedKeyMismatch) => {
                 f.write_str("tls: broker public key does not match the pinned key")
             }
+            NetError::Handshake(Cert::NotYetValid) => {
+                f.write_str("tls: broker certificate not valid yet (or the wall clock is behind)")
+            }
+            NetError::Handshake(Cert::WrongKeyUsage) => f.write_str(
+                "tls: broker certificate's key usage does not allow a TLS server (extended key usage needs serverAuth)",
+            ),
+            NetError::Handshake(Cert::UnsupportedAlgorithm) => f.write_str(
+                "tls: broker certificate chain uses a signature hash, key type or key size this build does not accept",
+            ),
             NetError::Handshake(Cert::Other(flags)) => {
                 write!(f, "tls: broker certificate rejected (verify flags {flags:#x})")
             }
@@ -144,6 +213,7 @@ impl core::fmt::Display for NetError {
             NetError::ConnectionReset => f.write_str("connection reset"),
             NetError::OutOfResources => f.write_str("out of sockets or memory"),
             NetError::InvalidArgument => f.write_str("socket option rejected"),
+            NetError::Rejected(step) => write!(f, "tls: rejected while {}", step.as_str()),
             NetError::Other(errno) => write!(f, "socket error (errno {})", errno.0),
         }
     }
@@ -154,6 +224,14 @@ pub fn errno_values() -> &'static ffi::ErrnoValues {
     // SAFETY: the shim returns a pointer to a `static const` struct with the layout of
     // ErrnoValues: valid, immutable and alive for the whole program.
     unsafe { &*ffi::app_errno_values() }
+}
+
+/// [`check`] for one step of setting up a TLS socket: "invalid argument" names the step.
+fn step(setup: TlsSetup, ret: c_int) -> Result<c_int, NetError> {
+    check(ret).map_err(|cause| match cause {
+        NetError::InvalidArgument => NetError::Rejected(setup),
+        other => other,
+    })
 }
 
 fn check(ret: c_int) -> Result<c_int, NetError> {
@@ -191,6 +269,21 @@ pub fn resolve(host: &CStr, port: u16) -> Result<SocketAddress, NetError> {
 pub fn wait_for_network(timeout_ms: i32) -> Result<(), NetError> {
     // SAFETY: plain call; the shim owns its static callback and semaphore.
     check(unsafe { ffi::app_network_wait(timeout_ms) }).map(|_| ())
+}
+
+/// The interface's IPv4 address as text (the DHCPv4 lease), when Zephyr's IP stack has one.
+pub fn ipv4_address() -> Option<heapless::String<16>> {
+    let mut text = [0u8; 16];
+    // SAFETY: the buffer and its length describe a live local; the shim writes at most `len`
+    // bytes including the NUL.
+    let ret = unsafe { ffi::app_ipv4_address(text.as_mut_ptr().cast(), text.len()) };
+    if ret < 0 {
+        return None;
+    }
+    let text = CStr::from_bytes_until_nul(&text).ok()?.to_str().ok()?;
+    let mut address = heapless::String::new();
+    address.push_str(text).ok()?;
+    Some(address)
 }
 
 /// A random 64-bit value from Zephyr's entropy source (the board's RNGA on the K64F).
@@ -256,23 +349,25 @@ impl TlsSocket {
         forget_sessions: bool,
     ) -> Result<Self, NetError> {
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
-        let fd = check(unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
+        let fd = step(TlsSetup::Socket, unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
         // From here on, dropping `socket` closes the descriptor on every error path.
         let socket = TlsSocket { fd, read_timeout_ms: 0 };
         // SAFETY: fd is an open socket owned by `socket`.
-        check(unsafe { ffi::app_tls_require_peer_verification(fd) })?;
+        step(TlsSetup::PeerVerify, unsafe { ffi::app_tls_require_peer_verification(fd) })?;
         // SAFETY: the pointer and count describe the caller's slice; Zephyr copies the tags.
-        check(unsafe { ffi::app_tls_set_sec_tags(fd, sec_tags.as_ptr(), sec_tags.len()) })?;
+        step(TlsSetup::Credentials, unsafe {
+            ffi::app_tls_set_sec_tags(fd, sec_tags.as_ptr(), sec_tags.len())
+        })?;
         // SAFETY: host_name is NUL-terminated; mbedTLS copies it.
-        check(unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
+        step(TlsSetup::HostName, unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`.
-        check(unsafe { ffi::app_tls_enable_session_cache(fd) })?;
+        step(TlsSetup::SessionCache, unsafe { ffi::app_tls_enable_session_cache(fd) })?;
         if forget_sessions {
             // SAFETY: fd is an open socket owned by `socket`.
-            check(unsafe { ffi::app_tls_purge_session_cache(fd) })?;
+            step(TlsSetup::SessionCache, unsafe { ffi::app_tls_purge_session_cache(fd) })?;
         }
         // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
-        check(unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
+        step(TlsSetup::VerifyCallback, unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.
         let connected = check(unsafe { ffi::app_connect(fd, address.bytes.as_ptr(), address.len) });
         match connected {

@@ -268,6 +268,7 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
             }
             provisioner.committed();
             COMMITTED.store(true, Ordering::Release);
+            crate::control::wake();
             info!("credentials: new set stored ({len} bytes); used from the next connection on");
             let _ = write!(out, "stored ({len} bytes); used from the next connection on");
         }

@@ -8,6 +8,8 @@ pub struct Settings {
     pub broker_host: &'static str,
     pub broker_port: u16,
     pub client_id: &'static str,
+    /// Empty: no user name in CONNECT.
+    pub username: &'static str,
     pub topic_prefix: &'static str,
     pub keep_alive_s: u16,
     pub ping_timeout_ms: u32,
@@ -16,6 +18,8 @@ pub struct Settings {
     pub sec_tag: i32,
     pub reconnect_base_ms: u32,
     pub reconnect_cap_ms: u32,
+    /// The largest reconnect delay after refusals that need a person (bad credentials, ...).
+    pub reconnect_attention_cap_ms: u32,
     pub network_wait_ms: i32,
     pub telemetry_interval_ms: u64,
     pub sntp_server: &'static str,
@@ -29,6 +33,9 @@ const _: () = assert!(kconfig::CONFIG_APP_MQTT_PING_TIMEOUT_MS > 0);
 const _: () = assert!(kconfig::CONFIG_APP_MQTT_INFLIGHT_WINDOW >= 1);
 const _: () = assert!(kconfig::CONFIG_APP_TLS_SEC_TAG >= 1 && kconfig::CONFIG_APP_TLS_SEC_TAG <= i32::MAX as isize);
 const _: () = assert!(kconfig::CONFIG_APP_RECONNECT_BASE_MS > 0 && kconfig::CONFIG_APP_RECONNECT_CAP_MS > 0);
+const _: () = assert!(
+    kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S >= 1 && kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S <= 86_400
+);
 const _: () = assert!(kconfig::CONFIG_APP_NETWORK_WAIT_S > 0 && kconfig::CONFIG_APP_NETWORK_WAIT_S <= 3600);
 const _: () = assert!(kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S > 0);
 
@@ -91,6 +98,8 @@ impl Settings {
         }
         if let Some(ms) = reconnect_cap_override() {
             settings.reconnect_cap_ms = ms;
+            // The tests that shorten the usual cap check recovery after refusals too.
+            settings.reconnect_attention_cap_ms = ms;
         }
         settings
     }
@@ -101,6 +110,7 @@ impl Settings {
             broker_host: kconfig::CONFIG_APP_BROKER_HOSTNAME,
             broker_port: kconfig::CONFIG_APP_BROKER_PORT as u16,
             client_id: kconfig::CONFIG_APP_MQTT_CLIENT_ID,
+            username: kconfig::CONFIG_APP_MQTT_USERNAME,
             topic_prefix: kconfig::CONFIG_APP_TOPIC_PREFIX,
             keep_alive_s: kconfig::CONFIG_APP_MQTT_KEEPALIVE_S as u16,
             ping_timeout_ms: kconfig::CONFIG_APP_MQTT_PING_TIMEOUT_MS as u32,
@@ -109,6 +119,7 @@ impl Settings {
             sec_tag: kconfig::CONFIG_APP_TLS_SEC_TAG as i32,
             reconnect_base_ms: kconfig::CONFIG_APP_RECONNECT_BASE_MS as u32,
             reconnect_cap_ms: kconfig::CONFIG_APP_RECONNECT_CAP_MS as u32,
+            reconnect_attention_cap_ms: (kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S as u32) * 1000,
             network_wait_ms: (kconfig::CONFIG_APP_NETWORK_WAIT_S * 1000) as i32,
             telemetry_interval_ms: (kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S as u64) * 1000,
             sntp_server: kconfig::CONFIG_APP_SNTP_SERVER,

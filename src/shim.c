@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <zephyr/kernel.h>
+#include <zephyr/net/net_if.h>
 #include <zephyr/net/socket.h>
 #include <zephyr/net/tls_credentials.h>
 #include <zephyr/random/random.h>
@@ -28,6 +29,7 @@
 #endif
 
 #include <mbedtls/memory_buffer_alloc.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
@@ -51,6 +53,26 @@ static const uint8_t builtin_device_key[] = {
 #include "app_certs/device.key.der.inc"
 };
 #endif
+
+#if APP_HAS_MQTT_PASSWORD
+static const uint8_t builtin_mqtt_password[] = {
+#include "app_certs/mqtt-password.inc"
+};
+#endif
+
+/* The MQTT password from the credentials directory (mqtt-password), or -ENOENT. */
+int app_builtin_mqtt_password(const uint8_t **data, size_t *len)
+{
+#if APP_HAS_MQTT_PASSWORD
+	*data = builtin_mqtt_password;
+	*len = sizeof(builtin_mqtt_password);
+	return 0;
+#else
+	ARG_UNUSED(data);
+	ARG_UNUSED(len);
+	return -ENOENT;
+#endif
+}
 
 /* Kinds shared with src/credentials.rs. */
 enum app_credential_kind {
@@ -281,6 +303,16 @@ static int check_peer_certificate(void *ctx, mbedtls_x509_crt *crt, int depth, u
 		*flags |= MBEDTLS_X509_BADCERT_OTHER;
 		last_verify_flags |= APP_VERIFY_PINNED_KEY_MISMATCH;
 	}
+	/*
+	 * mbedTLS checks the leaf's usage only after this callback (and then fails the handshake
+	 * without a flag anyone can read): record the same verdict here, so the log names it.
+	 */
+	if (depth == 0 &&
+	    (mbedtls_x509_crt_check_extended_key_usage(crt, MBEDTLS_OID_SERVER_AUTH,
+							MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0 ||
+	     mbedtls_x509_crt_check_key_usage(crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0)) {
+		last_verify_flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+	}
 	last_verify_flags |= *flags;
 	return 0;
 }
@@ -474,6 +506,28 @@ static void on_l4_event(struct net_mgmt_event_callback *cb, uint64_t event, stru
 	}
 }
 #endif
+
+/*
+ * The default interface's IPv4 address as text (DHCPv4's lease on the board), or -ENOENT
+ * (native_sim: the host's addresses are not Zephyr's).
+ */
+int app_ipv4_address(char *text, size_t len)
+{
+#if defined(CONFIG_NET_NATIVE_IPV4)
+	struct net_if *iface = net_if_get_default();
+	struct in_addr *addr =
+		iface != NULL ? net_if_ipv4_get_global_addr(iface, NET_ADDR_PREFERRED) : NULL;
+
+	if (addr == NULL || net_addr_ntop(AF_INET, addr, text, len) == NULL) {
+		return -ENOENT;
+	}
+	return 0;
+#else
+	ARG_UNUSED(text);
+	ARG_UNUSED(len);
+	return -ENOENT;
+#endif
+}
 
 /*
  * Waits until an interface has an address and a route (DHCPv4 bound on the board). With
