@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The firmware on an emulated Cortex-M4 (mps2/an386 in QEMU) with Zephyr's own Ethernet
+driver, IP stack, DHCPv4 client, DNS resolver and SNTP: the network path of the FRDM-K64F,
+which native_sim (host sockets) never runs. See rig.py for the network around it."""
+
+import json
+import re
+import time
+import uuid
+
+import rig
+from rig import BROKER_NAME, DEVICE_TOPICS, HOST_ADDRESS, SECOND_ADDRESS, TIME_NAME
+
+BOOT_TO_MQTT_S = 90
+
+
+def boot_and_connect(device) -> None:
+    device.start()
+    device.until(r"mqtt: connected", timeout=BOOT_TO_MQTT_S)
+
+
+def queue_numbered(device, prefix: str, count: int, timeout: float = 120) -> set:
+    """`mqtt pub` of `count` numbered QoS 1 messages, one command at a time; a message the
+    outbox refuses (full while the link is slow) is sent again until it is queued. Returns
+    the lines the observer must see."""
+    expected = set()
+    deadline = time.monotonic() + timeout
+    for n in range(count):
+        while True:
+            assert time.monotonic() < deadline, f"message {n} not queued within {timeout} s"
+            device.command(f"mqtt pub {DEVICE_TOPICS}/seq {prefix}-{n} 1")
+            # The shell's own answer (at the start of its line), not the MQTT thread's log.
+            answer = device.until(r"^pub #(\d+) (queued as message \d+|rejected: .*|still queued)",
+                                  timeout=30)
+            ticket, outcome = answer.group(1), answer.group(2)
+            if outcome == "still queued":
+                # The MQTT thread was busy (a blocked write on the slow link); its log line
+                # says what became of the request.
+                outcome = device.until(rf"control: pub #{ticket} (queued|rejected: .*)",
+                                       timeout=60).group(1)
+            if outcome.startswith("queued"):
+                break
+            assert "OutboxFull" in outcome, answer.group(0)
+            time.sleep(0.5)
+        expected.add(f"{DEVICE_TOPICS}/seq {prefix}-{n}")
+    return expected
+
+
+def test_boots_to_mqtt_over_dhcp_sntp_dns_and_mutual_tls(dnsmasq, sntp, broker, observer,
+                                                         device):
+    status = observer.subscribe(f"{DEVICE_TOPICS}/#")
+    try:
+        device.start()
+        device.until(r"secure-mqtt starting: broker broker\.test:8883", timeout=30)
+        address = device.until(r"network: up, address (192\.0\.2\.\d+)", timeout=BOOT_TO_MQTT_S)
+        device.until(rf"clock: set by SNTP from {TIME_NAME}", timeout=30)
+        device.until(rf"tls: connected to {BROKER_NAME} \(TLSv1\.3, ", timeout=30)
+        device.until(r"mqtt: connected", timeout=30)
+        assert re.search(rf"DHCPACK\(zeth\) {re.escape(address.group(1))}", dnsmasq.log())
+        assert re.search(rf"query\[A\] {re.escape(BROKER_NAME)} from {re.escape(address.group(1))}",
+                         dnsmasq.log())
+        assert sntp.requests >= 1
+        assert f"as {rig.CLIENT_ID} " in broker.log() or rig.CLIENT_ID in broker.log()
+
+        status.until(rf"^{DEVICE_TOPICS}/status online$", timeout=20)
+        telemetry = status.until(rf"^{DEVICE_TOPICS}/telemetry (\{{.*\}})$", timeout=30)
+        document = json.loads(telemetry.group(1))
+        assert document["tls"]["version"] == "TLSv1.3"
+        assert document["uptime_s"] > 0
+
+        token = uuid.uuid4().hex
+        observer.publish(f"{DEVICE_TOPICS}/cmd/ping", token)
+        status.until(rf"^{DEVICE_TOPICS}/reply/ping {token}$", timeout=20)
+        device.until(r"mqtt: ping \(32 bytes\)", timeout=5)
+        # The emulated board has no LEDs (boards/mps2_an386.overlay): refused in words.
+        observer.publish(f"{DEVICE_TOPICS}/cmd/led", "on")
+        status.until(rf'^{DEVICE_TOPICS}/reply/error .*"no_such_led"', timeout=20)
+    finally:
+        status.close()
+
+
+def test_certificate_dates_are_checked_against_the_time_sntp_gives(dnsmasq, broker, device):
+    # A clock far past the broker certificate's notAfter (825 days from its making): the
+    # device must take SNTP's word for the date and refuse the certificate as expired.
+    server = rig.SntpServer(offset_s=5 * 365 * 86400)
+    try:
+        device.start()
+        device.until(rf"clock: set by SNTP from {TIME_NAME}", timeout=BOOT_TO_MQTT_S)
+        device.until(rf"connect to {BROKER_NAME}:8883 failed: tls: broker certificate expired",
+                     timeout=30)
+        device.until(r"reconnecting in \d+ ms", timeout=5)
+        assert server.requests >= 1
+    finally:
+        server.stop()
+    assert device.running()
+
+
+def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, observer,
+                                                         device):
+    boot_and_connect(device)
+    # A persistent observer session: the broker keeps what arrives while it is away.
+    session = ["-c", "-i", "observer-link"]
+    first = rig.Lines(rig.subprocess.Popen(
+        ["mosquitto_sub", *observer.tls_args(), *session, "-q", "1", "-t", f"{DEVICE_TOPICS}/seq",
+         "-v"], stdout=rig.subprocess.PIPE, stderr=rig.subprocess.STDOUT, text=True,
+        start_new_session=True))
+    time.sleep(1)
+    first.close()
+
+    rig.set_link(False)
+    # The emulated LAN9118 reports no carrier change to the driver, so the device finds the
+    # dead link by its MQTT keepalive (5 s + 3 s here) rather than by a link event.
+    device.until(r"mqtt: connection lost: timeout: Ping|connect to .* failed", timeout=30)
+    expected = queue_numbered(device, "link", 5)
+    time.sleep(3)
+    rig.set_link(True)
+    device.until(r"mqtt: connected", timeout=60)
+
+    again = rig.Lines(rig.subprocess.Popen(
+        ["mosquitto_sub", *observer.tls_args(), *session, "-q", "1", "-t", f"{DEVICE_TOPICS}/seq",
+         "-v"], stdout=rig.subprocess.PIPE, stderr=rig.subprocess.STDOUT, text=True,
+        start_new_session=True))
+    try:
+        missing = again.collect(expected, timeout=30)
+        assert not missing, f"lost across the link flap: {sorted(missing)}"
+    finally:
+        again.close()
+
+
+def test_every_message_arrives_through_loss_delay_and_reordering(network, dnsmasq, sntp,
+                                                                 broker, observer, device):
+    boot_and_connect(device)
+    stream = observer.subscribe(f"{DEVICE_TOPICS}/seq")
+    try:
+        time.sleep(1)
+        # 10 % of the frames lost each way, 300 ms +- 100 ms each way: frames sent less than
+        # 200 ms apart overtake each other.
+        network.impair(loss=0.10, delay_ms=300, jitter_ms=100)
+        dropped_before, reordered_before = network.dropped, network.reordered
+        expected = queue_numbered(device, "impaired", 30, timeout=300)
+        missing = stream.collect(expected, timeout=240)
+        assert not missing, f"lost on the impaired link: {sorted(missing)}"
+        assert network.dropped - dropped_before > 0, "the bridge dropped nothing"
+        assert network.reordered - reordered_before > 0, "the bridge reordered nothing"
+    finally:
+        network.impair()
+        stream.close()
+    assert device.running()
+    assert not any("halted" in line for line in device.console.seen)
+
+
+def test_device_follows_the_broker_name_to_a_new_address(dnsmasq, sntp, broker, certs,
+                                                         tmp_path, device):
+    boot_and_connect(device)
+    second = rig.Broker(certs, tmp_path / "second", bind=SECOND_ADDRESS).start()
+    try:
+        watcher = rig.Observer(certs, SECOND_ADDRESS).subscribe(f"{DEVICE_TOPICS}/status")
+        try:
+            dnsmasq.set_names({BROKER_NAME: SECOND_ADDRESS, TIME_NAME: HOST_ADDRESS})
+            time.sleep(0.5)
+            broker.stop()
+            device.until(r"mqtt: connection lost|connect to .* failed", timeout=30)
+            device.until(r"mqtt: connected", timeout=60)
+            watcher.until(rf"^{DEVICE_TOPICS}/status online$", timeout=20)
+            assert re.search(rf"{re.escape(BROKER_NAME)} is {re.escape(SECOND_ADDRESS)}",
+                             dnsmasq.log())
+        finally:
+            watcher.close()
+    finally:
+        second.stop()
+
+
+def test_failed_lookups_are_reported_and_retried_until_the_name_exists(dnsmasq, sntp, broker,
+                                                                       device):
+    dnsmasq.set_names({TIME_NAME: HOST_ADDRESS})  # no broker.test: NXDOMAIN
+    device.start()
+    for _ in range(2):
+        device.until(rf"connect to {BROKER_NAME}:8883 failed: broker host name not resolved",
+                     timeout=BOOT_TO_MQTT_S)
+        device.until(r"reconnecting in \d+ ms", timeout=5)
+    dnsmasq.set_names({BROKER_NAME: HOST_ADDRESS, TIME_NAME: HOST_ADDRESS})
+    device.until(r"mqtt: connected", timeout=60)
+
+
+def test_without_a_dhcp_server_the_device_waits_and_says_so_then_gets_a_lease(
+        network, tmp_path, sntp, broker, device):
+    dns_only = rig.Dnsmasq(tmp_path / "dns-only")
+    dns_only.work.mkdir()
+    dns_only.start(dhcp=False)
+    try:
+        device.start()
+        device.until(r"network not up yet .*; still waiting", timeout=60)
+        device.until(r"network not up yet .*; still waiting", timeout=30)
+        assert device.running()
+    finally:
+        dns_only.stop()
+    with_dhcp = rig.Dnsmasq(tmp_path / "dns-only").start()
+    try:
+        # Zephyr's DHCPv4 client keeps sending DISCOVER with a growing interval (up to 64 s).
+        device.until(r"mqtt: connected", timeout=150)
+    finally:
+        with_dhcp.stop()
