@@ -284,9 +284,13 @@ fn connect(
     }
     info!("connecting to {}:{}", settings.broker_host, settings.broker_port);
     let address = net::resolve(host_name, settings.broker_port)?;
+    let cpu_before = net::cpu_time_us();
     let socket = TlsSocket::connect(&address, host_name, sec_tags, new_credentials)?;
     let suite = socket.cipher_suite();
     info!("tls: connected to {} ({}, {})", settings.broker_host, suite.version(), suite.name());
+    if let (Some((_, before)), Some((_, after))) = (cpu_before, net::cpu_time_us()) {
+        info!("cpu: handshake took {} us of the MQTT thread", after.saturating_sub(before));
+    }
     if let Some((used, peak, size)) = net::tls_heap() {
         info!("tls: heap {used} bytes in use, peak {peak} of {size}");
     }
@@ -303,6 +307,9 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
         let result = client.poll(wait_ms, &mut |event| match event {
             Event::Connected { session_present } => {
                 info!("mqtt: connected (session present: {session_present})");
+                if let Some((all, _)) = net::cpu_time_us() {
+                    info!("cpu: {all} us used since boot (all threads)");
+                }
                 just_connected = true;
                 device.connack_seen = true;
             }

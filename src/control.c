@@ -33,6 +33,7 @@
 
 #if defined(CONFIG_THREAD_ANALYZER)
 #include <zephyr/debug/thread_analyzer.h>
+#include <zephyr/net/net_pkt.h>
 #endif
 
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
@@ -357,24 +358,38 @@ static int cmd_bench(const struct shell *sh, size_t argc, char **argv)
 }
 
 #if defined(CONFIG_THREAD_ANALYZER)
-/* Stack high-water marks of every thread (and the interrupt stack), to size them. */
-static int cmd_stacks(const struct shell *sh, size_t argc, char **argv)
+/*
+ * What the board's RAM budget is sized from: every thread's stack high-water mark (and the
+ * interrupt stack's), the peak use of the network packet and buffer pools, and the heaps.
+ */
+static int cmd_memory(const struct shell *sh, size_t argc, char **argv)
 {
-	ARG_UNUSED(sh);
 	ARG_UNUSED(argc);
 	ARG_UNUSED(argv);
 	thread_analyzer_print(0);
+#if defined(CONFIG_NET_BUF_POOL_USAGE) && defined(CONFIG_MEM_SLAB_TRACE_MAX_UTILIZATION)
+	struct k_mem_slab *rx, *tx;
+	struct net_buf_pool *rx_data, *tx_data;
+
+	net_pkt_get_info(&rx, &tx, &rx_data, &tx_data);
+	shell_print(sh, "net pkt rx: peak %u of %u", k_mem_slab_max_used_get(rx), rx->info.num_blocks);
+	shell_print(sh, "net pkt tx: peak %u of %u", k_mem_slab_max_used_get(tx), tx->info.num_blocks);
+	shell_print(sh, "net buf rx: peak %u of %u", rx_data->max_used, rx_data->buf_count);
+	shell_print(sh, "net buf tx: peak %u of %u", tx_data->max_used, tx_data->buf_count);
+#endif
+	print_heaps(sh);
 	return 0;
 }
-#define APP_STACKS_CMD                                                                             \
-	SHELL_CMD_ARG(stacks, NULL, "Stack use of every thread (thread analyzer)", cmd_stacks, 1, 0),
+#define APP_MEMORY_CMD                                                                             \
+	SHELL_CMD_ARG(memory, NULL, "Stack, network buffer and heap peaks (thread analyzer)",      \
+		      cmd_memory, 1, 0),
 #else
-#define APP_STACKS_CMD
+#define APP_MEMORY_CMD
 #endif
 
 SHELL_STATIC_SUBCMD_SET_CREATE(
 	mqtt_commands,
-	APP_STACKS_CMD
+	APP_MEMORY_CMD
 	SHELL_CMD_ARG(status, NULL,
 		      "Connection state, broker, TLS in use, in flight, outbox, reconnects, last "
 		      "error",

@@ -56,6 +56,7 @@ extern "C" {
     pub fn app_broker_port_override() -> u16;
     pub fn app_network_wait(timeout_ms: i32) -> c_int;
     pub fn app_ipv4_address(text: *mut c_char, len: usize) -> c_int;
+    pub fn app_cpu_time_us(all_threads: *mut u64, this_thread: *mut u64) -> c_int;
     pub fn app_control_wake();
 }
 

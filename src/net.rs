@@ -286,6 +286,15 @@ pub fn ipv4_address() -> Option<heapless::String<16>> {
     Some(address)
 }
 
+/// CPU time used since boot, in microseconds: (all threads but idle, the calling thread);
+/// `None` unless the image counts it (`CONFIG_THREAD_RUNTIME_STATS`, the emulated board).
+pub fn cpu_time_us() -> Option<(u64, u64)> {
+    let (mut all, mut mine) = (0u64, 0u64);
+    // SAFETY: both pointers are to live locals the shim writes on success.
+    let ret = unsafe { ffi::app_cpu_time_us(&mut all, &mut mine) };
+    (ret == 0).then_some((all, mine))
+}
+
 /// A random 64-bit value from Zephyr's entropy source (the board's RNGA on the K64F).
 pub fn random_u64() -> u64 {
     // SAFETY: plain call with no arguments.
@@ -408,6 +417,8 @@ impl CipherSuite {
             0x1302 => "TLS_AES_256_GCM_SHA384",
             0xC02B => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
             0xC02C => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            0xC02F => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            0xC030 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             _ => "other",
         }
     }

@@ -490,6 +490,30 @@ int app_tls_heap_stats(uint32_t *used, uint32_t *peak, uint32_t *size)
 #endif
 }
 
+/*
+ * CPU time (microseconds) used since boot by all threads but idle, and by the calling thread,
+ * or -ENOTSUP without CONFIG_THREAD_RUNTIME_STATS. Under QEMU's -icount shift=0 one
+ * microsecond is 1,000 guest instructions.
+ */
+int app_cpu_time_us(uint64_t *all_threads, uint64_t *this_thread)
+{
+#if defined(CONFIG_THREAD_RUNTIME_STATS)
+	k_thread_runtime_stats_t all, mine;
+
+	if (k_thread_runtime_stats_all_get(&all) != 0 ||
+	    k_thread_runtime_stats_get(k_current_get(), &mine) != 0) {
+		return -EINVAL;
+	}
+	*all_threads = k_cyc_to_us_floor64(all.total_cycles);
+	*this_thread = k_cyc_to_us_floor64(mine.execution_cycles);
+	return 0;
+#else
+	ARG_UNUSED(all_threads);
+	ARG_UNUSED(this_thread);
+	return -ENOTSUP;
+#endif
+}
+
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
 static K_SEM_DEFINE(network_up, 0, 1);
 static struct net_mgmt_event_callback l4_callback;

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Measurements only the emulated board can give (ARM code, Zephyr's own IP stack), written
+to docs/an386-measurements.md:
+
+- stack high-water marks of every thread, and the peaks of the network packet/buffer pools
+  and of mbedTLS's heap (`mqtt memory`), after a handshake and connect, after a credential
+  upload through `cred`, and after a soak (`mqtt bench` plus telemetry);
+- CPU time of boot -> CONNACK, of a full mutual-TLS 1.3 handshake and of a resumed one, under
+  QEMU's `-icount shift=0`: guest time advances 1 ns per guest instruction, so a
+  microsecond of CPU time is 1,000 ARM (Thumb-2) instructions.
+
+Run as root (a private network namespace), on an image built for mps2/an386 with
+-DEXTRA_CONF_FILE=pytest/an386/test.conf:
+  bench/an386.py --image build/an386/zephyr/zephyr.elf [--out docs/an386-measurements.md]
+"""
+
+import argparse
+import base64
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "pytest" / "an386"))
+
+import rig  # noqa: E402
+
+K64F_HZ = 120_000_000
+THREAD_LINE = re.compile(r"^\s*(\S.*?)\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
+ISR_LINE = re.compile(r"^\s*ISR\d*\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
+POOL_LINE = re.compile(r"^(net (?:pkt|buf) (?:rx|tx)): peak (\d+) of (\d+)")
+TLS_HEAP_LINE = re.compile(r"^tls heap: (\d+) used, peak (\d+) of (\d+)")
+
+
+def memory(device: rig.Qemu) -> dict:
+    """`mqtt memory` parsed: {"stacks": {thread: (used, size)}, "pools": {...}, "tls_heap": (peak, size)}."""
+    device.command("mqtt memory")
+    result = {"stacks": {}, "pools": {}, "tls_heap": None}
+    while result["tls_heap"] is None:
+        line = device.until(r".", timeout=20).string
+        if match := ISR_LINE.match(line):
+            result["stacks"]["ISR"] = (int(match.group(2)), int(match.group(3)))
+        elif match := THREAD_LINE.match(line):
+            result["stacks"][match.group(1)] = (int(match.group(3)), int(match.group(4)))
+        elif match := POOL_LINE.match(line):
+            result["pools"][match.group(1)] = (int(match.group(2)), int(match.group(3)))
+        elif match := TLS_HEAP_LINE.match(line):
+            result["tls_heap"] = (int(match.group(2)), int(match.group(3)))
+    return result
+
+
+def upload_ca(device: rig.Qemu, der: bytes) -> None:
+    """The CA again through `cred`, checked by mbedTLS on the shell's thread, and committed."""
+    device.command("cred begin ca")
+    device.until("upload of ca open", timeout=10)
+    text = base64.b64encode(der).decode()
+    for start in range(0, len(text), 48):
+        device.command(f"cred data {text[start:start + 48]}")
+        device.until(r"ca: \d+ bytes so far", timeout=10)
+    device.command("cred end")
+    device.until(r"ca: .*staged|staged", timeout=20)
+    device.command("cred commit")
+    device.until(r"stored \(\d+ bytes\)", timeout=20)
+
+
+class Rig:
+    """The emulated board's network (rig.py) for one measurement run."""
+
+    def __init__(self, work: Path, bridge: rig.Bridge):
+        self.work = work
+        self.certs = rig.broker_certificates(work)
+        self.dnsmasq = rig.Dnsmasq(work).start()
+        self.sntp = rig.SntpServer()
+        self.broker = rig.Broker(self.certs, work / "broker").start()
+        self.bridge = bridge
+
+    def device(self, name: str, icount: str = "") -> rig.Qemu:
+        return rig.Qemu(self.image, self.work / f"{name}.log", self.bridge.qemu_nic(), icount)
+
+    def stop(self) -> None:
+        self.broker.stop()
+        self.sntp.stop()
+        self.dnsmasq.stop()
+
+
+def measure_memory(net: Rig) -> list:
+    device = net.device("memory").start()
+    try:
+        device.until(r"mqtt: subscribed", timeout=120)
+        phases = [("after a mutual-TLS 1.3 handshake and connect", memory(device))]
+        upload_ca(device, (net.certs / "ca.crt.der").read_bytes())
+        phases.append(("after a credential upload (cred) and commit", memory(device)))
+        device.command("mqtt bench 500 1")
+        device.until(r"bench: done", timeout=300)
+        for _ in range(2):
+            device.until(r"mqtt: telemetry queued", timeout=30)
+        phases.append(("after a soak (500 QoS 1 messages, telemetry)", memory(device)))
+        return phases
+    finally:
+        device.stop()
+
+
+def measure_cpu(net: Rig) -> dict:
+    device = net.device("cpu", icount="shift=0,sleep=on").start()
+    try:
+        full = int(device.until(r"cpu: handshake took (\d+) us", timeout=300).group(1))
+        boot = int(device.until(r"cpu: (\d+) us used since boot", timeout=60).group(1))
+        device.until(r"mqtt: subscribed", timeout=60)
+        # A lost link: the next connection resumes the TLS 1.3 session by its ticket.
+        rig.set_link(False)
+        device.until(r"mqtt: connection lost", timeout=120)
+        rig.set_link(True)
+        resumed = int(device.until(r"cpu: handshake took (\d+) us", timeout=300).group(1))
+        return {"boot_to_connack_us": boot, "full_handshake_us": full,
+                "resumed_handshake_us": resumed}
+    finally:
+        rig.set_link(True)
+        device.stop()
+
+
+def instructions(us: int) -> str:
+    return f"{us * 1000 / 1e6:.1f} M"
+
+
+def k64f_ms(us: int) -> str:
+    return f"{us * 1000 / K64F_HZ * 1000:.0f}"
+
+
+def report(phases: list, cpu: dict) -> str:
+    lines = ["# Measured on the emulated board (mps2/an386, Cortex-M4, QEMU)", "",
+             "Written by `bench/an386.py` (README, \"The emulated board\"). The image is the "
+             "mps2/an386 test image (`pytest/an386/test.conf`): the same application, IP "
+             "stack and TLS settings as frdm_k64f, plus the counters that produce these "
+             "figures (thread analyzer, runtime statistics, pool and mbedTLS heap usage).", "",
+             "## CPU time (instructions under `-icount shift=0`)", "",
+             "QEMU's `-icount shift=0,sleep=on` advances guest time by 1 ns per guest "
+             "instruction while the guest runs (idle time follows the host clock and is not "
+             "counted: Zephyr's runtime statistics exclude the idle thread). So 1 us of CPU "
+             "time is 1,000 Thumb-2 instructions. The K64F estimate assumes one instruction "
+             "per cycle at 120 MHz; flash wait states and multi-cycle instructions (UMULL, "
+             "loads) make the real figure higher, so read it as a lower bound.", "",
+             "| step | instructions | est. K64F time at 120 MHz (ms, lower bound) |",
+             "|---|---:|---:|"]
+    for name, key in (("boot -> CONNACK, all threads", "boot_to_connack_us"),
+                      ("full mutual-TLS 1.3 handshake (MQTT thread)", "full_handshake_us"),
+                      ("resumed TLS 1.3 handshake, ticket + ECDHE (MQTT thread)",
+                       "resumed_handshake_us")):
+        lines.append(f"| {name} | {instructions(cpu[key])} | {k64f_ms(cpu[key])} |")
+    ratio = cpu["resumed_handshake_us"] / max(1, cpu["full_handshake_us"])
+    lines += ["", f"Resumed / full: {ratio:.2f}.", "",
+              "## Stacks: high-water marks (bytes used of size)", ""]
+    threads = sorted({t for _, m in phases for t in m["stacks"]})
+    lines.append("| thread | " + " | ".join(name for name, _ in phases) + " | peak |")
+    lines.append("|---|" + "---:|" * (len(phases) + 1))
+    for thread in threads:
+        cells = []
+        peak = 0
+        for _, m in phases:
+            used, size = m["stacks"].get(thread, (0, 0))
+            peak = max(peak, used)
+            cells.append(f"{used} / {size}")
+        lines.append(f"| {thread} | " + " | ".join(cells) + f" | {peak} |")
+    lines += ["", "## Network pools and mbedTLS heap: peaks", "",
+              "| pool | " + " | ".join(name for name, _ in phases) + " |",
+              "|---|" + "---:|" * len(phases)]
+    for pool in sorted({p for _, m in phases for p in m["pools"]}):
+        cells = [f"{m['pools'][pool][0]} of {m['pools'][pool][1]}" for _, m in phases]
+        lines.append(f"| {pool} | " + " | ".join(cells) + " |")
+    cells = [f"{m['tls_heap'][0]} of {m['tls_heap'][1]} B" for _, m in phases]
+    lines.append("| mbedTLS heap | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "an386-measurements.md")
+    args = parser.parse_args()
+    rig.enter_private_network()
+    rig.make_tap()
+    bridge = rig.Bridge()
+    with tempfile.TemporaryDirectory(prefix="an386-bench-") as work:
+        net = Rig(Path(work), bridge)
+        net.image = args.image
+        try:
+            phases = measure_memory(net)
+            cpu = measure_cpu(net)
+        finally:
+            net.stop()
+    text = report(phases, cpu)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
