@@ -17,10 +17,12 @@ extern crate std;
 
 mod bench;
 mod command;
+mod endpoints;
 mod json;
 mod topics;
 
 pub use bench::{BenchError, PublishBench, BENCH_PAYLOAD_MAX, BENCH_PAYLOAD_MIN};
 pub use command::{parse_command, Command, CommandError, LedAction, LED_COUNT};
+pub use endpoints::{parse_endpoints, try_order, Endpoint, EndpointError, MAX_ENDPOINTS};
 pub use json::{format_error_reply, format_telemetry, FormatError, Telemetry};
 pub use topics::{DeviceTopics, TopicError, MAX_TOPIC_LEN};
