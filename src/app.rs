@@ -11,7 +11,7 @@ use crate::runtime_credentials;
 use crate::leds::Leds;
 use crate::net::{self, CertificateProblem, CipherSuite, NetError, TlsSocket};
 use crate::settings::Settings;
-use device_app::{Command, CommandError, DeviceTopics, Telemetry};
+use device_app::{Command, CommandError, DeviceTopics, Endpoint, Telemetry, MAX_ENDPOINTS};
 use heapless::{Deque, String, Vec};
 use log::{error, info, warn};
 use mqtt_core::backoff::{Backoff, BackoffConfig};
@@ -80,8 +80,8 @@ struct Device {
     bench: Option<control::BenchRun>,
 }
 
-/// A NUL-terminated copy of the broker's host name for the socket API.
-fn host_name_c(host: &str) -> Option<String<256>> {
+/// A NUL-terminated copy of a host name or list for the socket API.
+fn nul_terminated(host: &str) -> Option<String<256>> {
     let mut name = String::new();
     name.push_str(host).ok()?;
     name.push('\0').ok()?;
@@ -112,13 +112,18 @@ pub fn run() -> ! {
         Ok(topics) => topics,
         Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause:?}")),
     };
-    let Some(host_name) = host_name_c(settings.broker_host) else {
-        halt(format_args!("broker host name is longer than 255 bytes"));
+    let endpoints = match device_app::parse_endpoints(settings.broker_endpoints, settings.broker_host, settings.broker_port) {
+        Ok(endpoints) => endpoints,
+        Err(cause) => halt(format_args!("broker endpoints \"{}\": {}", settings.broker_endpoints, cause.as_str())),
     };
-    let Ok(host_name) = core::ffi::CStr::from_bytes_with_nul(host_name.as_bytes()) else {
-        halt(format_args!("broker host name contains a NUL byte"));
+    let mut brokers = Brokers { endpoints, last_good: 0 };
+    let Some(alpn) = nul_terminated(settings.alpn) else {
+        halt(format_args!("ALPN list is longer than 255 bytes"));
     };
-    let Some(sntp_server) = host_name_c(settings.sntp_server) else {
+    let Ok(alpn) = core::ffi::CStr::from_bytes_with_nul(alpn.as_bytes()) else {
+        halt(format_args!("ALPN list contains a NUL byte"));
+    };
+    let Some(sntp_server) = nul_terminated(settings.sntp_server) else {
         halt(format_args!("SNTP server name is longer than 255 bytes"));
     };
     let Ok(sntp_server) = core::ffi::CStr::from_bytes_with_nul(sntp_server.as_bytes()) else {
@@ -211,7 +216,8 @@ pub fn run() -> ! {
             }
         }
         device.status.set_state(LinkState::Connecting);
-        let recovery = match connect(&settings, host_name, sntp_server, &sec_tags, new_credentials) {
+        let tls = TlsSettings { sec_tags: &sec_tags, alpn, forget_sessions: new_credentials, mutual_tls };
+        let recovery = match connect(&settings, &mut brokers, sntp_server, &tls) {
             Ok(socket) => {
                 if connected_before {
                     device.counters.reconnects = device.counters.reconnects.saturating_add(1);
@@ -240,16 +246,9 @@ pub fn run() -> ! {
                 device.status.set_last_error(&cause);
                 cause.recovery()
             }
-            Err(cause) => {
-                let hint = match cause {
-                    NetError::Handshake(CertificateProblem::None) if !mutual_tls => {
-                        "; this device has no client certificate, which the broker may require"
-                    }
-                    _ => "",
-                };
-                warn!("connect to {}:{} failed: {cause}{hint}", settings.broker_host, settings.broker_port);
-                device.status.set_last_error(&cause);
-                cause.recovery()
+            Err(failure) => {
+                device.status.set_last_error(&failure.cause);
+                failure.recovery
             }
         };
         let delay = backoff.next_delay_ms(recovery);
@@ -266,35 +265,105 @@ pub fn run() -> ! {
     }
 }
 
-/// `new_credentials`: forget cached TLS sessions, whose resumption would skip presenting the
-/// new device certificate.
+/// Where the device connects: its broker endpoints, and the one that worked last (tried
+/// first next time, so a device stays on a healthy node).
+struct Brokers<'a> {
+    endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>,
+    last_good: usize,
+}
+
+/// The TLS side of one connection attempt.
+struct TlsSettings<'a> {
+    sec_tags: &'a [i32],
+    alpn: &'a core::ffi::CStr,
+    /// Forget cached TLS sessions, whose resumption would skip presenting new credentials.
+    forget_sessions: bool,
+    /// A device certificate is installed (for the hint when a broker closes on us).
+    mutual_tls: bool,
+}
+
+/// Why no endpoint could be reached: the last endpoint's cause, and whether waiting helps.
+struct ConnectFailure {
+    cause: NetError,
+    recovery: Recovery,
+}
+
+/// Connects to the first endpoint that answers, trying every address of each, from the one
+/// that worked last. Logs each endpoint's failure in words.
 fn connect(
     settings: &Settings,
-    host_name: &core::ffi::CStr,
+    brokers: &mut Brokers<'_>,
     sntp_server: &core::ffi::CStr,
-    sec_tags: &[i32],
-    new_credentials: bool,
-) -> Result<TlsSocket, NetError> {
+    tls: &TlsSettings<'_>,
+) -> Result<TlsSocket, ConnectFailure> {
     if !net::wall_clock_is_set() {
         // mbedTLS would take every certificate for "not yet valid"; ask for the time first.
         if net::sync_wall_clock(sntp_server, SNTP_TIMEOUT_MS).is_err() || !net::wall_clock_is_set() {
-            return Err(NetError::ClockNotSet);
+            let cause = NetError::ClockNotSet;
+            warn!("connect failed: {cause}");
+            return Err(ConnectFailure { cause, recovery: cause.recovery() });
         }
         info!("clock: set by SNTP from {}", settings.sntp_server);
     }
-    info!("connecting to {}:{}", settings.broker_host, settings.broker_port);
-    let address = net::resolve(host_name, settings.broker_port)?;
-    let cpu_before = net::cpu_time_us();
-    let socket = TlsSocket::connect(&address, host_name, sec_tags, new_credentials)?;
-    let suite = socket.cipher_suite();
-    info!("tls: connected to {} ({}, {})", settings.broker_host, suite.version(), suite.name());
-    if let (Some((_, before)), Some((_, after))) = (cpu_before, net::cpu_time_us()) {
-        info!("cpu: handshake took {} us of the MQTT thread", after.saturating_sub(before));
+    let mut failure: Option<ConnectFailure> = None;
+    for index in device_app::try_order(brokers.endpoints.len(), brokers.last_good) {
+        let Some(endpoint) = brokers.endpoints.get(index).copied() else { continue };
+        match connect_endpoint(endpoint, tls) {
+            Ok(socket) => {
+                brokers.last_good = index;
+                return Ok(socket);
+            }
+            Err(cause) => {
+                let hint = match cause {
+                    NetError::Handshake(CertificateProblem::None) if !tls.mutual_tls => {
+                        "; this device has no client certificate, which the broker may require"
+                    }
+                    _ => "",
+                };
+                warn!("connect to {}:{} failed: {cause}{hint}", endpoint.host, endpoint.port);
+                // Waiting helps if it helps any endpoint; only when every one needs a person
+                // does the slow schedule apply.
+                let recovery = match (failure.as_ref().map(|f| f.recovery), cause.recovery()) {
+                    (Some(Recovery::Retry), _) | (_, Recovery::Retry) => Recovery::Retry,
+                    _ => Recovery::NeedsAttention,
+                };
+                failure = Some(ConnectFailure { cause, recovery });
+            }
+        }
     }
-    if let Some((used, peak, size)) = net::tls_heap() {
-        info!("tls: heap {used} bytes in use, peak {peak} of {size}");
+    Err(failure.unwrap_or(ConnectFailure { cause: NetError::NameNotResolved, recovery: Recovery::Retry }))
+}
+
+/// One endpoint: every address its name resolves to, in turn.
+fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<TlsSocket, NetError> {
+    let host_name = nul_terminated(endpoint.host).ok_or(NetError::NameNotResolved)?;
+    let host_name = core::ffi::CStr::from_bytes_with_nul(host_name.as_bytes()).map_err(|_| NetError::NameNotResolved)?;
+    info!("connecting to {}:{}", endpoint.host, endpoint.port);
+    let addresses = net::resolve(host_name, endpoint.port)?;
+    let mut last = NetError::NameNotResolved;
+    for address in &addresses {
+        let cpu_before = net::cpu_time_us();
+        match TlsSocket::connect(address, host_name, tls.sec_tags, tls.alpn, tls.forget_sessions) {
+            Ok(socket) => {
+                let suite = socket.cipher_suite();
+                info!("tls: connected to {} ({}, {})", endpoint.host, suite.version(), suite.name());
+                if let (Some((_, before)), Some((_, after))) = (cpu_before, net::cpu_time_us()) {
+                    info!("cpu: handshake took {} us of the MQTT thread", after.saturating_sub(before));
+                }
+                if let Some((used, peak, size)) = net::tls_heap() {
+                    info!("tls: heap {used} bytes in use, peak {peak} of {size}");
+                }
+                return Ok(socket);
+            }
+            Err(cause) => {
+                if addresses.len() > 1 {
+                    info!("connect to {}:{} at one of its {} addresses failed: {cause}", endpoint.host, endpoint.port, addresses.len());
+                }
+                last = cause;
+            }
+        }
     }
-    Ok(socket)
+    Err(last)
 }
 
 /// Runs one MQTT connection over `socket` until it ends; returns why it ended.

@@ -19,6 +19,8 @@
 static uint32_t broker_port_override;
 static uint32_t keepalive_override;
 static uint32_t reconnect_cap_override;
+/* Indexed by TextOption in src/settings.rs. */
+static char *text_overrides[2];
 
 static void add_app_options(void)
 {
@@ -46,6 +48,22 @@ static void add_app_options(void)
 			.descript = "Largest reconnect delay ceiling in milliseconds (overrides "
 				    "CONFIG_APP_RECONNECT_CAP_MS)",
 		},
+		{
+			.option = "broker-endpoints",
+			.name = "list",
+			.type = 's',
+			.dest = (void *)&text_overrides[0],
+			.descript = "host:port list tried in turn (overrides "
+				    "CONFIG_APP_BROKER_ENDPOINTS)",
+		},
+		{
+			.option = "tls-alpn",
+			.name = "list",
+			.type = 's',
+			.dest = (void *)&text_overrides[1],
+			.descript = "ALPN names offered in the handshake (overrides "
+				    "CONFIG_APP_TLS_ALPN)",
+		},
 		ARG_TABLE_ENDMARKER,
 	};
 
@@ -70,4 +88,10 @@ uint16_t app_keepalive_override(void)
 uint32_t app_reconnect_cap_override(void)
 {
 	return reconnect_cap_override;
+}
+
+/* The text given for option `index` (see TextOption in src/settings.rs), or NULL. */
+const char *app_text_override(int index)
+{
+	return index >= 0 && index < (int)ARRAY_SIZE(text_overrides) ? text_overrides[index] : NULL;
 }

@@ -58,6 +58,8 @@ pub enum TlsSetup {
     SessionCache,
     /// The certificate verification callback.
     VerifyCallback,
+    /// The ALPN protocol list (`CONFIG_APP_TLS_ALPN`).
+    Alpn,
 }
 
 impl TlsSetup {
@@ -71,6 +73,7 @@ impl TlsSetup {
             TlsSetup::HostName => "setting the broker host name",
             TlsSetup::SessionCache => "the TLS session cache",
             TlsSetup::VerifyCallback => "the certificate check",
+            TlsSetup::Alpn => "setting the ALPN list (at most 2 names, 63 bytes in all; MBEDTLS_SSL_ALPN)",
         }
     }
 }
@@ -242,26 +245,32 @@ fn check(ret: c_int) -> Result<c_int, NetError> {
     }
 }
 
+/// Bytes of one socket address from the shim (`APP_ADDRESS_SIZE` in shim.c).
+pub const ADDRESS_SIZE: usize = 48;
+/// Most addresses of one host name that a connect attempt tries.
+pub const MAX_ADDRESSES: usize = 4;
+
 /// A resolved socket address, kept opaque (the shim copies a `struct sockaddr` into it).
 #[repr(C, align(8))]
 pub struct SocketAddress {
-    bytes: [u8; 48],
+    bytes: [u8; ADDRESS_SIZE],
     len: usize,
 }
 
-/// Resolves `host` (DNS, or a literal address) for `port`.
-pub fn resolve(host: &CStr, port: u16) -> Result<SocketAddress, NetError> {
-    let mut address = SocketAddress { bytes: [0; 48], len: 48 };
-    // SAFETY: host is NUL-terminated; bytes has room for len bytes and the shim writes at
-    // most that many, updating len.
-    let ret = unsafe {
-        ffi::app_resolve(host.as_ptr(), port, address.bytes.as_mut_ptr(), &mut address.len)
+/// Every address `host` resolves to (DNS, or a literal address) for `port`, at most
+/// [`MAX_ADDRESSES`], in the resolver's order.
+pub fn resolve(host: &CStr, port: u16) -> Result<heapless::Vec<SocketAddress, MAX_ADDRESSES>, NetError> {
+    let mut bytes = [[0u8; ADDRESS_SIZE]; MAX_ADDRESSES];
+    let mut lens = [0usize; MAX_ADDRESSES];
+    // SAFETY: host is NUL-terminated; bytes and lens have MAX_ADDRESSES entries each and the
+    // shim writes at most that many, each within ADDRESS_SIZE bytes.
+    let ret = unsafe { ffi::app_resolve(host.as_ptr(), port, bytes.as_mut_ptr(), lens.as_mut_ptr(), MAX_ADDRESSES) };
+    let count = match check(ret) {
+        Ok(count) => usize::try_from(count).unwrap_or(0).min(MAX_ADDRESSES),
+        Err(NetError::Unreachable) | Err(NetError::Other(_)) => return Err(NetError::NameNotResolved),
+        Err(other) => return Err(other),
     };
-    match check(ret) {
-        Ok(_) => Ok(address),
-        Err(NetError::Unreachable) | Err(NetError::Other(_)) => Err(NetError::NameNotResolved),
-        Err(other) => Err(other),
-    }
+    Ok(bytes.iter().zip(lens).take(count).map(|(bytes, len)| SocketAddress { bytes: *bytes, len }).collect())
 }
 
 /// Waits until the network can reach the broker (DHCPv4 bound on the board; at once with
@@ -357,6 +366,7 @@ impl TlsSocket {
         sec_tags: &[i32],
         forget_sessions: bool,
     ) -> Result<Self, NetError> {
+        alpn: &CStr,
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
         let fd = step(TlsSetup::Socket, unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
         // From here on, dropping `socket` closes the descriptor on every error path.
@@ -375,6 +385,8 @@ impl TlsSocket {
             // SAFETY: fd is an open socket owned by `socket`.
             step(TlsSetup::SessionCache, unsafe { ffi::app_tls_purge_session_cache(fd) })?;
         }
+        // SAFETY: alpn is NUL-terminated; the shim copies it into static storage.
+        step(TlsSetup::Alpn, unsafe { ffi::app_tls_set_alpn(fd, alpn.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
         step(TlsSetup::VerifyCallback, unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.

@@ -7,6 +7,10 @@ use zephyr::kconfig;
 pub struct Settings {
     pub broker_host: &'static str,
     pub broker_port: u16,
+    /// `host:port` list; blank: `broker_host:broker_port` alone.
+    pub broker_endpoints: &'static str,
+    /// ALPN names, separated by spaces or commas; empty: none.
+    pub alpn: &'static str,
     pub client_id: &'static str,
     /// Empty: no user name in CONNECT.
     pub username: &'static str,
@@ -86,6 +90,35 @@ fn reconnect_cap_override() -> Option<u32> {
     None
 }
 
+/// The text options of the native_sim command line.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(CONFIG_ARCH_POSIX), allow(dead_code))]
+enum TextOption {
+    /// `--broker-endpoints=LIST`
+    BrokerEndpoints = 0,
+    /// `--tls-alpn=LIST`
+    TlsAlpn = 1,
+}
+
+/// A text option given on the native_sim command line, if any.
+#[cfg(CONFIG_ARCH_POSIX)]
+fn text_override(option: TextOption) -> Option<&'static str> {
+    // SAFETY: plain call; returns NULL or a pointer into the process's argv, which the
+    // command-line parser stored at boot and nothing changes afterwards.
+    let text = unsafe { crate::ffi::app_text_override(option as core::ffi::c_int) };
+    if text.is_null() {
+        return None;
+    }
+    // SAFETY: text is non-null, NUL-terminated (an argv string) and lives as long as the
+    // process.
+    unsafe { core::ffi::CStr::from_ptr(text) }.to_str().ok()
+}
+
+#[cfg(not(CONFIG_ARCH_POSIX))]
+fn text_override(_option: TextOption) -> Option<&'static str> {
+    None
+}
+
 impl Settings {
     /// The settings in force: Kconfig, with the simulator's command-line overrides.
     pub fn current() -> Self {
@@ -95,6 +128,12 @@ impl Settings {
         }
         if let Some(seconds) = keepalive_override() {
             settings.keep_alive_s = seconds;
+        }
+        if let Some(list) = text_override(TextOption::BrokerEndpoints) {
+            settings.broker_endpoints = list;
+        }
+        if let Some(list) = text_override(TextOption::TlsAlpn) {
+            settings.alpn = list;
         }
         if let Some(ms) = reconnect_cap_override() {
             settings.reconnect_cap_ms = ms;
@@ -109,6 +148,8 @@ impl Settings {
         Self {
             broker_host: kconfig::CONFIG_APP_BROKER_HOSTNAME,
             broker_port: kconfig::CONFIG_APP_BROKER_PORT as u16,
+            broker_endpoints: kconfig::CONFIG_APP_BROKER_ENDPOINTS,
+            alpn: kconfig::CONFIG_APP_TLS_ALPN,
             client_id: kconfig::CONFIG_APP_MQTT_CLIENT_ID,
             username: kconfig::CONFIG_APP_MQTT_USERNAME,
             topic_prefix: kconfig::CONFIG_APP_TOPIC_PREFIX,

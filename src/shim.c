@@ -150,7 +150,16 @@ int app_credential_delete(int sec_tag, int kind)
  * Resolves host:port to its first IPv4/IPv6 address, copied into addr (capacity *addr_len,
  * updated to the address length).
  */
-int app_resolve(const char *host, uint16_t port, uint8_t *addr, size_t *addr_len)
+/*
+ * Every address `host` resolves to for `port`, at most `max`: address i goes to addrs[i]
+ * (APP_ADDRESS_SIZE bytes) and its length to lens[i]. Returns how many.
+ */
+#define APP_ADDRESS_SIZE 48
+BUILD_ASSERT(sizeof(struct sockaddr_in6) <= APP_ADDRESS_SIZE,
+	     "an IPv6 address does not fit APP_ADDRESS_SIZE (src/net.rs: ADDRESS_SIZE)");
+
+int app_resolve(const char *host, uint16_t port, uint8_t (*addrs)[APP_ADDRESS_SIZE], size_t *lens,
+		size_t max)
 {
 	struct zsock_addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -166,14 +175,15 @@ int app_resolve(const char *host, uint16_t port, uint8_t *addr, size_t *addr_len
 		/* DNS_EAI_* codes are negative; report them as "no such host". */
 		return ret == DNS_EAI_SYSTEM ? -errno : -EHOSTUNREACH;
 	}
-	if (result == NULL || result->ai_addrlen > *addr_len) {
-		zsock_freeaddrinfo(result);
-		return -ENOMEM;
+	for (struct zsock_addrinfo *ai = result; ai != NULL && count < max; ai = ai->ai_next) {
+		if (ai->ai_addrlen <= APP_ADDRESS_SIZE) {
+			memcpy(addrs[count], ai->ai_addr, ai->ai_addrlen);
+			lens[count] = ai->ai_addrlen;
+			count++;
+		}
 	}
-	memcpy(addr, result->ai_addr, result->ai_addrlen);
-	*addr_len = result->ai_addrlen;
 	zsock_freeaddrinfo(result);
-	return 0;
+	return count > 0 ? (int)count : -EHOSTUNREACH;
 }
 
 /* --- TLS sockets ----------------------------------------------------------------------------- */
@@ -204,6 +214,7 @@ int app_tls_set_sec_tags(int fd, const int32_t *tags, size_t count)
 }
 
 /* host must be NUL-terminated. */
+	size_t count = 0;
 int app_tls_set_hostname(int fd, const char *host)
 {
 	return set_tls_option(fd, TLS_HOSTNAME, host, strlen(host) + 1);
@@ -254,6 +265,49 @@ BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
 
 #define PINNED_KEY_HEX CONFIG_APP_TLS_PINNED_KEY_SHA256
 #define PINNED_KEY_LEN 32
+
+/*
+ * ALPN: `list` holds protocol names separated by spaces or commas (CONFIG_APP_TLS_ALPN), e.g.
+ * "x-amzn-mqtt-ca" for AWS IoT Core on port 443. Zephyr keeps the pointers, so the names live
+ * in static storage: one TLS socket at a time, set up on the MQTT thread only. An empty list
+ * sends no ALPN extension.
+ */
+int app_tls_set_alpn(int fd, const char *list)
+{
+#if defined(CONFIG_MBEDTLS_SSL_ALPN)
+	static char names[64];
+	static const char *protocols[CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS];
+	size_t count = 0;
+	char *cursor;
+
+	if (strlen(list) >= sizeof(names)) {
+		return -EINVAL;
+	}
+	strcpy(names, list);
+	for (cursor = names; *cursor != '\0';) {
+		while (*cursor == ' ' || *cursor == ',') {
+			*cursor++ = '\0';
+		}
+		if (*cursor == '\0') {
+			break;
+		}
+		if (count == ARRAY_SIZE(protocols)) {
+			return -EINVAL;
+		}
+		protocols[count++] = cursor;
+		while (*cursor != '\0' && *cursor != ' ' && *cursor != ',') {
+			cursor++;
+		}
+	}
+	if (count == 0) {
+		return 0;
+	}
+	return set_tls_option(fd, TLS_ALPN_LIST, protocols, count * sizeof(protocols[0]));
+#else
+	ARG_UNUSED(fd);
+	return list[0] == '\0' ? 0 : -EINVAL;
+#endif
+}
 
 static int hex_value(char c)
 {

@@ -179,7 +179,12 @@ class Dnsmasq:
         self.process = None
 
     def set_names(self, names: dict) -> None:
-        self.hosts.write_text("".join(f"{addr} {name}\n" for name, addr in names.items()))
+        """{name: address or [addresses]}: a name with several addresses gets them all."""
+        lines = []
+        for name, addresses in names.items():
+            for address in [addresses] if isinstance(addresses, str) else addresses:
+                lines.append(f"{address} {name}\n")
+        self.hosts.write_text("".join(lines))
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)  # rereads the hosts file
 

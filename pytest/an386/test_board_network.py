@@ -159,13 +159,32 @@ def test_device_follows_the_broker_name_to_a_new_address(dnsmasq, sntp, broker, 
             dnsmasq.set_names({BROKER_NAME: SECOND_ADDRESS, TIME_NAME: HOST_ADDRESS})
             time.sleep(0.5)
             broker.stop()
-            device.until(r"mqtt: connection lost|connect to .* failed", timeout=30)
+            device.until(r"connection lost|connect to .* failed", timeout=30)
             device.until(r"mqtt: connected", timeout=60)
             watcher.until(rf"^{DEVICE_TOPICS}/status online$", timeout=20)
             assert re.search(rf"{re.escape(BROKER_NAME)} is {re.escape(SECOND_ADDRESS)}",
                              dnsmasq.log())
         finally:
             watcher.close()
+    finally:
+        second.stop()
+
+
+def test_every_address_of_the_broker_name_is_tried(dnsmasq, sntp, broker, certs, tmp_path,
+                                                  device):
+    # Two addresses for one name, as a DNS name in front of a cluster has: the node the
+    # device is on dies, and it reaches the node on the other address without a DNS change.
+    dnsmasq.set_names({BROKER_NAME: [HOST_ADDRESS, SECOND_ADDRESS], TIME_NAME: HOST_ADDRESS})
+    second = rig.Broker(certs, tmp_path / "second", bind=SECOND_ADDRESS).start()
+    connected_as = f" as {rig.CLIENT_ID} "
+    try:
+        boot_and_connect(device)
+        dead, alive = (broker, second) if connected_as in broker.log() else (second, broker)
+        assert connected_as in dead.log()
+        dead.stop()
+        device.until(r"connection lost", timeout=30)
+        device.until(r"mqtt: connected", timeout=60)
+        assert connected_as in alive.log()
     finally:
         second.stop()
 
