@@ -6,13 +6,35 @@
  */
 
 /*
- * P-256 reduction through the special form of the NIST prime instead of generic modular
- * reduction: the full TLS 1.3 handshake with mutual TLS took 3.4 times fewer instructions
- * (callgrind on native_sim: 50.4 M instead of 171.6 M), for a little more flash. Zephyr's
- * CONFIG_MBEDTLS_ECP_NIST_OPTIM depends on the legacy CONFIG_MBEDTLS_ECP_C, which this
- * image does not use.
+ * NIST curve reduction through the special form of the prime instead of generic modular
+ * reduction: the full TLS 1.3 handshake with mutual TLS on P-256 took 3.4 times fewer
+ * instructions (callgrind on native_sim: 50.4 M instead of 171.6 M), for a little more flash.
+ * It covers P-384 as well. Zephyr's CONFIG_MBEDTLS_ECP_NIST_OPTIM depends on the legacy
+ * CONFIG_MBEDTLS_ECP_C, which this image does not use.
  */
 #define MBEDTLS_ECP_NIST_OPTIM
+
+/*
+ * Largest number mbedTLS handles, in bytes: a 4096-bit RSA key (the largest root in public
+ * use) is 512. It also sizes stack buffers for signatures; mbedTLS's default is 1024.
+ */
+#define MBEDTLS_MPI_MAX_SIZE 512
+
+#if defined(CONFIG_APP_TLS_PROFILE_INTEROP)
+/*
+ * The INTEROP profile's RSA (Kconfig APP_TLS_PROFILE_INTEROP selects it through PSA_WANT_*).
+ * Zephyr's CONFIG_MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED depends on the legacy ECDH module;
+ * mbedTLS itself needs only PSA's ECDH (MBEDTLS_CAN_ECDH), RSA and PKCS#1 v1.5.
+ */
+#define MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED
+/*
+ * RSA-PSS signatures (rsa_pss_rsae_*) in the signature_algorithms the client offers: TLS 1.3
+ * allows no other RSA handshake signature (RFC 8446 4.2.3), so without it no RSA broker
+ * completes a TLS 1.3 handshake. mbedTLS lists them only under this option, which also lets
+ * X.509 parse certificates signed with PSS.
+ */
+#define MBEDTLS_X509_RSASSA_PSS_SUPPORT
+#endif
 
 /* --- Footprint (frdm_k64f, measured: see docs/benchmark.md) ------------------------------- */
 
@@ -26,11 +48,21 @@
 #undef MBEDTLS_SSL_OUT_CONTENT_LEN
 #define MBEDTLS_SSL_OUT_CONTENT_LEN 2048
 /* Only the suites this configuration can negotiate anyway (mbedTLS's preference list holds
- * every suite it knows, filtered at run time). */
+ * every suite it knows, filtered at run time).
+ */
+#if defined(CONFIG_APP_TLS_PROFILE_INTEROP)
+#define MBEDTLS_SSL_CIPHERSUITES \
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256, MBEDTLS_TLS1_3_AES_256_GCM_SHA384, \
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, \
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+#else
 #define MBEDTLS_SSL_CIPHERSUITES \
 	MBEDTLS_TLS1_3_AES_128_GCM_SHA256, MBEDTLS_TLS1_3_AES_256_GCM_SHA384, \
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
 	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+#endif
 /* AES-GCM only encrypts with the block cipher: no decryption tables or code. */
 #define MBEDTLS_BLOCK_CIPHER_NO_DECRYPT
 /* No mbedtls_x509_*_info() text: refusals are reported from the verify flags (shim.c). */
