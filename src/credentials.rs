@@ -1,11 +1,24 @@
-//! TLS credentials in Zephyr's credential store (`tls_credential_add`), under one security tag.
+//! TLS credentials in Zephyr's credential store (`tls_credential_add`), under one security tag,
+//! and the image's further trust anchors under the tags after it.
 //!
 //! The store keeps pointers, not copies, so everything registered here is `'static`: the
 //! certificates built into the image live in flash (`shim.c`).
+//!
+//! The store holds one credential of each type per tag, and mbedTLS parses one certificate per
+//! DER credential: so each further CA (`ca-2.crt.der` .. `ca-4.crt.der`) gets a tag of its own,
+//! `APP_TLS_SEC_TAG + 1` on, and the socket's tag list names them all (Zephyr's TLS sockets add
+//! the CA certificates of every listed tag to one chain of trust).
 
 use crate::ffi;
 use crate::net::Errno;
 use core::ffi::c_int;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// At most this many further trust anchors come with the image (CMakeLists.txt).
+pub const MAX_EXTRA_CAS: usize = 3;
+
+/// How many further trust anchors are registered now, under the tags after the base tag.
+static EXTRA_CAS_REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
 /// Which credential; the numbers are shared with `shim.c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +96,64 @@ pub fn register(sec_tag: i32, kind: CredentialKind, data: &'static [u8]) -> Resu
     } else {
         CredentialError::Other(Errno(errno))
     })
+}
+
+/// The image's `index`-th further trust anchor (0: `ca-2.crt.der`), if it has one.
+pub fn builtin_extra_ca(index: usize) -> Option<&'static [u8]> {
+    let index = c_int::try_from(index).ok()?;
+    let mut data: *const u8 = core::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
+    let ret = unsafe { ffi::app_builtin_extra_ca(index, &mut data, &mut len) };
+    if ret < 0 || data.is_null() || len == 0 {
+        return None;
+    }
+    // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
+    // alive for the whole program.
+    Some(unsafe { core::slice::from_raw_parts(data, len) })
+}
+
+/// The tag of the `index`-th further trust anchor.
+fn extra_ca_tag(sec_tag: i32, index: usize) -> Option<i32> {
+    sec_tag.checked_add(i32::try_from(index).ok()?)?.checked_add(1)
+}
+
+/// Registers the image's further trust anchors under the tags after `sec_tag`; returns how
+/// many there are. They go with the image's CA: a provisioned CA replaces the whole bundle.
+pub fn register_extra_cas(sec_tag: i32) -> Result<usize, CredentialError> {
+    unregister_extra_cas(sec_tag);
+    let mut count = 0;
+    for index in 0..MAX_EXTRA_CAS {
+        let (Some(der), Some(tag)) = (builtin_extra_ca(index), extra_ca_tag(sec_tag, index)) else {
+            break;
+        };
+        register(tag, CredentialKind::Ca, der)?;
+        count += 1;
+        EXTRA_CAS_REGISTERED.store(count, Ordering::Release);
+    }
+    Ok(count)
+}
+
+/// Removes the further trust anchors from the tags after `sec_tag`.
+pub fn unregister_extra_cas(sec_tag: i32) {
+    for index in 0..MAX_EXTRA_CAS {
+        if let Some(tag) = extra_ca_tag(sec_tag, index) {
+            unregister(tag, CredentialKind::Ca);
+        }
+    }
+    EXTRA_CAS_REGISTERED.store(0, Ordering::Release);
+}
+
+/// The tags a TLS socket lists: `sec_tag`, then those of the further trust anchors registered.
+pub fn sec_tags(sec_tag: i32) -> heapless::Vec<i32, { MAX_EXTRA_CAS + 1 }> {
+    let mut tags = heapless::Vec::new();
+    let _ = tags.push(sec_tag);
+    for index in 0..EXTRA_CAS_REGISTERED.load(Ordering::Acquire) {
+        if let Some(tag) = extra_ca_tag(sec_tag, index) {
+            let _ = tags.push(tag);
+        }
+    }
+    tags
 }
 
 /// Removes `kind` from under `sec_tag`, if it is there.

@@ -27,6 +27,7 @@ pub struct ErrnoValues {
 
 extern "C" {
     pub fn app_builtin_credential(kind: c_int, data: *mut *const u8, len: *mut usize) -> c_int;
+    pub fn app_builtin_extra_ca(index: c_int, data: *mut *const u8, len: *mut usize) -> c_int;
     pub fn app_builtin_mqtt_password(data: *mut *const u8, len: *mut usize) -> c_int;
     pub fn app_credential_add(sec_tag: c_int, kind: c_int, data: *const u8, len: usize) -> c_int;
     pub fn app_credential_delete(sec_tag: c_int, kind: c_int) -> c_int;
@@ -135,8 +136,9 @@ extern "C" {
     pub fn app_outbox_delete(slot: c_int) -> c_int;
     pub fn app_credentials_load(buf: *mut u8, cap: usize) -> c_int;
     pub fn app_credentials_save(record: *const u8, len: usize) -> c_int;
-    pub fn app_is_certificate(der: *const u8, len: usize) -> bool;
-    pub fn app_is_private_key(der: *const u8, len: usize) -> bool;
+    pub fn app_credentials_record_max() -> usize;
+    pub fn app_parse_certificate(der: *const u8, len: usize) -> c_int;
+    pub fn app_parse_private_key(der: *const u8, len: usize) -> c_int;
     pub fn app_key_matches_certificate(cert: *const u8, cert_len: usize, key: *const u8, key_len: usize) -> bool;
     pub fn app_fingerprint(is_key: bool, der: *const u8, len: usize, digest: *mut u8) -> c_int;
 }

@@ -358,7 +358,8 @@ pub struct TlsSocket {
 
 impl TlsSocket {
     /// Connects to `address` over TLS, verifying the peer against the credentials under
-    /// `sec_tags` and against `host_name`.
+    /// `sec_tags` (the first: the device's set), those of the image's further trust anchors
+    /// (see `credentials::sec_tags`), and against `host_name`.
     /// `forget_sessions` drops every cached TLS session first, so this handshake is a full one.
     pub fn connect(
         address: &SocketAddress,
@@ -373,10 +374,14 @@ impl TlsSocket {
         let socket = TlsSocket { fd, read_timeout_ms: 0 };
         // SAFETY: fd is an open socket owned by `socket`.
         step(TlsSetup::PeerVerify, unsafe { ffi::app_tls_require_peer_verification(fd) })?;
-        // SAFETY: the pointer and count describe the caller's slice; Zephyr copies the tags.
-        step(TlsSetup::Credentials, unsafe {
-            ffi::app_tls_set_sec_tags(fd, sec_tags.as_ptr(), sec_tags.len())
-        })?;
+        let mut tags = sec_tags.first().map(|&tag| crate::credentials::sec_tags(tag)).unwrap_or_default();
+        for &tag in sec_tags.iter().skip(1) {
+            if !tags.contains(&tag) {
+                tags.push(tag).map_err(|_| NetError::Rejected(TlsSetup::Credentials))?;
+            }
+        }
+        // SAFETY: the pointer and count describe a live local; Zephyr copies the tags.
+        step(TlsSetup::Credentials, unsafe { ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len()) })?;
         // SAFETY: host_name is NUL-terminated; mbedTLS copies it.
         step(TlsSetup::HostName, unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`.

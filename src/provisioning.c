@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <zephyr/devicetree.h>
 #include <zephyr/kernel.h>
 #include <zephyr/random/random.h>
 #include <zephyr/settings/settings.h>
@@ -84,6 +85,25 @@ int app_credentials_load(uint8_t *buf, size_t cap)
 	return (int)target.len;
 }
 
+/*
+ * The largest record one settings write stores: NVS keeps an entry within one sector, beside
+ * four allocation table entries (8 bytes each) and the data CRC (nvs_write()). The sector is
+ * the storage flash's erase block times CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT: 4,064 bytes on
+ * the FRDM-K64F and native_sim (4 KiB blocks), room for an RSA-4096 root, an RSA-2048 device
+ * certificate and its key (about 3,700 bytes). `cred commit` refuses a larger set by name.
+ */
+#define NVS_ATE_SIZE 8
+/* The flash node (soc-nv-flash) that holds the partition: it carries erase-block-size. */
+#define STORAGE_FLASH DT_GPARENT(DT_NODELABEL(storage_partition))
+#define CREDENTIALS_RECORD_MAX                                                              \
+	(DT_PROP(STORAGE_FLASH, erase_block_size) * CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT -   \
+	 4 * NVS_ATE_SIZE - (IS_ENABLED(CONFIG_NVS_DATA_CRC) ? 4 : 0))
+
+size_t app_credentials_record_max(void)
+{
+	return CREDENTIALS_RECORD_MAX;
+}
+
 /* One settings write: NVS writes the data, then the entry that makes it valid. */
 int app_credentials_save(const uint8_t *record, size_t len)
 {
@@ -103,7 +123,8 @@ static int random_bytes(void *ctx, unsigned char *buf, size_t len)
 	return sys_csrand_get(buf, len) == 0 ? 0 : MBEDTLS_ERR_PK_BAD_INPUT_DATA;
 }
 
-bool app_is_certificate(const uint8_t *der, size_t len)
+/* 0, or mbedTLS's (negative) error code: the `cred` refusal names it. */
+int app_parse_certificate(const uint8_t *der, size_t len)
 {
 	mbedtls_x509_crt crt;
 	int ret;
@@ -111,7 +132,7 @@ bool app_is_certificate(const uint8_t *der, size_t len)
 	mbedtls_x509_crt_init(&crt);
 	ret = mbedtls_x509_crt_parse_der(&crt, der, len);
 	mbedtls_x509_crt_free(&crt);
-	return ret == 0;
+	return ret;
 }
 
 static int parse_private_key(mbedtls_pk_context *pk, const uint8_t *der, size_t len)
@@ -120,13 +141,14 @@ static int parse_private_key(mbedtls_pk_context *pk, const uint8_t *der, size_t 
 	return mbedtls_pk_parse_key(pk, der, len, NULL, 0, random_bytes, NULL);
 }
 
-bool app_is_private_key(const uint8_t *der, size_t len)
+/* 0, or mbedTLS's (negative) error code. */
+int app_parse_private_key(const uint8_t *der, size_t len)
 {
 	mbedtls_pk_context pk;
 	int ret = parse_private_key(&pk, der, len);
 
 	mbedtls_pk_free(&pk);
-	return ret == 0;
+	return ret;
 }
 
 bool app_key_matches_certificate(const uint8_t *cert, size_t cert_len, const uint8_t *key,
@@ -151,8 +173,11 @@ bool app_key_matches_certificate(const uint8_t *cert, size_t cert_len, const uin
 int app_fingerprint(bool is_key, const uint8_t *der, size_t len, uint8_t digest[32])
 {
 	mbedtls_pk_context pk;
-	/* An uncompressed P-256 SubjectPublicKeyInfo is 91 bytes. */
-	uint8_t spki[160];
+	/*
+	 * An uncompressed P-256 SubjectPublicKeyInfo is 91 bytes, an RSA-2048 one 294 (the
+	 * largest key `cred` takes, provisioning::MAX_KEY); RSA-4096 keys from the image, 550.
+	 */
+	uint8_t spki[600];
 	int written;
 
 	if (!is_key) {

@@ -16,7 +16,7 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{info, warn};
 use provisioning::{
-    check_usable, describe, CredentialSet, ImageCredentials, Inspector, Kind, ProvisionError,
+    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind, ProvisionError,
     Provisioner, Source, MAX_RECORD,
 };
 use zephyr::sync::Mutex;
@@ -55,15 +55,52 @@ fn image() -> ImageCredentials<'static> {
 /// X.509 and key checks with mbedTLS (`provisioning.c`).
 struct MbedTls;
 
+/// What the TLS profile takes (Kconfig `APP_TLS_PROFILE`), as `cred` names it in a refusal.
+#[cfg(CONFIG_APP_TLS_PROFILE_INTEROP)]
+const ACCEPTED: &str = "this build (APP_TLS_PROFILE_INTEROP) takes RSA 2048-4096, ECDSA P-256 and P-384";
+#[cfg(not(CONFIG_APP_TLS_PROFILE_INTEROP))]
+const ACCEPTED: &str =
+    "this build (APP_TLS_PROFILE_COMPACT) takes only ECDSA P-256; fix: build with CONFIG_APP_TLS_PROFILE_INTEROP=y";
+
+/// Whether the TLS profile can use a key of this type. RSA below 2048 bits is refused as
+/// mbedTLS's default X.509 profile refuses it in a chain.
+fn profile_supports(key: KeyType) -> bool {
+    let interop = cfg!(CONFIG_APP_TLS_PROFILE_INTEROP);
+    match key {
+        KeyType::P256 => true,
+        KeyType::P384 => interop,
+        KeyType::Rsa { bits } => interop && (2048..=4096).contains(&bits),
+        _ => false,
+    }
+}
+
 impl Inspector for MbedTls {
-    fn is_certificate(&mut self, der: &[u8]) -> bool {
+    fn parse_certificate(&mut self, der: &[u8]) -> Result<(), i32> {
         // SAFETY: pointer and length describe `der`; mbedTLS copies what it parses.
-        unsafe { ffi::app_is_certificate(der.as_ptr(), der.len()) }
+        let ret = unsafe { ffi::app_parse_certificate(der.as_ptr(), der.len()) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(ret)
+        }
     }
 
-    fn is_private_key(&mut self, der: &[u8]) -> bool {
+    fn parse_private_key(&mut self, der: &[u8]) -> Result<(), i32> {
         // SAFETY: pointer and length describe `der`; mbedTLS copies what it parses.
-        unsafe { ffi::app_is_private_key(der.as_ptr(), der.len()) }
+        let ret = unsafe { ffi::app_parse_private_key(der.as_ptr(), der.len()) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(ret)
+        }
+    }
+
+    fn supports(&mut self, key: KeyType) -> Result<(), &'static str> {
+        if profile_supports(key) {
+            Ok(())
+        } else {
+            Err(ACCEPTED)
+        }
     }
 
     fn key_matches_certificate(&mut self, certificate: &[u8], key: &[u8]) -> bool {
@@ -126,6 +163,7 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
     for kind in Kind::ALL {
         credentials::unregister(sec_tag, kind_of(kind));
     }
+    credentials::unregister_extra_cas(sec_tag);
     let stored = match read_record(&mut operator.record) {
         Ok(Some(len)) => operator.record.get(..len).map(|record| active.load(record)),
         Ok(None) => None,
@@ -165,6 +203,12 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
         };
         info!("credentials: {} from the {origin} ({} bytes)", kind.name(), der.len());
         installed.mutual_tls |= kind == Kind::DeviceKey;
+    }
+    if active.source(Kind::Ca) == Source::Image {
+        let count = credentials::register_extra_cas(sec_tag).map_err(|e| (CredentialKind::Ca, e))?;
+        if count > 0 {
+            info!("credentials: {count} further trust anchor(s) from the image");
+        }
     }
     Ok(installed)
 }
@@ -260,6 +304,9 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
             let _ = write!(out, "{} from the image staged", kind.name());
         }
         OP_COMMIT => {
+            // SAFETY: plain call; the size follows from the devicetree and Kconfig.
+            let limit = unsafe { ffi::app_credentials_record_max() };
+            let record = record.get_mut(..limit.min(MAX_RECORD)).unwrap_or_default();
             let len = provisioner.prepare_commit(&image(), &mut MbedTls, record)?;
             // SAFETY: `record` holds `len` initialized bytes; settings copies them to flash.
             let saved = unsafe { ffi::app_credentials_save(record.as_ptr(), len) };

@@ -45,6 +45,23 @@ static const uint8_t builtin_ca[] = {
 #include "app_certs/ca.crt.der.inc"
 };
 
+/* Further trust anchors (ca-2.crt.der .. ca-4.crt.der), in order. */
+#if APP_EXTRA_CA_COUNT >= 1
+static const uint8_t builtin_ca_2[] = {
+#include "app_certs/ca-2.crt.der.inc"
+};
+#endif
+#if APP_EXTRA_CA_COUNT >= 2
+static const uint8_t builtin_ca_3[] = {
+#include "app_certs/ca-3.crt.der.inc"
+};
+#endif
+#if APP_EXTRA_CA_COUNT >= 3
+static const uint8_t builtin_ca_4[] = {
+#include "app_certs/ca-4.crt.der.inc"
+};
+#endif
+
 #if APP_HAS_DEVICE_CREDENTIALS
 static const uint8_t builtin_device_cert[] = {
 #include "app_certs/device.crt.der.inc"
@@ -99,6 +116,35 @@ int app_builtin_credential(int kind, const uint8_t **data, size_t *len)
 		return 0;
 #endif
 	default:
+		return -ENOENT;
+	}
+}
+
+/* The index-th further trust anchor of the image (0: ca-2.crt.der), or -ENOENT. */
+int app_builtin_extra_ca(int index, const uint8_t **data, size_t *len)
+{
+	switch (index) {
+#if APP_EXTRA_CA_COUNT >= 1
+	case 0:
+		*data = builtin_ca_2;
+		*len = sizeof(builtin_ca_2);
+		return 0;
+#endif
+#if APP_EXTRA_CA_COUNT >= 2
+	case 1:
+		*data = builtin_ca_3;
+		*len = sizeof(builtin_ca_3);
+		return 0;
+#endif
+#if APP_EXTRA_CA_COUNT >= 3
+	case 2:
+		*data = builtin_ca_4;
+		*len = sizeof(builtin_ca_4);
+		return 0;
+#endif
+	default:
+		ARG_UNUSED(data);
+		ARG_UNUSED(len);
 		return -ENOENT;
 	}
 }

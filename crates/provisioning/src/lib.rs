@@ -11,18 +11,22 @@
 #![forbid(unsafe_code)]
 
 pub mod base64;
+pub mod keyinfo;
 mod set;
 
+pub use keyinfo::KeyType;
 pub use set::{CredentialSet, Source, StoreError, MAX_RECORD};
 
 use base64::{Base64Error, Decoder, FeedError};
 use core::fmt;
 use heapless::Vec;
 
-/// The largest certificate (DER) the device keeps: a P-256 certificate is about 500 bytes.
-pub const MAX_CERTIFICATE: usize = 1024;
-/// The largest private key (DER): a P-256 PKCS#8 key is 138 bytes.
-pub const MAX_KEY: usize = 256;
+/// The largest certificate (DER) the device keeps: a P-256 certificate is about 500 bytes, an
+/// RSA-4096 root about 1,400 (ISRG Root X1: 1,391), so this leaves room for long names.
+pub const MAX_CERTIFICATE: usize = 2048;
+/// The largest private key (DER): a P-256 PKCS#8 key is 138 bytes, an RSA-2048 one about
+/// 1,220. Larger RSA device keys come with the image (`APP_CERTS_DIR`) only.
+pub const MAX_KEY: usize = 1280;
 
 /// Which credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +71,13 @@ impl Kind {
 
 /// The X.509 and key parsing the checks need; mbedTLS on the device.
 pub trait Inspector {
-    /// Whether `der` is an X.509 certificate the TLS stack accepts.
-    fn is_certificate(&mut self, der: &[u8]) -> bool;
-    /// Whether `der` is a private key the TLS stack accepts.
-    fn is_private_key(&mut self, der: &[u8]) -> bool;
+    /// Parses `der` as an X.509 certificate as the TLS stack does; `Err` holds its error code.
+    fn parse_certificate(&mut self, der: &[u8]) -> Result<(), i32>;
+    /// Parses `der` as a private key as the TLS stack does; `Err` holds its error code.
+    fn parse_private_key(&mut self, der: &[u8]) -> Result<(), i32>;
+    /// Whether this build can use a key of this type; `Err` says what it takes instead, and
+    /// how to get a build that takes this one.
+    fn supports(&mut self, key: KeyType) -> Result<(), &'static str>;
     /// Whether `key` is the private key of `certificate`'s public key.
     fn key_matches_certificate(&mut self, certificate: &[u8], key: &[u8]) -> bool;
     /// SHA-256 of a certificate's DER, or of a key's public half (never of private bytes).
@@ -92,10 +99,16 @@ pub enum ProvisionError {
     TooLarge { limit: usize },
     /// An upload of nothing.
     Empty,
-    /// Uploaded as `ca` or `cert`, but not an X.509 certificate.
-    NotACertificate,
-    /// Uploaded as `key`, but not a private key.
-    NotAPrivateKey,
+    /// Uploaded as `ca` or `cert`, but not an X.509 certificate the TLS stack can parse
+    /// (its error code).
+    NotACertificate { code: i32 },
+    /// Uploaded as `key`, but not a private key the TLS stack can parse (its error code).
+    NotAPrivateKey { code: i32 },
+    /// A certificate or key whose algorithm, curve or size this build cannot use; `accepted`
+    /// names what it takes.
+    UnsupportedKey { key: KeyType, accepted: &'static str },
+    /// The staged set does not fit the record that flash holds.
+    SetTooLarge { len: usize, limit: usize },
     /// The device key is not the key of the device certificate.
     KeyDoesNotMatchCertificate,
     /// A device certificate without a key, or a key without a certificate.
@@ -123,8 +136,10 @@ impl ProvisionError {
             }
             ProvisionError::TooLarge { .. } => "too large for this credential; upload dropped",
             ProvisionError::Empty => "empty upload",
-            ProvisionError::NotACertificate => "not an X.509 certificate (DER)",
-            ProvisionError::NotAPrivateKey => "not a private key (DER)",
+            ProvisionError::NotACertificate { .. } => "not an X.509 certificate (DER)",
+            ProvisionError::NotAPrivateKey { .. } => "not a private key (DER)",
+            ProvisionError::UnsupportedKey { .. } => "a key this build cannot use",
+            ProvisionError::SetTooLarge { .. } => "the set is larger than the record in flash",
             ProvisionError::KeyDoesNotMatchCertificate => {
                 "the device key does not match the device certificate"
             }
@@ -141,6 +156,15 @@ impl fmt::Display for ProvisionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProvisionError::TooLarge { limit } => write!(f, "{} (limit {limit} bytes)", self.as_str()),
+            ProvisionError::NotACertificate { code } | ProvisionError::NotAPrivateKey { code } => {
+                write!(f, "{} that mbedTLS can parse (error -0x{:04x})", self.as_str(), code.unsigned_abs())
+            }
+            ProvisionError::UnsupportedKey { key, accepted } => write!(f, "its key is {key}; {accepted}"),
+            ProvisionError::SetTooLarge { len, limit } => write!(
+                f,
+                "the set needs {len} bytes of flash, the record holds {limit}: use smaller \
+                 credentials (ECDSA keys), or the image's for some of them"
+            ),
             other => f.write_str(other.as_str()),
         }
     }
@@ -260,14 +284,22 @@ impl Provisioner {
         if der.is_empty() {
             return Err(ProvisionError::Empty);
         }
+        // The key type first: mbedTLS cannot parse what its build leaves out, and would
+        // only say "not parsed".
+        let key = match upload.kind {
+            Kind::Ca | Kind::DeviceCertificate => keyinfo::certificate_key(der),
+            Kind::DeviceKey => keyinfo::private_key(der),
+        };
+        if let Some(key) = key {
+            inspector.supports(key).map_err(|accepted| ProvisionError::UnsupportedKey { key, accepted })?;
+        }
         match upload.kind {
-            Kind::Ca | Kind::DeviceCertificate if !inspector.is_certificate(der) => {
-                return Err(ProvisionError::NotACertificate)
+            Kind::Ca | Kind::DeviceCertificate => inspector
+                .parse_certificate(der)
+                .map_err(|code| ProvisionError::NotACertificate { code })?,
+            Kind::DeviceKey => {
+                inspector.parse_private_key(der).map_err(|code| ProvisionError::NotAPrivateKey { code })?
             }
-            Kind::DeviceKey if !inspector.is_private_key(der) => {
-                return Err(ProvisionError::NotAPrivateKey)
-            }
-            _ => {}
         }
         self.staged
             .set(upload.kind, Source::Provisioned(der))
@@ -305,7 +337,8 @@ impl Provisioner {
         }
     }
 
-    /// Checks the staged set as the device would use it, and encodes the record to store.
+    /// Checks the staged set as the device would use it, and encodes the record to store
+    /// into `record`, which is as long as the record flash holds.
     /// The caller writes it, then calls [`Provisioner::committed`]; on a failed write it
     /// calls [`Provisioner::load`] with what is still stored.
     pub fn prepare_commit(
@@ -319,7 +352,8 @@ impl Provisioner {
             return Err(ProvisionError::NothingStaged);
         }
         check_usable(&self.staged, image, inspector)?;
-        self.staged.encode(record).map_err(|_| ProvisionError::TooLarge { limit: record.len() })
+        let limit = record.len();
+        self.staged.encode(record).map_err(|_| ProvisionError::SetTooLarge { len: self.staged.encoded_len(), limit })
     }
 
     /// The record from [`Provisioner::prepare_commit`] is stored.

@@ -144,6 +144,11 @@ impl CredentialSet {
         let _ = replace(&mut self.key, &other.key);
     }
 
+    /// The length of the record [`CredentialSet::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        MAGIC.len() + Kind::ALL.iter().map(|&kind| ENTRY_HEADER + self.der(kind).len()).sum::<usize>()
+    }
+
     /// Writes the record into `out`; returns its length.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, StoreError> {
         let mut at = 0;

@@ -5,18 +5,32 @@
 use base64::Engine as _;
 use provisioning::base64::Base64Error;
 use provisioning::{
-    check_usable, describe, CredentialSet, ImageCredentials, Inspector, Kind, ProvisionError,
+    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind, ProvisionError,
     Provisioner, Source, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
 };
 
 struct Fake;
 
 impl Inspector for Fake {
-    fn is_certificate(&mut self, der: &[u8]) -> bool {
-        der.starts_with(b"CERT:")
+    fn parse_certificate(&mut self, der: &[u8]) -> Result<(), i32> {
+        if der.starts_with(b"CERT:") {
+            Ok(())
+        } else {
+            Err(-0x2180)
+        }
     }
-    fn is_private_key(&mut self, der: &[u8]) -> bool {
-        der.starts_with(b"KEY:")
+    fn parse_private_key(&mut self, der: &[u8]) -> Result<(), i32> {
+        if der.starts_with(b"KEY:") {
+            Ok(())
+        } else {
+            Err(-0x3D00)
+        }
+    }
+    fn supports(&mut self, key: KeyType) -> Result<(), &'static str> {
+        match key {
+            KeyType::P256 => Ok(()),
+            _ => Err("this build takes only ECDSA P-256"),
+        }
     }
     fn key_matches_certificate(&mut self, certificate: &[u8], key: &[u8]) -> bool {
         certificate.strip_prefix(b"CERT:") == key.strip_prefix(b"KEY:")
@@ -99,8 +113,8 @@ fn each_malformed_upload_is_refused_and_changes_nothing() {
         (Kind::Ca, "not base64!", ProvisionError::BadBase64(Base64Error::InvalidCharacter)),
         (Kind::Ca, "QUJD=", ProvisionError::BadBase64(Base64Error::BadPadding)),
         (Kind::Ca, "QUJDRA", ProvisionError::BadBase64(Base64Error::Truncated)),
-        (Kind::Ca, &b64(b"-----BEGIN CERTIFICATE-----"), ProvisionError::NotACertificate),
-        (Kind::DeviceKey, &b64(b"CERT:k"), ProvisionError::NotAPrivateKey),
+        (Kind::Ca, &b64(b"-----BEGIN CERTIFICATE-----"), ProvisionError::NotACertificate { code: -0x2180 }),
+        (Kind::DeviceKey, &b64(b"CERT:k"), ProvisionError::NotAPrivateKey { code: -0x3D00 }),
         (Kind::DeviceKey, &b64(&[b'K'; MAX_KEY + 1]), ProvisionError::TooLarge { limit: MAX_KEY }),
     ];
     for (kind, text, expected) in cases {
@@ -223,4 +237,28 @@ fn the_list_shows_origin_size_and_fingerprint_never_key_bytes() {
     assert!(lines[2].starts_with("key: provisioned, 6 bytes, sha256 06000000"), "{}", lines[2]);
     assert!(lines[2].ends_with(" (public key)"));
     assert!(!lines[2].contains("k9"));
+}
+
+#[test]
+fn a_certificate_with_a_key_this_build_cannot_use_is_refused_naming_the_key() {
+    let mut p = Provisioner::new();
+    let root = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa4096-root.crt.der")).unwrap();
+    let refused = upload(&mut p, Kind::Ca, &root, 64).unwrap_err();
+    assert_eq!(
+        refused,
+        ProvisionError::UnsupportedKey { key: KeyType::Rsa { bits: 4096 }, accepted: "this build takes only ECDSA P-256" }
+    );
+    assert_eq!(refused.to_string(), "its key is RSA-4096; this build takes only ECDSA P-256");
+    assert!(!p.has_changes());
+}
+
+#[test]
+fn a_set_larger_than_the_flash_record_is_refused_at_commit_and_kept_staged() {
+    let mut p = Provisioner::new();
+    upload(&mut p, Kind::Ca, &[b"CERT:".as_slice(), &[b'c'; 1500]].concat(), 64).unwrap();
+    let mut record = [0u8; 1000];
+    let refused = p.prepare_commit(&IMAGE, &mut Fake, &mut record).unwrap_err();
+    assert_eq!(refused, ProvisionError::SetTooLarge { len: 4 + 9 + 1505, limit: 1000 });
+    assert!(p.has_changes());
+    assert!(commit(&mut p).is_ok());
 }
