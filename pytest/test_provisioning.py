@@ -109,11 +109,11 @@ def test_malformed_input_is_refused_with_a_reason_and_changes_nothing(broker, de
     console.until("upload and staged changes dropped; stored set unchanged", timeout=5)
 
     console.command("cred begin ca")
-    for _ in range(28):  # 36 bytes a line: 1008 bytes fit, the 29th line does not
+    for _ in range(56):  # 36 bytes a line: 2016 bytes fit, the 57th line does not
         console.command("cred data " + "QUJD" * 12)
         console.until(r"ca: \d+ bytes so far", timeout=5)
     console.command("cred data " + "QUJD" * 12)
-    console.until(r"cred: too large for this credential; upload dropped \(limit 1024 bytes\)",
+    console.until(r"cred: too large for this credential; upload dropped \(limit 2048 bytes\)",
                   timeout=10)
 
     console.command("cred commit")

@@ -21,11 +21,16 @@ class Terminator:
     """TLS on `port`, relayed in clear to Mosquitto on `backend`; records `session_reused`
     and the TLS version of every handshake."""
 
-    def __init__(self, port: int, backend: int, max_version: ssl.TLSVersion):
+    def __init__(self, port: int, backend: int, max_version: ssl.TLSVersion, certs=DEV_CERTS):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.maximum_version = max_version
-        context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
-        context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
+        # With an intermediate CA (mkcerts all --intermediate), the broker sends it and
+        # verifies clients against intermediate + root, as the generated mosquitto.conf does.
+        chain = certs / "broker.chain.pem"
+        bundle = certs / "ca-bundle.pem"
+        context.load_cert_chain(chain if chain.exists() else certs / "broker.crt.pem",
+                                certs / "broker.key.pem")
+        context.load_verify_locations(bundle if bundle.exists() else certs / "ca.crt.pem")
         context.verify_mode = ssl.CERT_REQUIRED
         if max_version == ssl.TLSVersion.TLSv1_2:
             # TLS 1.2 by session ID (the server's cache), the mechanism every TLS 1.2 server
