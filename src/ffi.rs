@@ -43,8 +43,8 @@ extern "C" {
     pub fn app_tls_require_peer_verification(fd: c_int) -> c_int;
     pub fn app_tls_set_sec_tags(fd: c_int, tags: *const i32, count: usize) -> c_int;
     pub fn app_tls_set_hostname(fd: c_int, host: *const c_char) -> c_int;
-    pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
     pub fn app_tls_set_alpn(fd: c_int, list: *const c_char) -> c_int;
+    pub fn app_tls_enable_session_cache(fd: c_int) -> c_int;
     pub fn app_tls_purge_session_cache(fd: c_int) -> c_int;
     pub fn app_wall_clock_s() -> i64;
     pub fn app_tls_heap_stats(used: *mut u32, peak: *mut u32, size: *mut u32) -> c_int;
@@ -62,9 +62,9 @@ extern "C" {
     pub fn app_heap_free_bytes() -> i64;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_broker_port_override() -> u16;
-    pub fn app_network_wait(timeout_ms: i32) -> c_int;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_text_override(option: c_int) -> *const c_char;
+    pub fn app_network_wait(timeout_ms: i32) -> c_int;
     pub fn app_ipv4_address(text: *mut c_char, len: usize) -> c_int;
     pub fn app_cpu_time_us(all_threads: *mut u64, this_thread: *mut u64) -> c_int;
     pub fn app_control_wake();

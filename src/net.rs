@@ -251,6 +251,7 @@ pub const ADDRESS_SIZE: usize = 48;
 pub const MAX_ADDRESSES: usize = 4;
 
 /// A resolved socket address, kept opaque (the shim copies a `struct sockaddr` into it).
+#[derive(Clone, Copy)]
 #[repr(C, align(8))]
 pub struct SocketAddress {
     bytes: [u8; ADDRESS_SIZE],
@@ -365,9 +366,9 @@ impl TlsSocket {
         address: &SocketAddress,
         host_name: &CStr,
         sec_tags: &[i32],
+        alpn: &CStr,
         forget_sessions: bool,
     ) -> Result<Self, NetError> {
-        alpn: &CStr,
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
         let fd = step(TlsSetup::Socket, unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
         // From here on, dropping `socket` closes the descriptor on every error path.
@@ -384,14 +385,14 @@ impl TlsSocket {
         step(TlsSetup::Credentials, unsafe { ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len()) })?;
         // SAFETY: host_name is NUL-terminated; mbedTLS copies it.
         step(TlsSetup::HostName, unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
+        // SAFETY: alpn is NUL-terminated; the shim copies it into static storage.
+        step(TlsSetup::Alpn, unsafe { ffi::app_tls_set_alpn(fd, alpn.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`.
         step(TlsSetup::SessionCache, unsafe { ffi::app_tls_enable_session_cache(fd) })?;
         if forget_sessions {
             // SAFETY: fd is an open socket owned by `socket`.
             step(TlsSetup::SessionCache, unsafe { ffi::app_tls_purge_session_cache(fd) })?;
         }
-        // SAFETY: alpn is NUL-terminated; the shim copies it into static storage.
-        step(TlsSetup::Alpn, unsafe { ffi::app_tls_set_alpn(fd, alpn.as_ptr()) })?;
         // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
         step(TlsSetup::VerifyCallback, unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.

@@ -213,6 +213,7 @@ int app_resolve(const char *host, uint16_t port, uint8_t (*addrs)[APP_ADDRESS_SI
 	};
 	struct zsock_addrinfo *result = NULL;
 	char port_text[6];
+	size_t count = 0;
 	int ret;
 
 	snprintk(port_text, sizeof(port_text), "%u", port);
@@ -260,10 +261,52 @@ int app_tls_set_sec_tags(int fd, const int32_t *tags, size_t count)
 }
 
 /* host must be NUL-terminated. */
-	size_t count = 0;
 int app_tls_set_hostname(int fd, const char *host)
 {
 	return set_tls_option(fd, TLS_HOSTNAME, host, strlen(host) + 1);
+}
+
+/*
+ * ALPN: `list` holds protocol names separated by spaces or commas (CONFIG_APP_TLS_ALPN), e.g.
+ * "x-amzn-mqtt-ca" for AWS IoT Core on port 443. Zephyr keeps the pointers, so the names live
+ * in static storage: one TLS socket at a time, set up on the MQTT thread only. An empty list
+ * sends no ALPN extension.
+ */
+int app_tls_set_alpn(int fd, const char *list)
+{
+#if defined(CONFIG_MBEDTLS_SSL_ALPN)
+	static char names[64];
+	static const char *protocols[CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS];
+	size_t count = 0;
+	char *cursor;
+
+	if (strlen(list) >= sizeof(names)) {
+		return -EINVAL;
+	}
+	strcpy(names, list);
+	for (cursor = names; *cursor != '\0';) {
+		while (*cursor == ' ' || *cursor == ',') {
+			*cursor++ = '\0';
+		}
+		if (*cursor == '\0') {
+			break;
+		}
+		if (count == ARRAY_SIZE(protocols)) {
+			return -EINVAL;
+		}
+		protocols[count++] = cursor;
+		while (*cursor != '\0' && *cursor != ' ' && *cursor != ',') {
+			cursor++;
+		}
+	}
+	if (count == 0) {
+		return 0;
+	}
+	return set_tls_option(fd, TLS_ALPN_LIST, protocols, count * sizeof(protocols[0]));
+#else
+	ARG_UNUSED(fd);
+	return list[0] == '\0' ? 0 : -EINVAL;
+#endif
 }
 
 int app_tls_enable_session_cache(int fd)
@@ -311,49 +354,6 @@ BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
 
 #define PINNED_KEY_HEX CONFIG_APP_TLS_PINNED_KEY_SHA256
 #define PINNED_KEY_LEN 32
-
-/*
- * ALPN: `list` holds protocol names separated by spaces or commas (CONFIG_APP_TLS_ALPN), e.g.
- * "x-amzn-mqtt-ca" for AWS IoT Core on port 443. Zephyr keeps the pointers, so the names live
- * in static storage: one TLS socket at a time, set up on the MQTT thread only. An empty list
- * sends no ALPN extension.
- */
-int app_tls_set_alpn(int fd, const char *list)
-{
-#if defined(CONFIG_MBEDTLS_SSL_ALPN)
-	static char names[64];
-	static const char *protocols[CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS];
-	size_t count = 0;
-	char *cursor;
-
-	if (strlen(list) >= sizeof(names)) {
-		return -EINVAL;
-	}
-	strcpy(names, list);
-	for (cursor = names; *cursor != '\0';) {
-		while (*cursor == ' ' || *cursor == ',') {
-			*cursor++ = '\0';
-		}
-		if (*cursor == '\0') {
-			break;
-		}
-		if (count == ARRAY_SIZE(protocols)) {
-			return -EINVAL;
-		}
-		protocols[count++] = cursor;
-		while (*cursor != '\0' && *cursor != ' ' && *cursor != ',') {
-			cursor++;
-		}
-	}
-	if (count == 0) {
-		return 0;
-	}
-	return set_tls_option(fd, TLS_ALPN_LIST, protocols, count * sizeof(protocols[0]));
-#else
-	ARG_UNUSED(fd);
-	return list[0] == '\0' ? 0 : -EINVAL;
-#endif
-}
 
 static int hex_value(char c)
 {
