@@ -163,9 +163,10 @@ def front_port() -> int:
     return free_port()
 
 
-def launch(device, port: int, tmp_path, cap_ms: int) -> None:
-    device.device_config.extra_test_args = (
-        f"--broker-port={port} --flash={tmp_path / 'flash.bin'} --reconnect-cap-ms={cap_ms}")
+def launch(device, port: int, tmp_path, cap_ms: int, *options: str) -> None:
+    device.device_config.extra_test_args = " ".join([
+        f"--broker-port={port}", f"--flash={tmp_path / 'flash.bin'}",
+        f"--reconnect-cap-ms={cap_ms}", *options])
     device.command = []
     device.launch()
 
@@ -272,3 +273,31 @@ def test_a_refusal_is_retried_at_once_after_cred_commit(refusing_front, device, 
     print(f"\nrefusal delay {delay_ms} ms; CONNECT {retried_after_s:.2f} s after the commit")
     assert retried_after_s < 5, retried_after_s
     assert retried_after_s * 1000 < delay_ms / 4
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "firmware bug: a CONNACK refusal ends the connection after connect() has already made "
+    "the refusing node brokers.last_good (src/app.rs), so every retry starts there again and "
+    "the next endpoint is never tried; remove this mark once fixed"))
+@pytest.mark.parametrize("code", [3, 5], ids=["server-unavailable", "not-authorized"])
+def test_a_node_that_refuses_the_connect_is_left_for_the_next_endpoint(
+        code, broker, front_port, device, console, peer, tmp_path):
+    """With several broker endpoints (--broker-endpoints, CONFIG_APP_BROKER_ENDPOINTS), one
+    node that refuses every CONNECT (its MQTT service down behind a working TLS terminator,
+    or its authorization backend broken) must not hold the device: the next endpoint accepts
+    it, as it would after a failed TCP connect or TLS handshake."""
+    front = RefusingFront(front_port, broker.port, code, refusals=1_000_000)
+    status = peer.subscribe(f"{DEVICE_TOPICS}/status")
+    try:
+        launch(device, front_port, tmp_path, 2000,
+               f"--broker-endpoints=localhost:{front_port},localhost:{broker.port}")
+        words, _ = REFUSALS[code]
+        console.until(re.escape(f"broker refused the connection: {words} (CONNACK {code})"),
+                      timeout=30)
+        console.until("mqtt: connected", timeout=20)
+        status.wait_for(f"{DEVICE_TOPICS}/status online", timeout=15)
+    finally:
+        status.close()
+        front.stop()
+        print(f"\nCONNECTs at the refusing node: {len(front.connects)}")
+    assert front.relayed == 0
