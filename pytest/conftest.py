@@ -38,11 +38,15 @@ def mkcerts(*args) -> None:
 
 def expect_refusal_and_retry(device, port: int, reason: str) -> None:
     """Starts the device; it must refuse the broker on `port` for `reason` (its log line),
-    back off and try again, and keep running."""
+    back off on the slow schedule of refusals that need a person, and try again, and keep
+    running. The reconnect caps are 2 s here (`--reconnect-cap-ms`), not the hour a fleet
+    waits at most."""
+    device.device_config.extra_test_args += " --reconnect-cap-ms=2000"
+    device.command = []
     device.launch()
     for attempt in range(2):
         device.readlines_until(regex=f"connect to localhost:{port} failed: {reason}", timeout=60)
-        device.readlines_until(regex="reconnecting in [0-9]+ ms", timeout=5)
+        device.readlines_until(regex=r"reconnecting in [0-9]+ ms \(refused", timeout=5)
     assert device.is_device_running(), "the firmware must survive a refused broker"
 
 

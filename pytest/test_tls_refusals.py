@@ -4,6 +4,7 @@ backoff. Certificates come from the project's own tooling (certs/mkcerts)."""
 
 import shutil
 import ssl
+import subprocess
 
 import pytest
 
@@ -46,6 +47,45 @@ def test_refuses_an_expired_broker_certificate_from_our_ca(tmp_path, broker_port
     broker = Broker(broker_port, tmp_path / "broker", certs=expired).start()
     try:
         expect_refusal_and_retry(device, broker_port, "tls: broker certificate expired")
+    finally:
+        broker.stop()
+
+
+def test_refuses_a_broker_certificate_that_is_not_valid_yet(tmp_path, broker_port, device):
+    future = tmp_path / "future"
+    future.mkdir()
+    shutil.copy(DEV_CERTS / "ca.crt.pem", future)
+    mkcerts("broker", "--out", str(future), "--ca-dir", str(DEV_CERTS),
+            "--not-before", "20400101000000Z", "--not-after", "20410101000000Z")
+    broker = Broker(broker_port, tmp_path / "broker", certs=future).start()
+    try:
+        expect_refusal_and_retry(device, broker_port,
+                                 r"tls: broker certificate not valid yet \(or the wall clock is behind\)")
+    finally:
+        broker.stop()
+
+
+def test_refuses_a_broker_certificate_whose_key_usage_is_not_for_a_server(tmp_path, broker_port,
+                                                                          device):
+    # Our CA, our host name, in date, but issued for clients only (extendedKeyUsage
+    # clientAuth): mbedTLS refuses it after the verify callback; the log must still say why.
+    client_only = tmp_path / "client-only"
+    client_only.mkdir()
+    shutil.copy(DEV_CERTS / "ca.crt.pem", client_only)
+    key, csr, cert = (client_only / name for name in ("broker.key.pem", "broker.csr",
+                                                      "broker.crt.pem"))
+    ext = client_only / "ext.cnf"
+    ext.write_text("extendedKeyUsage = clientAuth\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=30)  # noqa: E731
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(DEV_CERTS / "ca.crt.pem"),
+        "-CAkey", str(DEV_CERTS / "ca.key.pem"), "-CAcreateserial", "-days", "30",
+        "-extfile", str(ext), "-out", str(cert))
+    broker = Broker(broker_port, tmp_path / "broker", certs=client_only).start()
+    try:
+        expect_refusal_and_retry(device, broker_port,
+                                 "tls: broker certificate's key usage does not allow a TLS server")
     finally:
         broker.stop()
 

@@ -84,10 +84,13 @@ uint16_t app_keepalive_override(void)
 	return keepalive_override <= UINT16_MAX ? (uint16_t)keepalive_override : 0;
 }
 
-/* 0 when the option was not given. */
+/*
+ * 0 when the option was not given: the command-line parser presets unsigned options to
+ * UINT32_MAX, which taken as a value made the reconnect cap 49 days.
+ */
 uint32_t app_reconnect_cap_override(void)
 {
-	return reconnect_cap_override;
+	return reconnect_cap_override == UINT32_MAX ? 0 : reconnect_cap_override;
 }
 
 /* The text given for option `index` (see TextOption in src/settings.rs), or NULL. */
