@@ -80,7 +80,8 @@ def test_refuses_a_broker_certificate_whose_key_usage_is_not_for_a_server(tmp_pa
     run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
     run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(DEV_CERTS / "ca.crt.pem"),
-        "-CAkey", str(DEV_CERTS / "ca.key.pem"), "-CAcreateserial", "-days", "30",
+        "-CAkey", str(DEV_CERTS / "ca.key.pem"), "-CAserial", str(client_only / "ca.srl"),
+        "-CAcreateserial", "-days", "30",
         "-extfile", str(ext), "-out", str(cert))
     broker = Broker(broker_port, tmp_path / "broker", certs=client_only).start()
     try:
