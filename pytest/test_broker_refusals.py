@@ -275,10 +275,6 @@ def test_a_refusal_is_retried_at_once_after_cred_commit(refusing_front, device, 
     assert retried_after_s * 1000 < delay_ms / 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware bug: a CONNACK refusal ends the connection after connect() has already made "
-    "the refusing node brokers.last_good (src/app.rs), so every retry starts there again and "
-    "the next endpoint is never tried; remove this mark once fixed"))
 @pytest.mark.parametrize("code", [3, 5], ids=["server-unavailable", "not-authorized"])
 def test_a_node_that_refuses_the_connect_is_left_for_the_next_endpoint(
         code, broker, front_port, device, console, peer, tmp_path):

@@ -116,7 +116,7 @@ pub fn run() -> ! {
         Ok(endpoints) => endpoints,
         Err(cause) => halt(format_args!("broker endpoints \"{}\": {}", settings.broker_endpoints, cause.as_str())),
     };
-    let mut brokers = Brokers { endpoints, last_good: 0 };
+    let mut brokers = Brokers { endpoints, last_good: 0, refused_in_row: 0 };
     let Some(alpn) = nul_terminated(settings.alpn) else {
         halt(format_args!("ALPN list is longer than 255 bytes"));
     };
@@ -228,8 +228,17 @@ pub fn run() -> ! {
                 let started = client.clock().now();
                 device.connack_seen = false;
                 let cause = run_connection(&mut client, socket, &mut device);
+                // Another endpoint may accept what this one refused: the slow schedule only
+                // once every endpoint has refused in a row.
+                let mut recovery = cause.recovery();
                 if device.connack_seen {
                     backoff.accepted();
+                    brokers.accepted();
+                } else if !brokers.refused() {
+                    recovery = Recovery::Retry;
+                }
+                if device.connack_seen {
+                    // Accepted: nothing to explain.
                 } else if let Error::Protocol(ProtocolError::ConnectionRefused(refusal)) = cause {
                     warn!(
                         "broker refused the connection: {refusal} (CONNACK {}); fix: {}",
@@ -244,7 +253,7 @@ pub fn run() -> ! {
                 let lasted = client.clock().now().ms_since(started);
                 backoff.connection_ended(lasted);
                 device.status.set_last_error(&cause);
-                cause.recovery()
+                recovery
             }
             Err(failure) => {
                 device.status.set_last_error(&failure.cause);
@@ -270,6 +279,22 @@ pub fn run() -> ! {
 struct Brokers<'a> {
     endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>,
     last_good: usize,
+    /// Connections in a row that ended without CONNACK 0 (refused, or closed before it).
+    refused_in_row: usize,
+}
+
+impl Brokers<'_> {
+    /// The endpoint in use took the TLS connection but not the device: the next attempt
+    /// starts at the next endpoint. Whether every endpoint has now refused in a row.
+    fn refused(&mut self) -> bool {
+        self.refused_in_row = self.refused_in_row.saturating_add(1);
+        self.last_good = (self.last_good + 1) % self.endpoints.len().max(1);
+        self.refused_in_row >= self.endpoints.len()
+    }
+
+    fn accepted(&mut self) {
+        self.refused_in_row = 0;
+    }
 }
 
 /// The TLS side of one connection attempt.
