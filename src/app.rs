@@ -185,17 +185,19 @@ pub fn run() -> ! {
     loop {
         device.status.set_state(LinkState::WaitingForNetwork);
         let mut waited_ms = 0;
+        let mut was_down = false;
         // In short steps, so that shell requests are served while the network is down.
         while let Err(cause) = net::wait_for_network(NETWORK_POLL_MS) {
             control::serve_requests(client.session(), &mut device.status);
+            was_down = true;
             waited_ms += NETWORK_POLL_MS;
             if waited_ms >= settings.network_wait_ms {
-                warn!("network not up yet ({cause:?}); still waiting");
+                warn!("network not up yet ({cause}); still waiting");
                 waited_ms = 0;
             }
         }
         let address = net::ipv4_address();
-        if address.is_some() && address != last_address {
+        if address.is_some() && (was_down || address != last_address) {
             info!("network: up, address {}", address.as_deref().unwrap_or(""));
             last_address = address;
         }

@@ -172,8 +172,9 @@ def free_udp_port() -> int:
 class Dnsmasq:
     """DHCPv4 and DNS for the device on the tap; names from a hosts file we rewrite."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, lease: str = "1h"):
         self.work = work
+        self.lease = lease
         self.hosts = work / "hosts"
         self.log_path = work / "dnsmasq.log"
         self.process = None
@@ -196,7 +197,8 @@ class Dnsmasq:
                    "--log-queries", "--log-facility=-", "--pid-file=",
                    f"--dhcp-leasefile={self.work / 'leases'}", "--user=root"]
         if dhcp:
-            command += ["--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h", "--log-dhcp"]
+            command += [f"--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,{self.lease}",
+                        "--log-dhcp"]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10

@@ -127,6 +127,43 @@ def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, 
         again.close()
 
 
+def test_a_lost_lease_is_reported_by_the_connection_manager_and_waited_out(
+        network, tmp_path, sntp, broker, observer, device):
+    # dnsmasq's shortest lease (2 min): with the link down past it, Zephyr's DHCPv4 client
+    # drops the address and the connection manager reports L4 disconnected. The device must
+    # wait for the network (not spin on connects), and reconnect once a new lease comes.
+    dhcp = rig.Dnsmasq(tmp_path / "short-lease", lease="2m")
+    dhcp.work.mkdir()
+    dhcp.start()
+    session = ["mosquitto_sub", *observer.tls_args(), "-c", "-i", "observer-lease", "-q", "1",
+               "-t", f"{DEVICE_TOPICS}/seq", "-v"]
+
+    def subscribe() -> rig.Lines:
+        return rig.Lines(rig.subprocess.Popen(session, stdout=rig.subprocess.PIPE,
+                                              stderr=rig.subprocess.STDOUT, text=True,
+                                              start_new_session=True))
+    try:
+        boot_and_connect(device)
+        first = subscribe()  # a persistent session: the broker keeps what comes meanwhile
+        time.sleep(1)
+        first.close()
+        rig.set_link(False)
+        device.until(r"connection lost", timeout=30)
+        expected = queue_numbered(device, "lease", 3)
+        device.until(r"network not up yet .*; still waiting", timeout=240)
+        rig.set_link(True)
+        device.until(r"network: up, address 192\.0\.2\.\d+", timeout=120)
+        device.until(r"mqtt: connected", timeout=60)
+        again = subscribe()
+        try:
+            missing = again.collect(expected, timeout=30)
+            assert not missing, f"lost across the lost lease: {sorted(missing)}"
+        finally:
+            again.close()
+    finally:
+        dhcp.stop()
+
+
 def test_every_message_arrives_through_loss_delay_and_reordering(network, dnsmasq, sntp,
                                                                  broker, observer, device):
     boot_and_connect(device)
