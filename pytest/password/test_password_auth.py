@@ -64,7 +64,9 @@ class PasswordBroker:
     user name and password only: no client certificate required, no anonymous clients. The
     device's user name and an observer are in its password file."""
 
-    def __init__(self, port: int, run_dir: Path, require_certificate: bool = False):
+    def __init__(self, port: int, run_dir: Path, require_certificate: bool = False,
+                 certs: Path = DEV_CERTS):
+        self.certs = certs
         self.port = port
         self.run_dir = run_dir
         self.require_certificate = require_certificate
@@ -97,9 +99,9 @@ class PasswordBroker:
             f"log_type all\n"
             f"connection_messages true\n"
             f"listener {self.port} 127.0.0.1\n"
-            f"cafile {DEV_CERTS / 'ca.crt.pem'}\n"
-            f"certfile {DEV_CERTS / 'broker.crt.pem'}\n"
-            f"keyfile {DEV_CERTS / 'broker.key.pem'}\n"
+            f"cafile {self.certs / 'ca.crt.pem'}\n"
+            f"certfile {self.certs / 'broker.crt.pem'}\n"
+            f"keyfile {self.certs / 'broker.key.pem'}\n"
             f"require_certificate {'true' if self.require_certificate else 'false'}\n")
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(["stdbuf", "-oL", "mosquitto", "-c", str(conf)],
@@ -116,7 +118,7 @@ class PasswordBroker:
         certificate = ["--cert", str(DEV_CERTS / "observer.crt.pem"),
                        "--key", str(DEV_CERTS / "observer.key.pem")]
         return Subscription(["mosquitto_sub", "-h", "localhost", "-p", str(self.port),
-                             "--cafile", str(DEV_CERTS / "ca.crt.pem"),
+                             "--cafile", str(self.certs / "ca.crt.pem"),
                              *(certificate if self.require_certificate else []),
                              "-u", OBSERVER, "-P", self.observer_password,
                              "-t", topic_filter, "-v", "-q", "1"])
@@ -241,3 +243,22 @@ def test_connects_with_a_client_certificate_and_a_password(tmp_path, broker_port
     assert re.search(rf" as dev-device-1 \(.*u'{re.escape(image.username)}'\)", broker.log())
     device.close()
     assert_password_never_printed(record, image)
+
+
+def test_a_broker_from_the_second_trust_anchor_is_trusted_too(image, tmp_path, broker_port,
+                                                             device, console):
+    """The image trusts ca.crt.der and ca-2.crt.der (a fleet whose broker moves between two
+    roots): a broker whose certificate only the second root signed is accepted."""
+    second = image.certs_dir / "second-ca"
+    assert (image.certs_dir / "ca-2.crt.der").exists() and (second / "broker.crt.pem").exists(), \
+        f"{image.certs_dir} has no second trust anchor (scripts/test makes ca-2.crt.der)"
+    broker = PasswordBroker(broker_port, tmp_path / "second-broker", certs=second)
+    broker.start({image.username: image.password})
+    status = broker.subscribe(f"{DEVICE_TOPICS}/status")
+    try:
+        device.launch()
+        console.until("mqtt: connected", timeout=30)
+        status.wait_for(f"{DEVICE_TOPICS}/status online", timeout=15)
+    finally:
+        status.close()
+        broker.stop()
