@@ -6,10 +6,10 @@
 
 use crate::control::{self, LinkState, Status};
 use crate::credentials;
-use crate::outbox_journal;
-use crate::runtime_credentials;
 use crate::leds::Leds;
 use crate::net::{self, CertificateProblem, CipherSuite, NetError, TlsSocket};
+use crate::outbox_journal;
+use crate::runtime_credentials;
 use crate::settings::Settings;
 use device_app::{Command, CommandError, DeviceTopics, Endpoint, Telemetry, MAX_ENDPOINTS};
 use heapless::{Deque, String, Vec};
@@ -96,27 +96,51 @@ pub fn run() -> ! {
         settings.broker_host, settings.broker_port, settings.client_id
     );
     if !settings.username.is_empty() {
-        let password = if credentials::builtin_mqtt_password().is_some() { "with" } else { "without" };
-        info!("mqtt: user name {} ({password} a password)", settings.username);
+        let password = if credentials::builtin_mqtt_password().is_some() {
+            "with"
+        } else {
+            "without"
+        };
+        info!(
+            "mqtt: user name {} ({password} a password)",
+            settings.username
+        );
     }
 
     runtime_credentials::init();
     let mut mutual_tls = match runtime_credentials::apply(settings.sec_tag) {
         Ok(installed) => {
-            info!("credentials installed (mutual TLS: {})", installed.mutual_tls);
+            info!(
+                "credentials installed (mutual TLS: {})",
+                installed.mutual_tls
+            );
             installed.mutual_tls
         }
-        Err((kind, cause)) => halt(format_args!("cannot register {kind:?} credential: {cause:?}")),
+        Err((kind, cause)) => halt(format_args!(
+            "cannot register {kind:?} credential: {cause:?}"
+        )),
     };
     let topics = match DeviceTopics::new(settings.topic_prefix, settings.client_id) {
         Ok(topics) => topics,
         Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause:?}")),
     };
-    let endpoints = match device_app::parse_endpoints(settings.broker_endpoints, settings.broker_host, settings.broker_port) {
+    let endpoints = match device_app::parse_endpoints(
+        settings.broker_endpoints,
+        settings.broker_host,
+        settings.broker_port,
+    ) {
         Ok(endpoints) => endpoints,
-        Err(cause) => halt(format_args!("broker endpoints \"{}\": {}", settings.broker_endpoints, cause.as_str())),
+        Err(cause) => halt(format_args!(
+            "broker endpoints \"{}\": {}",
+            settings.broker_endpoints,
+            cause.as_str()
+        )),
     };
-    let mut brokers = Brokers { endpoints, last_good: 0, refused_in_row: 0 };
+    let mut brokers = Brokers {
+        endpoints,
+        last_good: 0,
+        refused_in_row: 0,
+    };
     let Some(alpn) = nul_terminated(settings.alpn) else {
         halt(format_args!("ALPN list is longer than 255 bytes"));
     };
@@ -148,8 +172,12 @@ pub fn run() -> ! {
     // The will and the session borrow the topics: they live as long as this function, which
     // never returns.
     let status_topic: String<128> = String::from(device.topics.status());
-    let will =
-        LastWill { topic: &status_topic, payload: b"offline", qos: QoS::AtLeastOnce, retain: true };
+    let will = LastWill {
+        topic: &status_topic,
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    };
     let mut config = SessionConfig::new(ConnectOptions {
         client_id: settings.client_id,
         username: (!settings.username.is_empty()).then_some(settings.username),
@@ -209,7 +237,10 @@ pub fn run() -> ! {
             backoff.reset();
             match runtime_credentials::apply(settings.sec_tag) {
                 Ok(installed) => {
-                    info!("credentials: new set in use (mutual TLS: {})", installed.mutual_tls);
+                    info!(
+                        "credentials: new set in use (mutual TLS: {})",
+                        installed.mutual_tls
+                    );
                     mutual_tls = installed.mutual_tls;
                 }
                 Err((kind, cause)) => {
@@ -218,7 +249,12 @@ pub fn run() -> ! {
             }
         }
         device.status.set_state(LinkState::Connecting);
-        let tls = TlsSettings { sec_tags: &sec_tags, alpn, forget_sessions: new_credentials, mutual_tls };
+        let tls = TlsSettings {
+            sec_tags: &sec_tags,
+            alpn,
+            forget_sessions: new_credentials,
+            mutual_tls,
+        };
         let recovery = match connect(&settings, &mut brokers, sntp_server, &tls) {
             Ok(socket) => {
                 if connected_before {
@@ -226,7 +262,9 @@ pub fn run() -> ! {
                 }
                 connected_before = true;
                 device.cipher_suite = socket.cipher_suite();
-                device.status.set_tls(device.cipher_suite.version(), device.cipher_suite.name());
+                device
+                    .status
+                    .set_tls(device.cipher_suite.version(), device.cipher_suite.name());
                 let started = client.clock().now();
                 device.connack_seen = false;
                 let cause = run_connection(&mut client, socket, &mut device);
@@ -270,9 +308,13 @@ pub fn run() -> ! {
             }
         }
         device.status.set_state(LinkState::BackingOff);
-        control::wait_serving(client.session(), &mut device.status, delay, || Uptime.now().0, || {
-            runtime_credentials::commit_pending()
-        });
+        control::wait_serving(
+            client.session(),
+            &mut device.status,
+            delay,
+            || Uptime.now().0,
+            || runtime_credentials::commit_pending(),
+        );
     }
 }
 
@@ -325,16 +367,22 @@ fn connect(
 ) -> Result<TlsSocket, ConnectFailure> {
     if !net::wall_clock_is_set() {
         // mbedTLS would take every certificate for "not yet valid"; ask for the time first.
-        if net::sync_wall_clock(sntp_server, SNTP_TIMEOUT_MS).is_err() || !net::wall_clock_is_set() {
+        if net::sync_wall_clock(sntp_server, SNTP_TIMEOUT_MS).is_err() || !net::wall_clock_is_set()
+        {
             let cause = NetError::ClockNotSet;
             warn!("connect failed: {cause}");
-            return Err(ConnectFailure { cause, recovery: cause.recovery() });
+            return Err(ConnectFailure {
+                cause,
+                recovery: cause.recovery(),
+            });
         }
         info!("clock: set by SNTP from {}", settings.sntp_server);
     }
     let mut failure: Option<ConnectFailure> = None;
     for index in device_app::try_order(brokers.endpoints.len(), brokers.last_good) {
-        let Some(endpoint) = brokers.endpoints.get(index).copied() else { continue };
+        let Some(endpoint) = brokers.endpoints.get(index).copied() else {
+            continue;
+        };
         match connect_endpoint(endpoint, tls) {
             Ok(socket) => {
                 brokers.last_good = index;
@@ -347,7 +395,10 @@ fn connect(
                     }
                     _ => "",
                 };
-                warn!("connect to {}:{} failed: {cause}{hint}", endpoint.host, endpoint.port);
+                warn!(
+                    "connect to {}:{} failed: {cause}{hint}",
+                    endpoint.host, endpoint.port
+                );
                 // Waiting helps if it helps any endpoint; only when every one needs a person
                 // does the slow schedule apply.
                 let recovery = match (failure.as_ref().map(|f| f.recovery), cause.recovery()) {
@@ -358,24 +409,42 @@ fn connect(
             }
         }
     }
-    Err(failure.unwrap_or(ConnectFailure { cause: NetError::NameNotResolved, recovery: Recovery::Retry }))
+    Err(failure.unwrap_or(ConnectFailure {
+        cause: NetError::NameNotResolved,
+        recovery: Recovery::Retry,
+    }))
 }
 
 /// One endpoint: every address its name resolves to, in turn.
 fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<TlsSocket, NetError> {
     let host_name = nul_terminated(endpoint.host).ok_or(NetError::NameNotResolved)?;
-    let host_name = core::ffi::CStr::from_bytes_with_nul(host_name.as_bytes()).map_err(|_| NetError::NameNotResolved)?;
+    let host_name = core::ffi::CStr::from_bytes_with_nul(host_name.as_bytes())
+        .map_err(|_| NetError::NameNotResolved)?;
     info!("connecting to {}:{}", endpoint.host, endpoint.port);
     let addresses = net::resolve(host_name, endpoint.port)?;
     let mut last = NetError::NameNotResolved;
     for address in &addresses {
         let cpu_before = net::cpu_time_us();
-        match TlsSocket::connect(address, host_name, tls.sec_tags, tls.alpn, tls.forget_sessions) {
+        match TlsSocket::connect(
+            address,
+            host_name,
+            tls.sec_tags,
+            tls.alpn,
+            tls.forget_sessions,
+        ) {
             Ok(socket) => {
                 let suite = socket.cipher_suite();
-                info!("tls: connected to {} ({}, {})", endpoint.host, suite.version(), suite.name());
+                info!(
+                    "tls: connected to {} ({}, {})",
+                    endpoint.host,
+                    suite.version(),
+                    suite.name()
+                );
                 if let (Some((_, before)), Some((_, after))) = (cpu_before, net::cpu_time_us()) {
-                    info!("cpu: handshake took {} us of the MQTT thread", after.saturating_sub(before));
+                    info!(
+                        "cpu: handshake took {} us of the MQTT thread",
+                        after.saturating_sub(before)
+                    );
                 }
                 if let Some((used, peak, size)) = net::tls_heap() {
                     info!("tls: heap {used} bytes in use, peak {peak} of {size}");
@@ -384,7 +453,12 @@ fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<Tls
             }
             Err(cause) => {
                 if addresses.len() > 1 {
-                    info!("connect to {}:{} at one of its {} addresses failed: {cause}", endpoint.host, endpoint.port, addresses.len());
+                    info!(
+                        "connect to {}:{} at one of its {} addresses failed: {cause}",
+                        endpoint.host,
+                        endpoint.port,
+                        addresses.len()
+                    );
                 }
                 last = cause;
             }
@@ -394,12 +468,24 @@ fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<Tls
 }
 
 /// Runs one MQTT connection over `socket` until it ends; returns why it ended.
-fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket, device: &mut Device) -> Error {
+fn run_connection(
+    client: &mut Client<'_, TlsSocket, Uptime>,
+    socket: TlsSocket,
+    device: &mut Device,
+) -> Error {
     client.attach(socket);
     loop {
         let mut just_connected = false;
         // A benchmark with room in the outbox goes on at once; otherwise wait for input.
-        let wait_ms = if device.bench.as_ref().is_some_and(|run| run.has_room_for_more()) { 0 } else { ROUND_MS };
+        let wait_ms = if device
+            .bench
+            .as_ref()
+            .is_some_and(|run| run.has_room_for_more())
+        {
+            0
+        } else {
+            ROUND_MS
+        };
         let result = client.poll(wait_ms, &mut |event| match event {
             Event::Connected { session_present } => {
                 info!("mqtt: connected (session present: {session_present})");
@@ -426,7 +512,11 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
         });
         if let Err(cause) = result {
             // What the shell shows from now on is what the next connection sends again.
-            device.status.update(client.session(), device.counters.published, device.counters.reconnects);
+            device.status.update(
+                client.session(),
+                device.counters.published,
+                device.counters.reconnects,
+            );
             return cause;
         }
         if control::network_went_down() {
@@ -462,8 +552,11 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             }
         }
         while let Some(reply) = device.replies.pop_front() {
-            let topic =
-                if reply.to_error_topic { device.topics.reply_error() } else { device.topics.reply_ping() };
+            let topic = if reply.to_error_topic {
+                device.topics.reply_error()
+            } else {
+                device.topics.reply_ping()
+            };
             if let Err(cause) = session.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
                 warn!("mqtt: reply to {topic} not published: {cause}");
             }
@@ -473,7 +566,11 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
             device.next_telemetry = now.plus_ms(device.telemetry_interval_ms);
             publish_telemetry(client, device, now);
         }
-        device.status.update(client.session(), device.counters.published, device.counters.reconnects);
+        device.status.update(
+            client.session(),
+            device.counters.published,
+            device.counters.reconnects,
+        );
     }
 }
 
@@ -481,13 +578,21 @@ fn run_connection(client: &mut Client<'_, TlsSocket, Uptime>, socket: TlsSocket,
 fn serve_bench(session: &mut Session<'_>, device: &mut Device) {
     if let Some(run) = control::take_bench(device.topics.base(), Uptime.now().0) {
         if let Some(old) = device.bench.replace(run) {
-            warn!("bench: the one before stops after {} messages queued", old.queued());
+            warn!(
+                "bench: the one before stops after {} messages queued",
+                old.queued()
+            );
         }
     }
-    let Some(run) = device.bench.as_mut() else { return };
+    let Some(run) = device.bench.as_mut() else {
+        return;
+    };
     match run.feed(session) {
         Err(cause) => {
-            warn!("bench: stopped after {} messages queued: {cause}", run.queued());
+            warn!(
+                "bench: stopped after {} messages queued: {cause}",
+                run.queued()
+            );
             device.bench = None;
         }
         Ok(()) if run.finished(session) => {
@@ -503,7 +608,10 @@ fn on_message(device: &mut Device, topic: &str, payload: &[u8]) {
     let reply = match device_app::parse_command(&device.topics, topic, payload) {
         Ok(Command::Led { index, action }) => match device.leds.apply(index, action) {
             Ok(level) => {
-                info!("led{index}: {action:?} -> {}", if level { "on" } else { "off" });
+                info!(
+                    "led{index}: {action:?} -> {}",
+                    if level { "on" } else { "off" }
+                );
                 None
             }
             Err(cause) => {
@@ -514,7 +622,10 @@ fn on_message(device: &mut Device, topic: &str, payload: &[u8]) {
         Ok(Command::Ping { payload }) => {
             info!("mqtt: ping ({} bytes)", payload.len());
             match Vec::from_slice(payload) {
-                Ok(echo) => Some(Reply { to_error_topic: false, payload: echo }),
+                Ok(echo) => Some(Reply {
+                    to_error_topic: false,
+                    payload: echo,
+                }),
                 Err(()) => error_reply(CommandError::BadPayload, topic),
             }
         }
@@ -534,10 +645,17 @@ fn error_reply(cause: CommandError, topic: &str) -> Option<Reply> {
     let mut buf = [0u8; REPLY_CAPACITY];
     let written = device_app::format_error_reply(cause, topic, &mut buf).ok()?;
     let payload = Vec::from_slice(buf.get(..written)?).ok()?;
-    Some(Reply { to_error_topic: true, payload })
+    Some(Reply {
+        to_error_topic: true,
+        payload,
+    })
 }
 
-fn publish_telemetry(client: &mut Client<'_, TlsSocket, Uptime>, device: &mut Device, now: Instant) {
+fn publish_telemetry(
+    client: &mut Client<'_, TlsSocket, Uptime>,
+    device: &mut Device,
+    now: Instant,
+) {
     let session = client.session();
     let telemetry = Telemetry {
         uptime_s: now.0 / 1000,

@@ -177,7 +177,12 @@ fn serve(session: &mut Session<'_>, status: &mut Status, request: &ffi::PublishR
     }
     let outcome = publish(session, request);
     status.update_queues(session);
-    let mut answer = ffi::PublishAnswer { queued: 0, message_id: 0, outbox: 0, reason: [0; 96] };
+    let mut answer = ffi::PublishAnswer {
+        queued: 0,
+        message_id: 0,
+        outbox: 0,
+        reason: [0; 96],
+    };
     match outcome {
         Ok(MessageId(id)) => {
             info!("control: pub #{} queued as message {id}", request.ticket);
@@ -207,11 +212,19 @@ fn qos_from_wire(qos: u8) -> Option<QoS> {
     }
 }
 
-fn publish(session: &mut Session<'_>, request: &ffi::PublishRequest) -> Result<MessageId, Rejection> {
+fn publish(
+    session: &mut Session<'_>,
+    request: &ffi::PublishRequest,
+) -> Result<MessageId, Rejection> {
     let qos = qos_from_wire(request.qos).ok_or(Rejection::MalformedRequest)?;
-    let topic = request.topic.get(..usize::from(request.topic_len)).ok_or(Rejection::MalformedRequest)?;
-    let payload =
-        request.payload.get(..usize::from(request.payload_len)).ok_or(Rejection::MalformedRequest)?;
+    let topic = request
+        .topic
+        .get(..usize::from(request.topic_len))
+        .ok_or(Rejection::MalformedRequest)?;
+    let payload = request
+        .payload
+        .get(..usize::from(request.payload_len))
+        .ok_or(Rejection::MalformedRequest)?;
     let topic = core::str::from_utf8(topic).map_err(|_| Rejection::TopicNotUtf8)?;
     crate::outbox_journal::publish(session, topic, payload, qos, false).map_err(Rejection::Session)
 }
@@ -257,7 +270,11 @@ pub struct BenchRun {
 
 /// The benchmark `mqtt bench` left, if any, ready to run under `base_topic`.
 pub fn take_bench(base_topic: &str, now_ms: u64) -> Option<BenchRun> {
-    let mut request = ffi::BenchRequest { count: 0, payload_len: 0, qos: 0 };
+    let mut request = ffi::BenchRequest {
+        count: 0,
+        payload_len: 0,
+        qos: 0,
+    };
     // SAFETY: request is a valid BenchRequest with the C struct's layout; the C side writes it
     // under its lock and keeps no pointer.
     if !unsafe { ffi::app_control_take_bench(&mut request) } {
@@ -279,8 +296,18 @@ pub fn take_bench(base_topic: &str, now_ms: u64) -> Option<BenchRun> {
         warn!("bench: refused: topic longer than {MAX_TOPIC_LEN} bytes");
         return None;
     }
-    info!("bench: {} messages, {qos:?}, {} bytes, to {topic}", plan.total(), plan.payload_len());
-    Some(BenchRun { plan, qos, topic, started_ms: now_ms, outbox_was_full: false })
+    info!(
+        "bench: {} messages, {qos:?}, {} bytes, to {topic}",
+        plan.total(),
+        plan.payload_len()
+    );
+    Some(BenchRun {
+        plan,
+        qos,
+        topic,
+        started_ms: now_ms,
+        outbox_was_full: false,
+    })
 }
 
 impl BenchRun {

@@ -79,7 +79,11 @@ pub fn builtin_mqtt_password() -> Option<&'static [u8]> {
 }
 
 /// Registers `data` as `kind` under `sec_tag`, replacing what was there.
-pub fn register(sec_tag: i32, kind: CredentialKind, data: &'static [u8]) -> Result<(), CredentialError> {
+pub fn register(
+    sec_tag: i32,
+    kind: CredentialKind,
+    data: &'static [u8],
+) -> Result<(), CredentialError> {
     // SAFETY: plain call; deleting a credential that is not there fails harmlessly (-ENOENT).
     let _ = unsafe { ffi::app_credential_delete(sec_tag, kind as c_int) };
     // SAFETY: data is 'static, as the credential store keeps the pointer.
@@ -115,7 +119,9 @@ pub fn builtin_extra_ca(index: usize) -> Option<&'static [u8]> {
 
 /// The tag of the `index`-th further trust anchor.
 fn extra_ca_tag(sec_tag: i32, index: usize) -> Option<i32> {
-    sec_tag.checked_add(i32::try_from(index).ok()?)?.checked_add(1)
+    sec_tag
+        .checked_add(i32::try_from(index).ok()?)?
+        .checked_add(1)
 }
 
 /// Registers the image's further trust anchors under the tags after `sec_tag`; returns how

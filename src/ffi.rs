@@ -139,6 +139,11 @@ extern "C" {
     pub fn app_credentials_record_max() -> usize;
     pub fn app_parse_certificate(der: *const u8, len: usize) -> c_int;
     pub fn app_parse_private_key(der: *const u8, len: usize) -> c_int;
-    pub fn app_key_matches_certificate(cert: *const u8, cert_len: usize, key: *const u8, key_len: usize) -> bool;
+    pub fn app_key_matches_certificate(
+        cert: *const u8,
+        cert_len: usize,
+        key: *const u8,
+        key_len: usize,
+    ) -> bool;
     pub fn app_fingerprint(is_key: bool, der: *const u8, len: usize, digest: *mut u8) -> c_int;
 }

@@ -41,7 +41,10 @@ impl Leds {
         let led2 = zephyr::devicetree::aliases::led2::get_instance();
         #[cfg(not(dt = "aliases::led2"))]
         let led2 = None;
-        Self { pins: [ready(led0), ready(led1), ready(led2)], levels: [false; LED_COUNT as usize] }
+        Self {
+            pins: [ready(led0), ready(led1), ready(led2)],
+            levels: [false; LED_COUNT as usize],
+        }
     }
 
     /// How many LEDs are usable.
@@ -52,7 +55,11 @@ impl Leds {
     /// Carries out `action` on LED `index`; returns the level it is now driven to.
     pub fn apply(&mut self, index: u8, action: LedAction) -> Result<bool, LedError> {
         let slot = usize::from(index);
-        let pin = self.pins.get_mut(slot).and_then(Option::as_mut).ok_or(LedError::Unavailable)?;
+        let pin = self
+            .pins
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(LedError::Unavailable)?;
         let level = self.levels.get_mut(slot).ok_or(LedError::Unavailable)?;
         *level = match action {
             LedAction::On => true,

@@ -260,18 +260,36 @@ pub struct SocketAddress {
 
 /// Every address `host` resolves to (DNS, or a literal address) for `port`, at most
 /// [`MAX_ADDRESSES`], in the resolver's order.
-pub fn resolve(host: &CStr, port: u16) -> Result<heapless::Vec<SocketAddress, MAX_ADDRESSES>, NetError> {
+pub fn resolve(
+    host: &CStr,
+    port: u16,
+) -> Result<heapless::Vec<SocketAddress, MAX_ADDRESSES>, NetError> {
     let mut bytes = [[0u8; ADDRESS_SIZE]; MAX_ADDRESSES];
     let mut lens = [0usize; MAX_ADDRESSES];
     // SAFETY: host is NUL-terminated; bytes and lens have MAX_ADDRESSES entries each and the
     // shim writes at most that many, each within ADDRESS_SIZE bytes.
-    let ret = unsafe { ffi::app_resolve(host.as_ptr(), port, bytes.as_mut_ptr(), lens.as_mut_ptr(), MAX_ADDRESSES) };
+    let ret = unsafe {
+        ffi::app_resolve(
+            host.as_ptr(),
+            port,
+            bytes.as_mut_ptr(),
+            lens.as_mut_ptr(),
+            MAX_ADDRESSES,
+        )
+    };
     let count = match check(ret) {
         Ok(count) => usize::try_from(count).unwrap_or(0).min(MAX_ADDRESSES),
-        Err(NetError::Unreachable) | Err(NetError::Other(_)) => return Err(NetError::NameNotResolved),
+        Err(NetError::Unreachable) | Err(NetError::Other(_)) => {
+            return Err(NetError::NameNotResolved)
+        }
         Err(other) => return Err(other),
     };
-    Ok(bytes.iter().zip(lens).take(count).map(|(bytes, len)| SocketAddress { bytes: *bytes, len }).collect())
+    Ok(bytes
+        .iter()
+        .zip(lens)
+        .take(count)
+        .map(|(bytes, len)| SocketAddress { bytes: *bytes, len })
+        .collect())
 }
 
 /// Waits until the network can reach the broker (DHCPv4 bound on the board; at once with
@@ -370,31 +388,54 @@ impl TlsSocket {
         forget_sessions: bool,
     ) -> Result<Self, NetError> {
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
-        let fd = step(TlsSetup::Socket, unsafe { ffi::app_tls_socket(address.bytes.as_ptr()) })?;
+        let fd = step(TlsSetup::Socket, unsafe {
+            ffi::app_tls_socket(address.bytes.as_ptr())
+        })?;
         // From here on, dropping `socket` closes the descriptor on every error path.
-        let socket = TlsSocket { fd, read_timeout_ms: 0 };
+        let socket = TlsSocket {
+            fd,
+            read_timeout_ms: 0,
+        };
         // SAFETY: fd is an open socket owned by `socket`.
-        step(TlsSetup::PeerVerify, unsafe { ffi::app_tls_require_peer_verification(fd) })?;
-        let mut tags = sec_tags.first().map(|&tag| crate::credentials::sec_tags(tag)).unwrap_or_default();
+        step(TlsSetup::PeerVerify, unsafe {
+            ffi::app_tls_require_peer_verification(fd)
+        })?;
+        let mut tags = sec_tags
+            .first()
+            .map(|&tag| crate::credentials::sec_tags(tag))
+            .unwrap_or_default();
         for &tag in sec_tags.iter().skip(1) {
             if !tags.contains(&tag) {
-                tags.push(tag).map_err(|_| NetError::Rejected(TlsSetup::Credentials))?;
+                tags.push(tag)
+                    .map_err(|_| NetError::Rejected(TlsSetup::Credentials))?;
             }
         }
         // SAFETY: the pointer and count describe a live local; Zephyr copies the tags.
-        step(TlsSetup::Credentials, unsafe { ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len()) })?;
+        step(TlsSetup::Credentials, unsafe {
+            ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len())
+        })?;
         // SAFETY: host_name is NUL-terminated; mbedTLS copies it.
-        step(TlsSetup::HostName, unsafe { ffi::app_tls_set_hostname(fd, host_name.as_ptr()) })?;
+        step(TlsSetup::HostName, unsafe {
+            ffi::app_tls_set_hostname(fd, host_name.as_ptr())
+        })?;
         // SAFETY: alpn is NUL-terminated; the shim copies it into static storage.
-        step(TlsSetup::Alpn, unsafe { ffi::app_tls_set_alpn(fd, alpn.as_ptr()) })?;
+        step(TlsSetup::Alpn, unsafe {
+            ffi::app_tls_set_alpn(fd, alpn.as_ptr())
+        })?;
         // SAFETY: fd is an open socket owned by `socket`.
-        step(TlsSetup::SessionCache, unsafe { ffi::app_tls_enable_session_cache(fd) })?;
+        step(TlsSetup::SessionCache, unsafe {
+            ffi::app_tls_enable_session_cache(fd)
+        })?;
         if forget_sessions {
             // SAFETY: fd is an open socket owned by `socket`.
-            step(TlsSetup::SessionCache, unsafe { ffi::app_tls_purge_session_cache(fd) })?;
+            step(TlsSetup::SessionCache, unsafe {
+                ffi::app_tls_purge_session_cache(fd)
+            })?;
         }
         // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
-        step(TlsSetup::VerifyCallback, unsafe { ffi::app_tls_check_peer_certificate(fd) })?;
+        step(TlsSetup::VerifyCallback, unsafe {
+            ffi::app_tls_check_peer_certificate(fd)
+        })?;
         // SAFETY: address.bytes holds address.len bytes of a struct sockaddr.
         let connected = check(unsafe { ffi::app_connect(fd, address.bytes.as_ptr(), address.len) });
         match connected {

@@ -29,7 +29,10 @@ struct Journal {
     record: Vec<u8, RECORD_MAX>,
 }
 
-static JOURNAL: Mutex<Journal> = Mutex::new(Journal { ids: [None; SLOTS], record: Vec::new() });
+static JOURNAL: Mutex<Journal> = Mutex::new(Journal {
+    ids: [None; SLOTS],
+    record: Vec::new(),
+});
 
 fn slot_number(slot: usize) -> c_int {
     c_int::try_from(slot).unwrap_or(c_int::MAX)
@@ -49,11 +52,19 @@ fn delete(slot: usize) {
     // SAFETY: plain call; deleting a record that is not there is harmless.
     let ret = unsafe { ffi::app_outbox_delete(slot_number(slot)) };
     if ret < 0 {
-        warn!("outbox: record {slot} not deleted from flash (errno {})", ret.saturating_neg());
+        warn!(
+            "outbox: record {slot} not deleted from flash (errno {})",
+            ret.saturating_neg()
+        );
     }
 }
 
-fn encode(record: &mut Vec<u8, RECORD_MAX>, topic: &str, payload: &[u8], retain: bool) -> Option<()> {
+fn encode(
+    record: &mut Vec<u8, RECORD_MAX>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> Option<()> {
     record.clear();
     record.push(u8::from(retain)).ok()?;
     record.push(u8::try_from(topic.len()).ok()?).ok()?;
@@ -96,7 +107,10 @@ pub fn publish(
         Some(()) => match save(slot, record) {
             Ok(()) => true,
             Err(errno) => {
-                warn!("outbox: not journaled (errno {}); kept in RAM only", errno.saturating_neg());
+                warn!(
+                    "outbox: not journaled (errno {}); kept in RAM only",
+                    errno.saturating_neg()
+                );
                 false
             }
         },
@@ -145,9 +159,13 @@ pub fn restore(session: &mut Session<'_>) {
         record.clear();
         let _ = record.resize_default(RECORD_MAX);
         // SAFETY: record has RECORD_MAX initialized bytes; the shim writes at most that many.
-        let len = unsafe { ffi::app_outbox_load(slot_number(slot), record.as_mut_ptr(), record.len()) };
+        let len =
+            unsafe { ffi::app_outbox_load(slot_number(slot), record.as_mut_ptr(), record.len()) };
         let Ok(len) = usize::try_from(len) else {
-            warn!("outbox: record {slot} unreadable (errno {}); dropped", len.saturating_neg());
+            warn!(
+                "outbox: record {slot} unreadable (errno {}); dropped",
+                len.saturating_neg()
+            );
             delete(slot);
             continue;
         };
@@ -156,7 +174,9 @@ pub fn restore(session: &mut Session<'_>) {
         }
         record.truncate(len);
         let queued = match decode(record) {
-            Some((topic, payload, retain)) => session.publish(topic, payload, QoS::AtLeastOnce, retain).ok(),
+            Some((topic, payload, retain)) => session
+                .publish(topic, payload, QoS::AtLeastOnce, retain)
+                .ok(),
             None => None,
         };
         match (queued, ids.get_mut(slot)) {

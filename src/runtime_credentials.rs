@@ -16,8 +16,8 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{info, warn};
 use provisioning::{
-    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind, ProvisionError,
-    Provisioner, Source, MAX_RECORD,
+    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
+    ProvisionError, Provisioner, Source, MAX_RECORD,
 };
 use zephyr::sync::Mutex;
 
@@ -27,8 +27,10 @@ struct Operator {
     record: [u8; MAX_RECORD],
 }
 
-static OPERATOR: Mutex<Operator> =
-    Mutex::new(Operator { provisioner: Provisioner::new(), record: [0; MAX_RECORD] });
+static OPERATOR: Mutex<Operator> = Mutex::new(Operator {
+    provisioner: Provisioner::new(),
+    record: [0; MAX_RECORD],
+});
 
 /// The set registered in the TLS credential store, which keeps pointers into it.
 static ACTIVE: Mutex<CredentialSet> = Mutex::new(CredentialSet::image());
@@ -57,7 +59,8 @@ struct MbedTls;
 
 /// What the TLS profile takes (Kconfig `APP_TLS_PROFILE`), as `cred` names it in a refusal.
 #[cfg(CONFIG_APP_TLS_PROFILE_INTEROP)]
-const ACCEPTED: &str = "this build (APP_TLS_PROFILE_INTEROP) takes RSA 2048-4096, ECDSA P-256 and P-384";
+const ACCEPTED: &str =
+    "this build (APP_TLS_PROFILE_INTEROP) takes RSA 2048-4096, ECDSA P-256 and P-384";
 #[cfg(not(CONFIG_APP_TLS_PROFILE_INTEROP))]
 const ACCEPTED: &str =
     "this build (APP_TLS_PROFILE_COMPACT) takes only ECDSA P-256; fix: build with CONFIG_APP_TLS_PROFILE_INTEROP=y";
@@ -106,7 +109,12 @@ impl Inspector for MbedTls {
     fn key_matches_certificate(&mut self, certificate: &[u8], key: &[u8]) -> bool {
         // SAFETY: both pointer/length pairs describe live slices; nothing is kept.
         unsafe {
-            ffi::app_key_matches_certificate(certificate.as_ptr(), certificate.len(), key.as_ptr(), key.len())
+            ffi::app_key_matches_certificate(
+                certificate.as_ptr(),
+                certificate.len(),
+                key.as_ptr(),
+                key.len(),
+            )
         }
     }
 
@@ -114,7 +122,12 @@ impl Inspector for MbedTls {
         let mut digest = [0u8; 32];
         // SAFETY: `der` is a live slice and `digest` has the 32 bytes the shim writes.
         let ret = unsafe {
-            ffi::app_fingerprint(kind == Kind::DeviceKey, der.as_ptr(), der.len(), digest.as_mut_ptr())
+            ffi::app_fingerprint(
+                kind == Kind::DeviceKey,
+                der.as_ptr(),
+                der.len(),
+                digest.as_mut_ptr(),
+            )
         };
         (ret == 0).then_some(digest)
     }
@@ -134,7 +147,10 @@ fn read_record(buf: &mut [u8]) -> Result<Option<usize>, Errno> {
 /// Boot: the operator's staged set starts as the stored one.
 pub fn init() {
     let mut operator = lock(&OPERATOR);
-    let Operator { provisioner, record } = &mut *operator;
+    let Operator {
+        provisioner,
+        record,
+    } = &mut *operator;
     let loaded = match read_record(record) {
         Ok(Some(len)) => provisioner.load(record.get(..len)),
         Ok(None) => provisioner.load(None),
@@ -201,11 +217,16 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
             Source::Provisioned(_) => "provisioned",
             _ => "image",
         };
-        info!("credentials: {} from the {origin} ({} bytes)", kind.name(), der.len());
+        info!(
+            "credentials: {} from the {origin} ({} bytes)",
+            kind.name(),
+            der.len()
+        );
         installed.mutual_tls |= kind == Kind::DeviceKey;
     }
     if active.source(Kind::Ca) == Source::Image {
-        let count = credentials::register_extra_cas(sec_tag).map_err(|e| (CredentialKind::Ca, e))?;
+        let count =
+            credentials::register_extra_cas(sec_tag).map_err(|e| (CredentialKind::Ca, e))?;
         if count > 0 {
             info!("credentials: {count} further trust anchor(s) from the image");
         }
@@ -224,7 +245,10 @@ impl core::fmt::Write for Answer<'_> {
         // Keep one byte for the NUL.
         let room = self.buf.len().saturating_sub(self.len + 1);
         let take = s.len().min(room);
-        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + take), s.as_bytes().get(..take)) {
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            s.as_bytes().get(..take),
+        ) {
             dst.copy_from_slice(src);
             self.len += take;
         }
@@ -251,7 +275,10 @@ impl core::fmt::Display for CommandError {
         match self {
             CommandError::Provision(cause) => write!(f, "{cause}"),
             CommandError::Storage(Errno(errno)) => {
-                write!(f, "not stored: flash write failed (errno {errno}); staged set kept")
+                write!(
+                    f,
+                    "not stored: flash write failed (errno {errno}); staged set kept"
+                )
             }
         }
     }
@@ -269,13 +296,20 @@ const OP_LIST: c_int = 7;
 
 fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandError> {
     let mut operator = lock(&OPERATOR);
-    let Operator { provisioner, record } = &mut *operator;
+    let Operator {
+        provisioner,
+        record,
+    } = &mut *operator;
     let kind = || Kind::from_name(arg).ok_or(CommandError::Provision(ProvisionError::UnknownKind));
     match op {
         OP_BEGIN => {
             let kind = kind()?;
             provisioner.begin(kind)?;
-            let _ = write!(out, "upload of {} open: send base64 lines with `cred data`, then `cred end`", kind.name());
+            let _ = write!(
+                out,
+                "upload of {} open: send base64 lines with `cred data`, then `cred end`",
+                kind.name()
+            );
         }
         OP_DATA => {
             provisioner.data(arg)?;
@@ -285,13 +319,20 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
         }
         OP_END => {
             let kind = provisioner.end(&mut MbedTls)?;
-            let _ = write!(out, "{} staged; `cred commit` stores the staged set", kind.name());
+            let _ = write!(
+                out,
+                "{} staged; `cred commit` stores the staged set",
+                kind.name()
+            );
         }
         OP_ABORT => {
             provisioner.abort_upload();
             let stored = read_record(record).ok().flatten();
             let _ = provisioner.load(stored.and_then(|len| record.get(..len)));
-            let _ = write!(out, "upload and staged changes dropped; stored set unchanged");
+            let _ = write!(
+                out,
+                "upload and staged changes dropped; stored set unchanged"
+            );
         }
         OP_DELETE => {
             let kind = kind()?;
@@ -317,7 +358,10 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
             COMMITTED.store(true, Ordering::Release);
             crate::control::wake();
             info!("credentials: new set stored ({len} bytes); used from the next connection on");
-            let _ = write!(out, "stored ({len} bytes); used from the next connection on");
+            let _ = write!(
+                out,
+                "stored ({len} bytes); used from the next connection on"
+            );
         }
         OP_LIST => {
             let image = image();
@@ -340,7 +384,13 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
 
 /// The `cred` shell commands' entry point: >= 0 done, < 0 refused; `out` holds the answer.
 #[no_mangle]
-extern "C" fn app_cred_command(op: c_int, arg: *const c_char, arg_len: usize, out: *mut u8, out_cap: usize) -> c_int {
+extern "C" fn app_cred_command(
+    op: c_int,
+    arg: *const c_char,
+    arg_len: usize,
+    out: *mut u8,
+    out_cap: usize,
+) -> c_int {
     if out.is_null() || out_cap == 0 {
         return -1;
     }

@@ -31,16 +31,24 @@ pub struct Settings {
 
 // Kconfig's `range` makes these conversions lossless; the assertions make a wrong range a
 // build error rather than a silent truncation.
-const _: () = assert!(kconfig::CONFIG_APP_BROKER_PORT >= 1 && kconfig::CONFIG_APP_BROKER_PORT <= 65535);
-const _: () = assert!(kconfig::CONFIG_APP_MQTT_KEEPALIVE_S >= 0 && kconfig::CONFIG_APP_MQTT_KEEPALIVE_S <= 65535);
+const _: () =
+    assert!(kconfig::CONFIG_APP_BROKER_PORT >= 1 && kconfig::CONFIG_APP_BROKER_PORT <= 65535);
+const _: () = assert!(
+    kconfig::CONFIG_APP_MQTT_KEEPALIVE_S >= 0 && kconfig::CONFIG_APP_MQTT_KEEPALIVE_S <= 65535
+);
 const _: () = assert!(kconfig::CONFIG_APP_MQTT_PING_TIMEOUT_MS > 0);
 const _: () = assert!(kconfig::CONFIG_APP_MQTT_INFLIGHT_WINDOW >= 1);
-const _: () = assert!(kconfig::CONFIG_APP_TLS_SEC_TAG >= 1 && kconfig::CONFIG_APP_TLS_SEC_TAG <= i32::MAX as isize);
-const _: () = assert!(kconfig::CONFIG_APP_RECONNECT_BASE_MS > 0 && kconfig::CONFIG_APP_RECONNECT_CAP_MS > 0);
 const _: () = assert!(
-    kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S >= 1 && kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S <= 86_400
+    kconfig::CONFIG_APP_TLS_SEC_TAG >= 1 && kconfig::CONFIG_APP_TLS_SEC_TAG <= i32::MAX as isize
 );
-const _: () = assert!(kconfig::CONFIG_APP_NETWORK_WAIT_S > 0 && kconfig::CONFIG_APP_NETWORK_WAIT_S <= 3600);
+const _: () =
+    assert!(kconfig::CONFIG_APP_RECONNECT_BASE_MS > 0 && kconfig::CONFIG_APP_RECONNECT_CAP_MS > 0);
+const _: () = assert!(
+    kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S >= 1
+        && kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S <= 86_400
+);
+const _: () =
+    assert!(kconfig::CONFIG_APP_NETWORK_WAIT_S > 0 && kconfig::CONFIG_APP_NETWORK_WAIT_S <= 3600);
 const _: () = assert!(kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S > 0);
 
 /// The broker port given on the native_sim command line (`--broker-port`), if any.
@@ -160,7 +168,8 @@ impl Settings {
             sec_tag: kconfig::CONFIG_APP_TLS_SEC_TAG as i32,
             reconnect_base_ms: kconfig::CONFIG_APP_RECONNECT_BASE_MS as u32,
             reconnect_cap_ms: kconfig::CONFIG_APP_RECONNECT_CAP_MS as u32,
-            reconnect_attention_cap_ms: (kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S as u32) * 1000,
+            reconnect_attention_cap_ms: (kconfig::CONFIG_APP_RECONNECT_ATTENTION_CAP_S as u32)
+                * 1000,
             network_wait_ms: (kconfig::CONFIG_APP_NETWORK_WAIT_S * 1000) as i32,
             telemetry_interval_ms: (kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S as u64) * 1000,
             sntp_server: kconfig::CONFIG_APP_SNTP_SERVER,

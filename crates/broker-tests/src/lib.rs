@@ -1,4 +1,4 @@
-//! Host integration tests (STYLE.md tier 4): `mqtt-core` against a real Mosquitto that each
+//! Host integration tests (tier 4): `mqtt-core` against a real Mosquitto that each
 //! test starts itself on a free loopback port, over plain TCP and over TLS with client
 //! certificates made by the project's own `certs/mkcerts`.
 //!

@@ -144,5 +144,8 @@ fn connect_refused_as_not_authorized_is_retried_on_the_slow_schedule() {
     let config = BackoffConfig::default();
     let mut backoff = Backoff::new(config, 1);
     let delay = backoff.next_delay_ms(error.recovery());
-    assert!(delay >= config.cap_ms / 2 && delay <= config.cap_ms, "{delay} ms");
+    assert!(
+        delay >= config.cap_ms / 2 && delay <= config.cap_ms,
+        "{delay} ms"
+    );
 }

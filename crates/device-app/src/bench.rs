@@ -43,7 +43,11 @@ impl PublishBench {
         if !(BENCH_PAYLOAD_MIN..=BENCH_PAYLOAD_MAX).contains(&payload_len) {
             return Err(BenchError::PayloadSize);
         }
-        Ok(Self { total, queued: 0, payload_len })
+        Ok(Self {
+            total,
+            queued: 0,
+            payload_len,
+        })
     }
 
     /// The next message's payload, written into `buf`: its sequence number (from 0) in
@@ -115,7 +119,10 @@ mod tests {
     #[test]
     fn messages_are_numbered_from_zero_and_padded_to_the_size() {
         let mut bench = PublishBench::new(3, 12).unwrap();
-        assert_eq!(payloads(&mut bench), ["0...........", "1...........", "2..........."]);
+        assert_eq!(
+            payloads(&mut bench),
+            ["0...........", "1...........", "2..........."]
+        );
         assert!(bench.all_queued());
         assert_eq!(bench.queued(), 3);
     }
@@ -143,8 +150,14 @@ mod tests {
     #[test]
     fn bad_plans_are_refused() {
         assert_eq!(PublishBench::new(0, 64), Err(BenchError::NoMessages));
-        assert_eq!(PublishBench::new(1, BENCH_PAYLOAD_MIN - 1), Err(BenchError::PayloadSize));
-        assert_eq!(PublishBench::new(1, BENCH_PAYLOAD_MAX + 1), Err(BenchError::PayloadSize));
+        assert_eq!(
+            PublishBench::new(1, BENCH_PAYLOAD_MIN - 1),
+            Err(BenchError::PayloadSize)
+        );
+        assert_eq!(
+            PublishBench::new(1, BENCH_PAYLOAD_MAX + 1),
+            Err(BenchError::PayloadSize)
+        );
         assert!(PublishBench::new(1, BENCH_PAYLOAD_MAX).is_ok());
     }
 

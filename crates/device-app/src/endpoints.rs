@@ -58,14 +58,25 @@ pub fn parse_endpoints<'a>(
         if host.is_empty() || host.len() > 253 || host.contains(':') {
             return Err(EndpointError::BadHost);
         }
-        let port = port.parse::<u16>().ok().filter(|&p| p != 0).ok_or(EndpointError::BadPort)?;
-        endpoints.push(Endpoint { host, port }).map_err(|_| EndpointError::TooMany)?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or(EndpointError::BadPort)?;
+        endpoints
+            .push(Endpoint { host, port })
+            .map_err(|_| EndpointError::TooMany)?;
     }
     if endpoints.is_empty() {
         if default_host.is_empty() || default_port == 0 {
             return Err(EndpointError::Empty);
         }
-        endpoints.push(Endpoint { host: default_host, port: default_port }).map_err(|_| EndpointError::TooMany)?;
+        endpoints
+            .push(Endpoint {
+                host: default_host,
+                port: default_port,
+            })
+            .map_err(|_| EndpointError::TooMany)?;
     }
     Ok(endpoints)
 }
@@ -84,7 +95,13 @@ mod tests {
     #[test]
     fn a_blank_list_means_the_single_configured_broker() {
         let endpoints = parse_endpoints("  ", "broker.example.com", 8883).unwrap();
-        assert_eq!(endpoints.as_slice(), [Endpoint { host: "broker.example.com", port: 8883 }]);
+        assert_eq!(
+            endpoints.as_slice(),
+            [Endpoint {
+                host: "broker.example.com",
+                port: 8883
+            }]
+        );
     }
 
     #[test]
@@ -96,17 +113,35 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_bad_ports_and_hosts() {
-        assert_eq!(parse_endpoints("a.example", "x", 1), Err(EndpointError::BadHost));
-        assert_eq!(parse_endpoints(":8883", "x", 1), Err(EndpointError::BadHost));
+        assert_eq!(
+            parse_endpoints("a.example", "x", 1),
+            Err(EndpointError::BadHost)
+        );
+        assert_eq!(
+            parse_endpoints(":8883", "x", 1),
+            Err(EndpointError::BadHost)
+        );
         assert_eq!(parse_endpoints("a:0", "x", 1), Err(EndpointError::BadPort));
-        assert_eq!(parse_endpoints("a:65536", "x", 1), Err(EndpointError::BadPort));
-        assert_eq!(parse_endpoints("a:http", "x", 1), Err(EndpointError::BadPort));
-        assert_eq!(parse_endpoints("::1:8883", "x", 1), Err(EndpointError::BadHost));
+        assert_eq!(
+            parse_endpoints("a:65536", "x", 1),
+            Err(EndpointError::BadPort)
+        );
+        assert_eq!(
+            parse_endpoints("a:http", "x", 1),
+            Err(EndpointError::BadPort)
+        );
+        assert_eq!(
+            parse_endpoints("::1:8883", "x", 1),
+            Err(EndpointError::BadHost)
+        );
     }
 
     #[test]
     fn rejects_more_endpoints_than_it_keeps() {
-        assert_eq!(parse_endpoints("a:1 b:2 c:3 d:4 e:5", "x", 1), Err(EndpointError::TooMany));
+        assert_eq!(
+            parse_endpoints("a:1 b:2 c:3 d:4 e:5", "x", 1),
+            Err(EndpointError::TooMany)
+        );
         assert_eq!(parse_endpoints("a:1 b:2 c:3 d:4", "x", 1).unwrap().len(), 4);
     }
 

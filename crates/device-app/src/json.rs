@@ -36,7 +36,8 @@ pub struct Telemetry<'a> {
     pub cipher: &'a str,
 }
 
-/// JSON for reply/error: {"error":"<code>","topic":"<topic, JSON-escaped>"} ; returns bytes written or FormatError::BufferTooSmall
+/// JSON for reply/error: `{"error":"<code>","topic":"<topic, JSON-escaped>"}`; returns the bytes
+/// written or `FormatError::BufferTooSmall`.
 pub fn format_error_reply(
     error: CommandError,
     topic: &str,

@@ -4,7 +4,12 @@
 //!
 //! `cargo bench -p mqtt-core --bench throughput`. Host numbers only bound what a Cortex-M4
 //! does; they show regressions and where the time goes, not the firmware's rate.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mqtt_core::framing::{self, FrameReader};
@@ -41,9 +46,15 @@ fn connected_session() -> Session<'static> {
     let mut session = Session::new(SessionConfig::new(connect)).unwrap();
     session.handle_connected(Instant(0));
     let mut buf = [0u8; 256];
-    session.poll_transmit(Instant(0), &mut buf).unwrap().unwrap();
+    session
+        .poll_transmit(Instant(0), &mut buf)
+        .unwrap()
+        .unwrap();
     session.handle_bytes(&[0x20, 0x02, 0x00, 0x00]);
-    assert!(matches!(session.poll_event(), Some(Event::Connected { .. })));
+    assert!(matches!(
+        session.poll_event(),
+        Some(Event::Connected { .. })
+    ));
     session
 }
 
@@ -85,7 +96,9 @@ fn outbound_qos1(c: &mut Criterion) {
         let mut session = connected_session();
         let mut tx = [0u8; 1024];
         b.iter(|| {
-            let id = session.publish(TOPIC, black_box(PAYLOAD), QoS::AtLeastOnce, false).unwrap();
+            let id = session
+                .publish(TOPIC, black_box(PAYLOAD), QoS::AtLeastOnce, false)
+                .unwrap();
             let n = session.poll_transmit(Instant(0), &mut tx).unwrap().unwrap();
             let [high, low] = pid_of(&tx[..n]);
             assert_eq!(session.handle_bytes(&[0x40, 0x02, high, low]), 4);

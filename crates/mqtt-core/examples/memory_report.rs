@@ -7,7 +7,12 @@
 //! global allocator, and fails if the core allocated even once.
 //!
 //! `cargo run -p mqtt-core --example memory_report`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use mqtt_core::driver::{Client, Clock, ReadTimeout};
 use mqtt_core::framing::{parse_fixed_header, FrameReader};
@@ -187,13 +192,21 @@ fn main() {
     broker_b.borrow_mut().session_present = true;
     let mut counts = Counts::default();
     let payload = [0x42u8; 200];
-    let inbound_qos1: [u8; 11] = [0x32, 0x09, 0x00, 0x03, b'c', b'm', b'd', 0x00, 0x05, b'o', b'n'];
-    let inbound_qos2: [u8; 11] = [0x34, 0x09, 0x00, 0x03, b'c', b'm', b'd', 0x00, 0x06, b'o', b'f'];
+    let inbound_qos1: [u8; 11] = [
+        0x32, 0x09, 0x00, 0x03, b'c', b'm', b'd', 0x00, 0x05, b'o', b'n',
+    ];
+    let inbound_qos2: [u8; 11] = [
+        0x34, 0x09, 0x00, 0x03, b'c', b'm', b'd', 0x00, 0x06, b'o', b'f',
+    ];
 
     // The counter counts: one Vec, one allocation.
     let probe = Region::new(GLOBAL);
     let probe_vec = std::hint::black_box(vec![0u8; 16]);
-    assert_eq!(probe.change().allocations, 1, "the counting allocator is not in place");
+    assert_eq!(
+        probe.change().allocations,
+        1,
+        "the counting allocator is not in place"
+    );
     drop(probe_vec);
 
     // Construction is counted too: the session and client are plain values.
@@ -209,13 +222,23 @@ fn main() {
         Event::ConnectionLost(_) => counts.lost += 1,
     };
 
-    client.connect(MemoryTransport(&broker_a), &mut on_event).unwrap();
-    client.session().subscribe(&[("cmd", QoS::AtLeastOnce)]).unwrap();
+    client
+        .connect(MemoryTransport(&broker_a), &mut on_event)
+        .unwrap();
+    client
+        .session()
+        .subscribe(&[("cmd", QoS::AtLeastOnce)])
+        .unwrap();
     for round in 0..200u32 {
         let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][(round % 3) as usize];
         client
             .session()
-            .publish("devices/dev-1/telemetry", &payload[..(round % 200) as usize], qos, false)
+            .publish(
+                "devices/dev-1/telemetry",
+                &payload[..(round % 200) as usize],
+                qos,
+                false,
+            )
             .unwrap();
         client.poll(0, &mut on_event).unwrap();
         if round % 10 == 9 {
@@ -234,12 +257,19 @@ fn main() {
     }
     client
         .session()
-        .publish("devices/dev-1/telemetry", &payload[..50], QoS::ExactlyOnce, false)
+        .publish(
+            "devices/dev-1/telemetry",
+            &payload[..50],
+            QoS::ExactlyOnce,
+            false,
+        )
         .unwrap();
     broker_a.borrow_mut().swallow = true;
     client.poll(0, &mut on_event).unwrap();
     let _closed = client.detach();
-    client.connect(MemoryTransport(&broker_b), &mut on_event).unwrap();
+    client
+        .connect(MemoryTransport(&broker_b), &mut on_event)
+        .unwrap();
     for _ in 0..4 {
         client.poll(0, &mut on_event).unwrap();
     }
@@ -258,9 +288,19 @@ fn main() {
         "heap during the workload: {} allocations, {} reallocations, {} bytes",
         stats.allocations, stats.reallocations, stats.bytes_allocated
     );
-    assert!(counts.published >= 130, "the workload did not run: {counts:?}");
+    assert!(
+        counts.published >= 130,
+        "the workload did not run: {counts:?}"
+    );
     assert_eq!(counts.messages, 2, "{counts:?}");
-    assert_eq!(b.received[3], 1, "the QoS 2 message in flight is resent on the resumed session");
-    assert_eq!(stats.allocations + stats.reallocations, 0, "the core allocated");
+    assert_eq!(
+        b.received[3], 1,
+        "the QoS 2 message in flight is resent on the resumed session"
+    );
+    assert_eq!(
+        stats.allocations + stats.reallocations,
+        0,
+        "the core allocated"
+    );
     println!("ok: the core made no heap allocation");
 }

@@ -28,7 +28,12 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        Self { base_ms: 1_000, cap_ms: 60_000, stable_after_ms: 30_000, attention_cap_ms: 3_600_000 }
+        Self {
+            base_ms: 1_000,
+            cap_ms: 60_000,
+            stable_after_ms: 30_000,
+            attention_cap_ms: 3_600_000,
+        }
     }
 }
 
@@ -45,7 +50,12 @@ pub struct Backoff {
 impl Backoff {
     /// A policy seeded with `seed` (any value; zero is replaced).
     pub fn new(config: BackoffConfig, seed: u64) -> Self {
-        Self { config, attempt: 0, refusals: 0, rng: seed | 1 }
+        Self {
+            config,
+            attempt: 0,
+            refusals: 0,
+            rng: seed | 1,
+        }
     }
 
     /// Failed attempts since the last reset.
@@ -125,7 +135,12 @@ mod tests {
 
     #[test]
     fn ceilings_double_up_to_the_cap() {
-        let config = BackoffConfig { base_ms: 100, cap_ms: 1_000, stable_after_ms: 10, ..BackoffConfig::default() };
+        let config = BackoffConfig {
+            base_ms: 100,
+            cap_ms: 1_000,
+            stable_after_ms: 10,
+            ..BackoffConfig::default()
+        };
         let mut backoff = Backoff::new(config, 7);
         let mut ceilings = std::vec::Vec::new();
         for _ in 0..6 {
@@ -145,7 +160,11 @@ mod tests {
             assert!(delay <= ceiling);
             seen.insert(delay);
         }
-        assert!(seen.len() > 100, "full jitter spreads delays: {}", seen.len());
+        assert!(
+            seen.len() > 100,
+            "full jitter spreads delays: {}",
+            seen.len()
+        );
     }
 
     #[test]
@@ -160,7 +179,9 @@ mod tests {
     fn same_seed_same_delays_other_seed_other_delays() {
         let run = |seed| {
             let mut b = Backoff::new(BackoffConfig::default(), seed);
-            (0..8).map(|_| b.next_delay_ms(LINK_DOWN)).collect::<std::vec::Vec<_>>()
+            (0..8)
+                .map(|_| b.next_delay_ms(LINK_DOWN))
+                .collect::<std::vec::Vec<_>>()
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(6));
@@ -168,14 +189,21 @@ mod tests {
 
     #[test]
     fn refusals_back_off_from_the_usual_cap_to_the_attention_cap_and_never_stop() {
-        let config =
-            BackoffConfig { base_ms: 100, cap_ms: 1_000, stable_after_ms: 10, attention_cap_ms: 6_000 };
+        let config = BackoffConfig {
+            base_ms: 100,
+            cap_ms: 1_000,
+            stable_after_ms: 10,
+            attention_cap_ms: 6_000,
+        };
         let mut backoff = Backoff::new(config, 9);
         let mut ceilings = std::vec::Vec::new();
         for _ in 0..1_000 {
             let ceiling = backoff.attention_ceiling_ms();
             let delay = backoff.next_delay_ms(REFUSED);
-            assert!(delay >= ceiling / 2 && delay <= ceiling, "{delay} outside {ceiling}/2..={ceiling}");
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{delay} outside {ceiling}/2..={ceiling}"
+            );
             ceilings.push(ceiling);
         }
         assert_eq!(ceilings[..5], [1_000, 2_000, 4_000, 6_000, 6_000]);
@@ -184,8 +212,12 @@ mod tests {
 
     #[test]
     fn refusals_do_not_slow_down_recovery_from_link_faults_and_vice_versa() {
-        let config =
-            BackoffConfig { base_ms: 100, cap_ms: 1_000, stable_after_ms: 10, attention_cap_ms: 8_000 };
+        let config = BackoffConfig {
+            base_ms: 100,
+            cap_ms: 1_000,
+            stable_after_ms: 10,
+            attention_cap_ms: 8_000,
+        };
         let mut backoff = Backoff::new(config, 9);
         backoff.next_delay_ms(REFUSED);
         backoff.next_delay_ms(REFUSED);
@@ -196,8 +228,12 @@ mod tests {
 
     #[test]
     fn an_accepted_connection_or_new_credentials_end_the_slow_schedule() {
-        let config =
-            BackoffConfig { base_ms: 100, cap_ms: 1_000, stable_after_ms: 10_000, attention_cap_ms: 60_000 };
+        let config = BackoffConfig {
+            base_ms: 100,
+            cap_ms: 1_000,
+            stable_after_ms: 10_000,
+            attention_cap_ms: 60_000,
+        };
         let mut backoff = Backoff::new(config, 2);
         for _ in 0..4 {
             backoff.next_delay_ms(REFUSED);
@@ -209,13 +245,20 @@ mod tests {
             backoff.next_delay_ms(LINK_DOWN);
         }
         backoff.reset();
-        assert_eq!((backoff.ceiling_ms(), backoff.attention_ceiling_ms()), (100, 1_000));
+        assert_eq!(
+            (backoff.ceiling_ms(), backoff.attention_ceiling_ms()),
+            (100, 1_000)
+        );
     }
 
     #[test]
     fn an_attention_cap_below_the_usual_cap_is_raised_to_it() {
-        let config =
-            BackoffConfig { base_ms: 100, cap_ms: 5_000, stable_after_ms: 10, attention_cap_ms: 1_000 };
+        let config = BackoffConfig {
+            base_ms: 100,
+            cap_ms: 5_000,
+            stable_after_ms: 10,
+            attention_cap_ms: 1_000,
+        };
         let mut backoff = Backoff::new(config, 4);
         backoff.next_delay_ms(REFUSED);
         assert_eq!(backoff.attention_ceiling_ms(), 5_000);
@@ -223,8 +266,12 @@ mod tests {
 
     #[test]
     fn only_a_stable_connection_resets_the_backoff() {
-        let config =
-            BackoffConfig { base_ms: 100, cap_ms: 10_000, stable_after_ms: 5_000, ..BackoffConfig::default() };
+        let config = BackoffConfig {
+            base_ms: 100,
+            cap_ms: 10_000,
+            stable_after_ms: 5_000,
+            ..BackoffConfig::default()
+        };
         let mut backoff = Backoff::new(config, 3);
         for _ in 0..4 {
             backoff.next_delay_ms(LINK_DOWN);

@@ -49,12 +49,24 @@ pub struct Client<
     tx: [u8; TX],
 }
 
-impl<'a, T: Transport, C: Clock, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize, const TX: usize>
-    Client<'a, T, C, RX, SLOTS, SLOT_BYTES, TX>
+impl<
+        'a,
+        T: Transport,
+        C: Clock,
+        const RX: usize,
+        const SLOTS: usize,
+        const SLOT_BYTES: usize,
+        const TX: usize,
+    > Client<'a, T, C, RX, SLOTS, SLOT_BYTES, TX>
 {
     /// A client with no transport yet.
     pub fn new(session: Session<'a, RX, SLOTS, SLOT_BYTES>, clock: C) -> Self {
-        Self { session, transport: None, clock, tx: [0; TX] }
+        Self {
+            session,
+            transport: None,
+            clock,
+            tx: [0; TX],
+        }
     }
 
     /// The session, to publish or subscribe.
@@ -97,7 +109,10 @@ impl<'a, T: Transport, C: Clock, const RX: usize, const SLOTS: usize, const SLOT
         let mut session_present = None;
         while session_present.is_none() {
             self.poll(u32::MAX, &mut |event| {
-                if let Event::Connected { session_present: present } = event {
+                if let Event::Connected {
+                    session_present: present,
+                } = event
+                {
                     session_present = Some(present);
                 }
                 on_event(event)
@@ -122,7 +137,11 @@ impl<'a, T: Transport, C: Clock, const RX: usize, const SLOTS: usize, const SLOT
     /// `Err` means the connection ended; the transport has been dropped, and the caller
     /// reconnects with a new one ([`crate::backoff::Backoff`] says when). Without a transport,
     /// returns `Err(Transport(Closed))` at once.
-    pub fn poll(&mut self, max_wait_ms: u32, on_event: &mut impl FnMut(Event<'_>)) -> Result<(), Error> {
+    pub fn poll(
+        &mut self,
+        max_wait_ms: u32,
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> Result<(), Error> {
         if self.transport.is_none() {
             return Err(Error::Transport(TransportError::Closed));
         }
@@ -195,7 +214,9 @@ impl<'a, T: Transport, C: Clock, const RX: usize, const SLOTS: usize, const SLOT
                 match self.session.poll_transmit(now, spare) {
                     Ok(Some(n)) => used += n,
                     Ok(None) => break,
-                    Err(Error::Exhausted(crate::ResourceError::TransmitBufferTooSmall)) if used > 0 => {
+                    Err(Error::Exhausted(crate::ResourceError::TransmitBufferTooSmall))
+                        if used > 0 =>
+                    {
                         break
                     }
                     Err(error) => {

@@ -173,7 +173,6 @@ impl fmt::Display for ConnectRefusal {
     }
 }
 
-
 /// A bounded resource is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceError {
@@ -243,7 +242,11 @@ impl fmt::Display for Error {
         match self {
             Error::Config(e) => write!(f, "configuration: {e:?}"),
             Error::Protocol(ProtocolError::ConnectionRefused(code)) => {
-                write!(f, "protocol: connection refused by the broker: {code} (CONNACK {})", code.code())
+                write!(
+                    f,
+                    "protocol: connection refused by the broker: {code} (CONNACK {})",
+                    code.code()
+                )
             }
             Error::Protocol(e) => write!(f, "protocol: {e:?}"),
             Error::Exhausted(e) => write!(f, "resource exhausted: {e:?}"),
@@ -260,7 +263,10 @@ mod tests {
     #[test]
     fn refusals_that_need_a_person_are_still_retried_rarely() {
         let refused = |c| Error::Protocol(ProtocolError::ConnectionRefused(c));
-        assert_eq!(refused(ConnectRefusal::ServerUnavailable).recovery(), Recovery::Retry);
+        assert_eq!(
+            refused(ConnectRefusal::ServerUnavailable).recovery(),
+            Recovery::Retry
+        );
         for code in [
             ConnectRefusal::UnacceptableProtocolVersion,
             ConnectRefusal::IdentifierRejected,
@@ -269,13 +275,21 @@ mod tests {
         ] {
             assert_eq!(refused(code).recovery(), Recovery::NeedsAttention, "{code}");
         }
-        assert_eq!(Error::Config(ConfigError::TransportRejected).recovery(), Recovery::NeedsAttention);
+        assert_eq!(
+            Error::Config(ConfigError::TransportRejected).recovery(),
+            Recovery::NeedsAttention
+        );
     }
 
     #[test]
     fn refusals_are_printed_with_their_code_in_words() {
-        let refused = Error::Protocol(ProtocolError::ConnectionRefused(ConnectRefusal::NotAuthorized));
-        assert_eq!(std::format!("{refused}"), "protocol: connection refused by the broker: not authorized (CONNACK 5)");
+        let refused = Error::Protocol(ProtocolError::ConnectionRefused(
+            ConnectRefusal::NotAuthorized,
+        ));
+        assert_eq!(
+            std::format!("{refused}"),
+            "protocol: connection refused by the broker: not authorized (CONNACK 5)"
+        );
         assert_eq!(ConnectRefusal::BadUserNameOrPassword.code(), 4);
     }
 

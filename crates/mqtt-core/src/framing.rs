@@ -60,7 +60,11 @@ pub fn parse_fixed_header(
         };
         remaining_len |= usize::from(byte & 0x7F) << (7 * position);
         if byte & 0x80 == 0 {
-            let header = FixedHeader { first_byte, header_len: 2 + position, remaining_len };
+            let header = FixedHeader {
+                first_byte,
+                header_len: 2 + position,
+                remaining_len,
+            };
             if header.frame_len() > max_packet_size {
                 return Err(ProtocolError::PacketTooLarge);
             }
@@ -167,7 +171,9 @@ fn validate_publish(header: &FixedHeader, body: &[u8]) -> Result<(), ProtocolErr
     if body.len() < 2 + topic_len + id_len {
         return Err(ProtocolError::InvalidLength(3));
     }
-    let topic = body.get(2..2 + topic_len).ok_or(ProtocolError::InvalidLength(3))?;
+    let topic = body
+        .get(2..2 + topic_len)
+        .ok_or(ProtocolError::InvalidLength(3))?;
     let topic = core::str::from_utf8(topic).map_err(|_| ProtocolError::InvalidTopic)?;
     if crate::topic::validate_name(topic).is_err() {
         return Err(ProtocolError::InvalidTopic);
@@ -180,7 +186,8 @@ fn validate_publish(header: &FixedHeader, body: &[u8]) -> Result<(), ProtocolErr
 
 /// Validates a frame from a server and decodes it. The frame must be exactly one packet.
 pub fn decode(frame: &[u8], max_packet_size: usize) -> Result<Packet<'_>, ProtocolError> {
-    let header = parse_fixed_header(frame, max_packet_size)?.ok_or(ProtocolError::InvalidLength(0))?;
+    let header =
+        parse_fixed_header(frame, max_packet_size)?.ok_or(ProtocolError::InvalidLength(0))?;
     if header.frame_len() != frame.len() {
         return Err(ProtocolError::InvalidLength(header.packet_type()));
     }
@@ -213,7 +220,11 @@ impl<const N: usize> Default for FrameReader<N> {
 impl<const N: usize> FrameReader<N> {
     /// An empty reader.
     pub const fn new() -> Self {
-        Self { buf: [0; N], filled: 0, consumed: 0 }
+        Self {
+            buf: [0; N],
+            filled: 0,
+            consumed: 0,
+        }
     }
 
     fn compact(&mut self) {
@@ -314,21 +325,39 @@ pub(crate) mod tests {
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };
-            assert!(result.is_err() || reader.buffered() < input.len(), "{input:02x?}");
+            assert!(
+                result.is_err() || reader.buffered() < input.len(),
+                "{input:02x?}"
+            );
         }
     }
 
     #[test]
     fn rejects_connack_with_short_length() {
-        assert_eq!(decode(&[0x20, 0x00], MAX), Err(ProtocolError::InvalidLength(2)));
-        assert_eq!(decode(&[0x20, 0x01, 0x00], MAX), Err(ProtocolError::InvalidLength(2)));
+        assert_eq!(
+            decode(&[0x20, 0x00], MAX),
+            Err(ProtocolError::InvalidLength(2))
+        );
+        assert_eq!(
+            decode(&[0x20, 0x01, 0x00], MAX),
+            Err(ProtocolError::InvalidLength(2))
+        );
     }
 
     #[test]
     fn rejects_connack_with_reserved_flags_or_unknown_code() {
-        assert_eq!(decode(&[0x20, 0x02, 0x02, 0x00], MAX), Err(ProtocolError::InvalidConnack));
-        assert_eq!(decode(&[0x20, 0x02, 0x00, 0x06], MAX), Err(ProtocolError::InvalidConnack));
-        assert_eq!(decode(&[0x21, 0x02, 0x00, 0x00], MAX), Err(ProtocolError::InvalidFlags(0x21)));
+        assert_eq!(
+            decode(&[0x20, 0x02, 0x02, 0x00], MAX),
+            Err(ProtocolError::InvalidConnack)
+        );
+        assert_eq!(
+            decode(&[0x20, 0x02, 0x00, 0x06], MAX),
+            Err(ProtocolError::InvalidConnack)
+        );
+        assert_eq!(
+            decode(&[0x21, 0x02, 0x00, 0x00], MAX),
+            Err(ProtocolError::InvalidFlags(0x21))
+        );
     }
 
     #[test]
@@ -348,7 +377,10 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_qos1_publish_without_packet_id() {
-        assert_eq!(decode(&[0x32, 0x02, 0x00, 0x00], MAX), Err(ProtocolError::InvalidLength(3)));
+        assert_eq!(
+            decode(&[0x32, 0x02, 0x00, 0x00], MAX),
+            Err(ProtocolError::InvalidLength(3))
+        );
         assert_eq!(
             decode(&[0x32, 0x05, 0x00, 0x01, b'a', 0x00, 0x00], MAX),
             Err(ProtocolError::ZeroPacketId)
@@ -357,12 +389,30 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_publish_with_qos3_dup_on_qos0_or_wildcard_topic() {
-        assert_eq!(decode(&[0x36, 0x05, 0, 1, b'a', 0, 1], MAX), Err(ProtocolError::InvalidQos));
-        assert_eq!(decode(&[0x38, 0x03, 0, 1, b'a'], MAX), Err(ProtocolError::InvalidFlags(0x38)));
-        assert_eq!(decode(&[0x30, 0x03, 0, 1, b'#'], MAX), Err(ProtocolError::InvalidTopic));
-        assert_eq!(decode(&[0x30, 0x03, 0, 1, 0], MAX), Err(ProtocolError::InvalidTopic));
-        assert_eq!(decode(&[0x30, 0x02, 0, 0], MAX), Err(ProtocolError::InvalidTopic));
-        assert_eq!(decode(&[0x30, 0x03, 0, 1, 0xFF], MAX), Err(ProtocolError::InvalidTopic));
+        assert_eq!(
+            decode(&[0x36, 0x05, 0, 1, b'a', 0, 1], MAX),
+            Err(ProtocolError::InvalidQos)
+        );
+        assert_eq!(
+            decode(&[0x38, 0x03, 0, 1, b'a'], MAX),
+            Err(ProtocolError::InvalidFlags(0x38))
+        );
+        assert_eq!(
+            decode(&[0x30, 0x03, 0, 1, b'#'], MAX),
+            Err(ProtocolError::InvalidTopic)
+        );
+        assert_eq!(
+            decode(&[0x30, 0x03, 0, 1, 0], MAX),
+            Err(ProtocolError::InvalidTopic)
+        );
+        assert_eq!(
+            decode(&[0x30, 0x02, 0, 0], MAX),
+            Err(ProtocolError::InvalidTopic)
+        );
+        assert_eq!(
+            decode(&[0x30, 0x03, 0, 1, 0xFF], MAX),
+            Err(ProtocolError::InvalidTopic)
+        );
     }
 
     #[test]
@@ -373,7 +423,10 @@ pub(crate) mod tests {
                 assert_eq!(p.topic_name, "a/b");
                 assert_eq!(p.payload, b"x");
                 assert!(p.retain);
-                assert_eq!(p.qospid, QosPid::AtLeastOnce(Pid::try_from(0x1234).unwrap()));
+                assert_eq!(
+                    p.qospid,
+                    QosPid::AtLeastOnce(Pid::try_from(0x1234).unwrap())
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -381,12 +434,30 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_acks_with_wrong_length_flags_or_zero_id() {
-        assert_eq!(decode(&[0x40, 0x00], MAX), Err(ProtocolError::InvalidLength(4)));
-        assert_eq!(decode(&[0x40, 0x03, 0, 1, 0], MAX), Err(ProtocolError::InvalidLength(4)));
-        assert_eq!(decode(&[0x40, 0x02, 0, 0], MAX), Err(ProtocolError::ZeroPacketId));
-        assert_eq!(decode(&[0x60, 0x02, 0, 1], MAX), Err(ProtocolError::InvalidFlags(0x60)));
-        assert!(matches!(decode(&[0x62, 0x02, 0, 1], MAX), Ok(Packet::Pubrel(_))));
-        assert_eq!(decode(&[0xD0, 0x01, 0], MAX), Err(ProtocolError::InvalidLength(13)));
+        assert_eq!(
+            decode(&[0x40, 0x00], MAX),
+            Err(ProtocolError::InvalidLength(4))
+        );
+        assert_eq!(
+            decode(&[0x40, 0x03, 0, 1, 0], MAX),
+            Err(ProtocolError::InvalidLength(4))
+        );
+        assert_eq!(
+            decode(&[0x40, 0x02, 0, 0], MAX),
+            Err(ProtocolError::ZeroPacketId)
+        );
+        assert_eq!(
+            decode(&[0x60, 0x02, 0, 1], MAX),
+            Err(ProtocolError::InvalidFlags(0x60))
+        );
+        assert!(matches!(
+            decode(&[0x62, 0x02, 0, 1], MAX),
+            Ok(Packet::Pubrel(_))
+        ));
+        assert_eq!(
+            decode(&[0xD0, 0x01, 0], MAX),
+            Err(ProtocolError::InvalidLength(13))
+        );
     }
 
     #[test]
@@ -403,17 +474,29 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_suback_with_bad_code_or_too_many_codes() {
-        assert_eq!(decode(&[0x90, 0x03, 0, 1, 3], MAX), Err(ProtocolError::InvalidQos));
-        assert_eq!(decode(&[0x90, 0x02, 0, 1], MAX), Err(ProtocolError::InvalidLength(9)));
+        assert_eq!(
+            decode(&[0x90, 0x03, 0, 1, 3], MAX),
+            Err(ProtocolError::InvalidQos)
+        );
+        assert_eq!(
+            decode(&[0x90, 0x02, 0, 1], MAX),
+            Err(ProtocolError::InvalidLength(9))
+        );
         let six = [0x90, 0x08, 0, 1, 0, 0, 0, 0, 0, 0];
         assert_eq!(decode(&six, MAX), Err(ProtocolError::InvalidLength(9)));
-        assert!(matches!(decode(&[0x90, 0x04, 0, 1, 1, 0x80], MAX), Ok(Packet::Suback(_))));
+        assert!(matches!(
+            decode(&[0x90, 0x04, 0, 1, 1, 0x80], MAX),
+            Ok(Packet::Suback(_))
+        ));
     }
 
     #[test]
     fn refuses_a_frame_over_the_maximum_before_its_body_arrives() {
         // Remaining length 200: refused with only the header received.
-        assert_eq!(parse_fixed_header(&[0x30, 0xC8, 0x01], 100), Err(ProtocolError::PacketTooLarge));
+        assert_eq!(
+            parse_fixed_header(&[0x30, 0xC8, 0x01], 100),
+            Err(ProtocolError::PacketTooLarge)
+        );
     }
 
     #[test]
@@ -428,7 +511,10 @@ pub(crate) mod tests {
     #[test]
     fn decodes_the_largest_four_byte_remaining_length() {
         let header = parse_fixed_header(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F], usize::MAX);
-        assert_eq!(header.map(|h| h.map(|h| h.remaining_len)), Ok(Some(268_435_455)));
+        assert_eq!(
+            header.map(|h| h.map(|h| h.remaining_len)),
+            Ok(Some(268_435_455))
+        );
     }
 
     #[test]
@@ -450,7 +536,10 @@ pub(crate) mod tests {
     fn reader_takes_only_what_fits_and_resumes_after_a_frame_is_taken() {
         let mut reader = FrameReader::<4>::new();
         assert_eq!(reader.push(&[0x20, 0x02, 0x00, 0x00, 0xD0, 0x00]), 4);
-        assert_eq!(reader.next_frame(MAX).unwrap(), Some(&[0x20, 0x02, 0x00, 0x00][..]));
+        assert_eq!(
+            reader.next_frame(MAX).unwrap(),
+            Some(&[0x20, 0x02, 0x00, 0x00][..])
+        );
         assert_eq!(reader.push(&[0xD0, 0x00]), 2);
         assert_eq!(reader.next_frame(MAX).unwrap(), Some(&[0xD0, 0x00][..]));
     }

@@ -31,7 +31,8 @@ pub mod session;
 pub mod topic;
 
 pub use error::{
-    ConfigError, ConnectRefusal, Error, ProtocolError, Recovery, ResourceError, TimeoutKind, TransportError,
+    ConfigError, ConnectRefusal, Error, ProtocolError, Recovery, ResourceError, TimeoutKind,
+    TransportError,
 };
 pub use mqttrs::QoS;
 pub use session::{

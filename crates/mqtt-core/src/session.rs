@@ -183,7 +183,10 @@ pub enum ConnectionState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
     Down,
-    Connecting { connect_sent: bool, deadline: Instant },
+    Connecting {
+        connect_sent: bool,
+        deadline: Instant,
+    },
     Up,
 }
 
@@ -231,7 +234,10 @@ struct Subscription {
 
 impl Subscription {
     fn awaiting_ack(&self) -> bool {
-        matches!(self.state, SubscriptionState::AwaitingSuback | SubscriptionState::AwaitingUnsuback)
+        matches!(
+            self.state,
+            SubscriptionState::AwaitingSuback | SubscriptionState::AwaitingUnsuback
+        )
     }
 }
 
@@ -244,7 +250,12 @@ enum Ack {
 
 /// An MQTT client session with a receive buffer of `RX` bytes and an outbox of `SLOTS`
 /// messages of at most `SLOT_BYTES` encoded bytes each. Never allocates.
-pub struct Session<'a, const RX: usize = 1024, const SLOTS: usize = 8, const SLOT_BYTES: usize = 512> {
+pub struct Session<
+    'a,
+    const RX: usize = 1024,
+    const SLOTS: usize = 8,
+    const SLOT_BYTES: usize = 512,
+> {
     config: SessionConfig<'a>,
     link: Link,
     reader: FrameReader<RX>,
@@ -273,7 +284,9 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         {
             return Err(ConfigError::InvalidClientId);
         }
-        if connect.username.is_some_and(|u| u.len() > 1024 || u.contains('\0'))
+        if connect
+            .username
+            .is_some_and(|u| u.len() > 1024 || u.contains('\0'))
             || connect.password.is_some_and(|p| p.0.len() > 1024)
         {
             return Err(ConfigError::InvalidCredentials);
@@ -326,7 +339,11 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// QoS 1/2 messages on the wire in this connection.
     pub fn inflight_len(&self) -> usize {
-        self.slots.iter().flatten().filter(|s| s.stage != Stage::Queued).count()
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.stage != Stage::Queued)
+            .count()
     }
 
     /// Whether [`Session::publish`] would accept one more message now.
@@ -346,7 +363,10 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         self.disconnect_requested = false;
         self.last_transmit = now;
         let deadline = now.plus_ms(u64::from(self.config.connack_timeout_ms));
-        self.link = Link::Connecting { connect_sent: false, deadline };
+        self.link = Link::Connecting {
+            connect_sent: false,
+            deadline,
+        };
     }
 
     /// The transport failed or was closed under us.
@@ -423,7 +443,13 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             (QoS::ExactlyOnce, Some(pid)) => QosPid::ExactlyOnce(pid),
             _ => QosPid::AtMostOnce,
         };
-        let publish = mqttrs::Publish { dup: false, qospid, retain, topic_name, payload };
+        let publish = mqttrs::Publish {
+            dup: false,
+            qospid,
+            retain,
+            topic_name,
+            payload,
+        };
         let mut packet: Vec<u8, SLOT_BYTES> = Vec::new();
         packet
             .resize_default(SLOT_BYTES)
@@ -434,7 +460,12 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         let id = MessageId(self.next_message_id);
         self.next_message_id = self.next_message_id.wrapping_add(1);
         if let Some(slot) = self.slots.get_mut(free) {
-            *slot = Some(Slot { id, packet_id, stage: Stage::Queued, packet });
+            *slot = Some(Slot {
+                id,
+                packet_id,
+                stage: Stage::Queued,
+                packet,
+            });
         }
         debug!("queued {id:?} qos {qos:?} for {topic_name}");
         Ok(id)
@@ -516,8 +547,16 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         state: SubscriptionState,
     ) -> Result<(), Error> {
         let mut owned = String::new();
-        owned.push_str(filter).map_err(|_| ConfigError::InvalidTopicFilter)?;
-        let entry = Subscription { filter: owned, qos, packet_id, state, superseded: false };
+        owned
+            .push_str(filter)
+            .map_err(|_| ConfigError::InvalidTopicFilter)?;
+        let entry = Subscription {
+            filter: owned,
+            qos,
+            packet_id,
+            state,
+            superseded: false,
+        };
         self.subscriptions
             .push(entry)
             .map_err(|_| ResourceError::SubscriptionsFull.into())
@@ -573,7 +612,9 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                         match fields.handle_packet(packet) {
                             Err(error) => Step::Lost(error),
                             Ok(None) => Step::Continue,
-                            Ok(Some(Event::Message(m))) => Step::Message(MessageLayout::of(frame, &m)),
+                            Ok(Some(Event::Message(m))) => {
+                                Step::Message(MessageLayout::of(frame, &m))
+                            }
                             Ok(Some(event)) => Step::Event(event.without_message()),
                         }
                     }
@@ -596,10 +637,18 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         let written = match self.link {
             Link::Down => None,
-            Link::Connecting { connect_sent: true, .. } => None,
-            Link::Connecting { connect_sent: false, deadline } => {
+            Link::Connecting {
+                connect_sent: true, ..
+            } => None,
+            Link::Connecting {
+                connect_sent: false,
+                deadline,
+            } => {
                 let n = self.encode_connect(buf)?;
-                self.link = Link::Connecting { connect_sent: true, deadline };
+                self.link = Link::Connecting {
+                    connect_sent: true,
+                    deadline,
+                };
                 Some(n)
             }
             Link::Up => self.transmit_when_up(now, buf)?,
@@ -654,7 +703,11 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             let Ok(candidate) = Pid::try_from(self.next_packet_id) else {
                 continue;
             };
-            let in_outbox = self.slots.iter().flatten().any(|s| s.packet_id == Some(candidate));
+            let in_outbox = self
+                .slots
+                .iter()
+                .flatten()
+                .any(|s| s.packet_id == Some(candidate));
             let in_subscriptions = self.subscriptions.iter().any(|s| s.packet_id == candidate);
             if !in_outbox && !in_subscriptions {
                 return Ok(candidate);
@@ -762,17 +815,36 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             for s in batch() {
                 let topic_path = String::from(s.filter.as_str());
                 // Capacity is MAX_FILTERS_PER_PACKET, and take() stops there.
-                let _ = topics.push(mqttrs::SubscribeTopic { topic_path, qos: s.qos });
+                let _ = topics.push(mqttrs::SubscribeTopic {
+                    topic_path,
+                    qos: s.qos,
+                });
             }
-            encode(&Packet::Subscribe(mqttrs::Subscribe { pid: packet_id, topics }), buf)?
+            encode(
+                &Packet::Subscribe(mqttrs::Subscribe {
+                    pid: packet_id,
+                    topics,
+                }),
+                buf,
+            )?
         } else {
             let mut topics = Vec::new();
             for s in batch() {
                 let _ = topics.push(String::from(s.filter.as_str()));
             }
-            encode(&Packet::Unsubscribe(mqttrs::Unsubscribe { pid: packet_id, topics }), buf)?
+            encode(
+                &Packet::Unsubscribe(mqttrs::Unsubscribe {
+                    pid: packet_id,
+                    topics,
+                }),
+                buf,
+            )?
         };
-        let awaiting = if unsent == SubscribeUnsent { AwaitingSuback } else { AwaitingUnsuback };
+        let awaiting = if unsent == SubscribeUnsent {
+            AwaitingSuback
+        } else {
+            AwaitingUnsuback
+        };
         self.subscriptions
             .iter_mut()
             .filter(|s| s.packet_id == packet_id && s.state == unsent)
@@ -800,7 +872,11 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         let id = slot.id;
         if slot.packet_id.is_some() {
             slot.stage = Stage::AwaitingAck;
-        } else if let Some(emptied) = self.slots.iter_mut().find(|s| s.as_ref().is_some_and(|s| s.id == id)) {
+        } else if let Some(emptied) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|s| s.id == id))
+        {
             // QoS 0: nothing comes back; the slot is free once written.
             *emptied = None;
         }
@@ -844,7 +920,9 @@ impl MessageLayout {
     }
 
     fn message(self, frame: &[u8]) -> Event<'_> {
-        let topic = frame.get(self.topic).and_then(|t| core::str::from_utf8(t).ok());
+        let topic = frame
+            .get(self.topic)
+            .and_then(|t| core::str::from_utf8(t).ok());
         Event::Message(Message {
             topic: topic.unwrap_or_default(),
             payload: frame.get(self.payload).unwrap_or_default(),
@@ -891,7 +969,13 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
         let connecting = matches!(self.link, Link::Connecting { .. });
         // MQTT-3.1.0-1: CONNECT is the client's first packet, so a CONNACK before it was
         // written answers nothing we asked; accepting it would skip CONNECT altogether.
-        let connect_sent = matches!(self.link, Link::Connecting { connect_sent: true, .. });
+        let connect_sent = matches!(
+            self.link,
+            Link::Connecting {
+                connect_sent: true,
+                ..
+            }
+        );
         match packet {
             Packet::Connack(connack) if connect_sent => self.handle_connack(connack),
             _ if connecting => Err(ProtocolError::UnexpectedPacket.into()),
@@ -919,7 +1003,9 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                     warn!("UNSUBACK for unknown id {}", pid.get());
                     return Ok(None);
                 }
-                Ok(Some(Event::Unsubscribed { packet_id: pid.get() }))
+                Ok(Some(Event::Unsubscribed {
+                    packet_id: pid.get(),
+                }))
             }
             Packet::Pingresp => {
                 *self.ping_deadline = None;
@@ -933,8 +1019,12 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     fn handle_connack<'p>(&mut self, connack: mqttrs::Connack) -> Result<Option<Event<'p>>, Error> {
         let refusal = match connack.code {
             ConnectReturnCode::Accepted => None,
-            ConnectReturnCode::RefusedProtocolVersion => Some(ConnectRefusal::UnacceptableProtocolVersion),
-            ConnectReturnCode::RefusedIdentifierRejected => Some(ConnectRefusal::IdentifierRejected),
+            ConnectReturnCode::RefusedProtocolVersion => {
+                Some(ConnectRefusal::UnacceptableProtocolVersion)
+            }
+            ConnectReturnCode::RefusedIdentifierRejected => {
+                Some(ConnectRefusal::IdentifierRejected)
+            }
             ConnectReturnCode::ServerUnavailable => Some(ConnectRefusal::ServerUnavailable),
             ConnectReturnCode::BadUsernamePassword => Some(ConnectRefusal::BadUserNameOrPassword),
             ConnectReturnCode::NotAuthorized => Some(ConnectRefusal::NotAuthorized),
@@ -968,7 +1058,9 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                 }
                 // PUBREC was received, the broker owns the message: resend PUBREL (§4.4). A
                 // broker without the session answers PUBCOMP for an unknown id all the same.
-                Stage::ReleasePending | Stage::AwaitingPubcomp => slot.stage = Stage::ReleasePending,
+                Stage::ReleasePending | Stage::AwaitingPubcomp => {
+                    slot.stage = Stage::ReleasePending
+                }
             }
         }
         if !session_present {
@@ -993,10 +1085,15 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     fn queue_ack(&mut self, ack: Ack) -> Result<(), Error> {
         // poll_event parses only while there is room, so this cannot fail; if it ever did,
         // dropping the connection is the honest answer.
-        self.acks.push_back(ack).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
+        self.acks
+            .push_back(ack)
+            .map_err(|_| ResourceError::TransmitBufferTooSmall.into())
     }
 
-    fn handle_publish<'p>(&mut self, publish: mqttrs::Publish<'p>) -> Result<Option<Event<'p>>, Error> {
+    fn handle_publish<'p>(
+        &mut self,
+        publish: mqttrs::Publish<'p>,
+    ) -> Result<Option<Event<'p>>, Error> {
         let qos = match publish.qospid {
             QosPid::AtMostOnce => QoS::AtMostOnce,
             QosPid::AtLeastOnce(pid) => {
@@ -1030,7 +1127,11 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     }
 
     fn handle_pubrec(&mut self, pid: Pid) {
-        let slot = self.slots.iter_mut().flatten().find(|s| s.packet_id == Some(pid));
+        let slot = self
+            .slots
+            .iter_mut()
+            .flatten()
+            .find(|s| s.packet_id == Some(pid));
         match slot {
             Some(slot) if slot.stage != Stage::Queued => {
                 slot.stage = Stage::ReleasePending;
@@ -1046,7 +1147,8 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             _ => Stage::AwaitingPubcomp,
         };
         let found = self.slots.iter_mut().find(|s| {
-            s.as_ref().is_some_and(|s| s.packet_id == Some(pid) && s.stage == awaited)
+            s.as_ref()
+                .is_some_and(|s| s.packet_id == Some(pid) && s.stage == awaited)
         });
         match found.and_then(Option::take) {
             Some(slot) => {
@@ -1062,9 +1164,8 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
 
     fn handle_suback<'p>(&mut self, suback: mqttrs::Suback) -> Result<Option<Event<'p>>, Error> {
         let pid = suback.pid;
-        let awaiting = |s: &Subscription| {
-            s.packet_id == pid && s.state == SubscriptionState::AwaitingSuback
-        };
+        let awaiting =
+            |s: &Subscription| s.packet_id == pid && s.state == SubscriptionState::AwaitingSuback;
         let count = self.subscriptions.iter().filter(|s| awaiting(s)).count();
         if count == 0 {
             warn!("SUBACK for unknown id {}", pid.get());
@@ -1093,7 +1194,10 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
         // Refused and superseded filters are forgotten: they must not be restored after a
         // reconnect.
         self.subscriptions.retain(|s| !awaiting(s));
-        Ok(Some(Event::Subscribed { packet_id: pid.get(), results }))
+        Ok(Some(Event::Subscribed {
+            packet_id: pid.get(),
+            results,
+        }))
     }
 }
 

@@ -1,7 +1,12 @@
 //! Session behaviour against a scripted broker: the broker's packets are encoded with `mqttrs`
 //! (the same bytes Mosquitto sends: fixed header, packet identifier, return codes), the
 //! client's packets are decoded with `mqttrs` and checked field by field.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::*;
 use crate::error::{ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind};
@@ -97,16 +102,27 @@ fn pid(n: u16) -> Pid {
 }
 
 fn connack(session_present: bool) -> Packet<'static> {
-    Packet::Connack(mqttrs::Connack { session_present, code: ConnectReturnCode::Accepted })
+    Packet::Connack(mqttrs::Connack {
+        session_present,
+        code: ConnectReturnCode::Accepted,
+    })
 }
 
 fn connect(s: &mut TestSession, now: Instant, session_present: bool) {
     s.handle_connected(now);
     let sent = transmit(s, now);
     assert_eq!(sent.len(), 1);
-    assert!(matches!(mqttrs::decode_slice(&sent[0]), Ok(Some(Packet::Connect(_)))));
+    assert!(matches!(
+        mqttrs::decode_slice(&sent[0]),
+        Ok(Some(Packet::Connect(_)))
+    ));
     from_broker(s, connack(session_present));
-    assert_eq!(events(s), [format!("Connected {{ session_present: {session_present} }}")]);
+    assert_eq!(
+        events(s),
+        [format!(
+            "Connected {{ session_present: {session_present} }}"
+        )]
+    );
     assert_eq!(s.state(), ConnectionState::Connected);
 }
 
@@ -129,21 +145,34 @@ fn sends_connect_with_identity_keepalive_will_and_credentials() {
     let mut s = session_with(config);
     s.handle_connected(T0);
     let sent = transmit(&mut s, T0);
-    let Ok(Some(Packet::Connect(c))) = mqttrs::decode_slice(&sent[0]) else { panic!() };
+    let Ok(Some(Packet::Connect(c))) = mqttrs::decode_slice(&sent[0]) else {
+        panic!()
+    };
     assert_eq!(c.client_id, "dev-9");
     assert_eq!(c.keep_alive, 45);
     assert!(c.clean_session);
     assert_eq!(c.username, Some("user"));
     assert_eq!(c.password, Some(&b"secret"[..]));
     let will = c.last_will.unwrap();
-    assert_eq!((will.topic, will.message, will.qos, will.retain), ("devices/dev-9/status", &b"offline"[..], QoS::AtLeastOnce, true));
+    assert_eq!(
+        (will.topic, will.message, will.qos, will.retain),
+        (
+            "devices/dev-9/status",
+            &b"offline"[..],
+            QoS::AtLeastOnce,
+            true
+        )
+    );
     // Nothing else goes out before CONNACK.
     assert!(transmit(&mut s, T0).is_empty());
 }
 
 #[test]
 fn password_debug_is_redacted() {
-    let options = ConnectOptions { password: Some(Password(b"hunter2")), ..options() };
+    let options = ConnectOptions {
+        password: Some(Password(b"hunter2")),
+        ..options()
+    };
     let printed = format!("{options:?}");
     assert!(!printed.contains("hunter2"));
     assert!(printed.contains("redacted"));
@@ -151,18 +180,41 @@ fn password_debug_is_redacted() {
 
 #[test]
 fn rejects_invalid_configuration() {
-    let bad_id = SessionConfig::new(ConnectOptions { client_id: "", ..options() });
-    assert_eq!(TestSession::new(bad_id).err(), Some(ConfigError::InvalidClientId));
+    let bad_id = SessionConfig::new(ConnectOptions {
+        client_id: "",
+        ..options()
+    });
+    assert_eq!(
+        TestSession::new(bad_id).err(),
+        Some(ConfigError::InvalidClientId)
+    );
     let mut window = SessionConfig::new(options());
     window.max_packet_size = 256;
     window.inflight_window = 5;
-    assert_eq!(TestSession::new(window).err(), Some(ConfigError::InvalidWindow));
+    assert_eq!(
+        TestSession::new(window).err(),
+        Some(ConfigError::InvalidWindow)
+    );
     let too_big = SessionConfig::new(options()); // 1024 > RX of 256
-    assert_eq!(TestSession::new(too_big).err(), Some(ConfigError::InvalidMaxPacketSize));
-    let will = LastWill { topic: "a/#", payload: b"", qos: QoS::AtMostOnce, retain: false };
-    let mut bad_will = SessionConfig::new(ConnectOptions { last_will: Some(will), ..options() });
+    assert_eq!(
+        TestSession::new(too_big).err(),
+        Some(ConfigError::InvalidMaxPacketSize)
+    );
+    let will = LastWill {
+        topic: "a/#",
+        payload: b"",
+        qos: QoS::AtMostOnce,
+        retain: false,
+    };
+    let mut bad_will = SessionConfig::new(ConnectOptions {
+        last_will: Some(will),
+        ..options()
+    });
     bad_will.max_packet_size = 256;
-    assert_eq!(TestSession::new(bad_will).err(), Some(ConfigError::InvalidTopicName));
+    assert_eq!(
+        TestSession::new(bad_will).err(),
+        Some(ConfigError::InvalidTopicName)
+    );
 }
 
 #[test]
@@ -172,10 +224,15 @@ fn refused_connack_ends_the_connection_with_a_typed_unrecoverable_error() {
     transmit(&mut s, T0);
     from_broker(
         &mut s,
-        Packet::Connack(mqttrs::Connack { session_present: false, code: ConnectReturnCode::NotAuthorized }),
+        Packet::Connack(mqttrs::Connack {
+            session_present: false,
+            code: ConnectReturnCode::NotAuthorized,
+        }),
     );
     let lost = s.poll_event();
-    let expected = Error::Protocol(ProtocolError::ConnectionRefused(ConnectRefusal::NotAuthorized));
+    let expected = Error::Protocol(ProtocolError::ConnectionRefused(
+        ConnectRefusal::NotAuthorized,
+    ));
     assert_eq!(lost, Some(Event::ConnectionLost(expected)));
     assert!(!expected.is_recoverable());
     assert_eq!(s.state(), ConnectionState::Disconnected);
@@ -190,7 +247,10 @@ fn connack_timeout_ends_the_connection() {
     s.handle_timeout(T0.plus_ms(9_999));
     assert!(events(&mut s).is_empty());
     s.handle_timeout(T0.plus_ms(10_000));
-    assert_eq!(s.poll_event(), Some(Event::ConnectionLost(Error::Timeout(TimeoutKind::Connack))));
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Timeout(TimeoutKind::Connack)))
+    );
 }
 
 #[test]
@@ -201,7 +261,9 @@ fn packet_other_than_connack_before_connack_is_a_protocol_error() {
     from_broker(&mut s, Packet::Pingresp);
     assert_eq!(
         s.poll_event(),
-        Some(Event::ConnectionLost(Error::Protocol(ProtocolError::UnexpectedPacket)))
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::UnexpectedPacket
+        )))
     );
 }
 
@@ -214,7 +276,9 @@ fn connack_before_connect_is_written_is_a_protocol_error_and_connect_still_comes
     from_broker(&mut s, connack(false));
     assert_eq!(
         s.poll_event(),
-        Some(Event::ConnectionLost(Error::Protocol(ProtocolError::UnexpectedPacket)))
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::UnexpectedPacket
+        )))
     );
     assert_eq!(s.state(), ConnectionState::Disconnected);
     // On the next connection the first packet is CONNECT, as MQTT-3.1.0-1 requires.
@@ -228,7 +292,9 @@ fn second_connack_is_a_protocol_error() {
     from_broker(&mut s, connack(false));
     assert_eq!(
         s.poll_event(),
-        Some(Event::ConnectionLost(Error::Protocol(ProtocolError::UnexpectedPacket)))
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::UnexpectedPacket
+        )))
     );
 }
 
@@ -245,7 +311,10 @@ fn sends_pingreq_when_idle_for_the_keepalive_and_times_out_without_pingresp() {
     let timeout_at = ping_at.plus_ms(10_000);
     assert_eq!(s.poll_timeout(), Some(timeout_at));
     s.handle_timeout(timeout_at);
-    assert_eq!(s.poll_event(), Some(Event::ConnectionLost(Error::Timeout(TimeoutKind::Ping))));
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Timeout(TimeoutKind::Ping)))
+    );
 }
 
 #[test]
@@ -275,7 +344,9 @@ fn traffic_postpones_the_ping() {
 fn qos1_publish_completes_on_puback() {
     let mut s = session();
     connect(&mut s, T0, false);
-    let id = s.publish("devices/dev-1/telemetry", b"{}", QoS::AtLeastOnce, true).unwrap();
+    let id = s
+        .publish("devices/dev-1/telemetry", b"{}", QoS::AtLeastOnce, true)
+        .unwrap();
     assert_eq!(
         transmit_described(&mut s, T0),
         ["PUBLISH devices/dev-1/telemetry AtLeastOnce(Pid(1)) dup=false retain=true \"{}\""]
@@ -292,7 +363,10 @@ fn qos0_publish_leaves_the_outbox_once_written() {
     connect(&mut s, T0, false);
     s.publish("a/b", b"x", QoS::AtMostOnce, false).unwrap();
     assert_eq!(s.outbox_len(), 1);
-    assert_eq!(transmit_described(&mut s, T0), ["PUBLISH a/b AtMostOnce dup=false retain=false \"x\""]);
+    assert_eq!(
+        transmit_described(&mut s, T0),
+        ["PUBLISH a/b AtMostOnce dup=false retain=false \"x\""]
+    );
     assert_eq!(s.outbox_len(), 0);
 }
 
@@ -301,14 +375,18 @@ fn window_limits_messages_in_flight_and_acks_open_it() {
     let mut s = session(); // window 2, 4 slots
     connect(&mut s, T0, false);
     for n in 0..4 {
-        s.publish("t", n.to_string().as_bytes(), QoS::AtLeastOnce, false).unwrap();
+        s.publish("t", n.to_string().as_bytes(), QoS::AtLeastOnce, false)
+            .unwrap();
     }
     assert_eq!(transmit(&mut s, T0).len(), 2);
     assert_eq!(s.inflight_len(), 2);
     from_broker(&mut s, Packet::Puback(pid(2)));
     events(&mut s);
     let sent = transmit_described(&mut s, T0);
-    assert_eq!(sent, ["PUBLISH t AtLeastOnce(Pid(3)) dup=false retain=false \"2\""]);
+    assert_eq!(
+        sent,
+        ["PUBLISH t AtLeastOnce(Pid(3)) dup=false retain=false \"2\""]
+    );
 }
 
 #[test]
@@ -383,7 +461,9 @@ fn unacknowledged_publish_is_resent_with_dup_and_same_id_when_the_session_is_pre
     s.handle_disconnected(TransportError::Closed);
     assert_eq!(
         s.poll_event(),
-        Some(Event::ConnectionLost(Error::Transport(TransportError::Closed)))
+        Some(Event::ConnectionLost(Error::Transport(
+            TransportError::Closed
+        )))
     );
     connect(&mut s, T0.plus_ms(5_000), true);
     assert_eq!(
@@ -419,7 +499,9 @@ fn without_a_session_messages_are_sent_as_new_and_subscriptions_restored() {
         &mut s,
         Packet::Suback(mqttrs::Suback {
             pid: pid(sub),
-            return_codes: [SubscribeReturnCodes::Success(QoS::AtLeastOnce)].into_iter().collect(),
+            return_codes: [SubscribeReturnCodes::Success(QoS::AtLeastOnce)]
+                .into_iter()
+                .collect(),
         }),
     );
     events(&mut s);
@@ -447,7 +529,9 @@ fn active_subscriptions_are_not_repeated_when_the_session_is_present() {
         &mut s,
         Packet::Suback(mqttrs::Suback {
             pid: pid(sub),
-            return_codes: [SubscribeReturnCodes::Success(QoS::AtLeastOnce)].into_iter().collect(),
+            return_codes: [SubscribeReturnCodes::Success(QoS::AtLeastOnce)]
+                .into_iter()
+                .collect(),
         }),
     );
     events(&mut s);
@@ -523,37 +607,51 @@ fn inbound_qos2_ids_survive_a_reconnect_with_session() {
     events(&mut s);
     connect(&mut s, T0, true);
     from_broker(&mut s, publish);
-    assert!(events(&mut s).is_empty(), "duplicate after reconnect suppressed");
+    assert!(
+        events(&mut s).is_empty(),
+        "duplicate after reconnect suppressed"
+    );
 }
 
 #[test]
 fn subscribe_reports_granted_qos_and_refusal_per_filter() {
     let mut s = session();
     connect(&mut s, T0, false);
-    let id = s.subscribe(&[("a/+", QoS::ExactlyOnce), ("b/#", QoS::AtMostOnce)]).unwrap();
+    let id = s
+        .subscribe(&[("a/+", QoS::ExactlyOnce), ("b/#", QoS::AtMostOnce)])
+        .unwrap();
     let sent = transmit(&mut s, T0);
     assert_eq!(sent.len(), 1, "one packet for the request");
-    let Ok(Some(Packet::Subscribe(sub))) = mqttrs::decode_slice(&sent[0]) else { panic!() };
+    let Ok(Some(Packet::Subscribe(sub))) = mqttrs::decode_slice(&sent[0]) else {
+        panic!()
+    };
     assert_eq!(sub.topics.len(), 2);
     from_broker(
         &mut s,
         Packet::Suback(mqttrs::Suback {
             pid: pid(id),
-            return_codes: [SubscribeReturnCodes::Success(QoS::AtLeastOnce), SubscribeReturnCodes::Failure]
-                .into_iter()
-                .collect(),
+            return_codes: [
+                SubscribeReturnCodes::Success(QoS::AtLeastOnce),
+                SubscribeReturnCodes::Failure,
+            ]
+            .into_iter()
+            .collect(),
         }),
     );
     assert_eq!(
         events(&mut s),
-        [format!("Subscribed {{ packet_id: {id}, results: [Granted(AtLeastOnce), Refused] }}")]
+        [format!(
+            "Subscribed {{ packet_id: {id}, results: [Granted(AtLeastOnce), Refused] }}"
+        )]
     );
     // The refused filter is not restored after a reconnect without session.
     s.handle_disconnected(TransportError::Closed);
     events(&mut s);
     connect(&mut s, T0, false);
     let sent = transmit(&mut s, T0);
-    let Ok(Some(Packet::Subscribe(sub))) = mqttrs::decode_slice(&sent[0]) else { panic!() };
+    let Ok(Some(Packet::Subscribe(sub))) = mqttrs::decode_slice(&sent[0]) else {
+        panic!()
+    };
     assert_eq!(sub.topics.len(), 1);
     assert_eq!(sub.topics[0].topic_path.as_str(), "a/+");
 }
@@ -562,30 +660,41 @@ fn subscribe_reports_granted_qos_and_refusal_per_filter() {
 fn suback_with_wrong_number_of_codes_is_a_protocol_error() {
     let mut s = session();
     connect(&mut s, T0, false);
-    let id = s.subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)]).unwrap();
+    let id = s
+        .subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)])
+        .unwrap();
     transmit(&mut s, T0);
     from_broker(
         &mut s,
         Packet::Suback(mqttrs::Suback {
             pid: pid(id),
-            return_codes: [SubscribeReturnCodes::Success(QoS::AtMostOnce)].into_iter().collect(),
+            return_codes: [SubscribeReturnCodes::Success(QoS::AtMostOnce)]
+                .into_iter()
+                .collect(),
         }),
     );
     assert_eq!(
         s.poll_event(),
-        Some(Event::ConnectionLost(Error::Protocol(ProtocolError::SubackMismatch)))
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::SubackMismatch
+        )))
     );
 }
 
 #[test]
 fn subscribe_validates_filters_and_bounds() {
     let mut s = session();
-    assert_eq!(s.subscribe(&[]), Err(Error::Config(ConfigError::TooManyFilters)));
+    assert_eq!(
+        s.subscribe(&[]),
+        Err(Error::Config(ConfigError::TooManyFilters))
+    );
     assert_eq!(
         s.subscribe(&[("a/#/b", QoS::AtMostOnce)]),
         Err(Error::Config(ConfigError::InvalidTopicFilter))
     );
-    let names: StdVec<StdString> = (0..MAX_SUBSCRIPTIONS + 1).map(|n| format!("f{n}")).collect();
+    let names: StdVec<StdString> = (0..MAX_SUBSCRIPTIONS + 1)
+        .map(|n| format!("f{n}"))
+        .collect();
     for name in &names[..MAX_SUBSCRIPTIONS] {
         s.subscribe(&[(name, QoS::AtMostOnce)]).unwrap();
     }
@@ -605,10 +714,15 @@ fn unsubscribe_sends_unsubscribe_and_forgets_the_filter_on_unsuback() {
     transmit(&mut s, T0);
     let id = s.unsubscribe(&["a"]).unwrap();
     let sent = transmit(&mut s, T0);
-    let Ok(Some(Packet::Unsubscribe(unsub))) = mqttrs::decode_slice(&sent[0]) else { panic!() };
+    let Ok(Some(Packet::Unsubscribe(unsub))) = mqttrs::decode_slice(&sent[0]) else {
+        panic!()
+    };
     assert_eq!(unsub.topics.len(), 1);
     from_broker(&mut s, Packet::Unsuback(pid(id)));
-    assert_eq!(events(&mut s), [format!("Unsubscribed {{ packet_id: {id} }}")]);
+    assert_eq!(
+        events(&mut s),
+        [format!("Unsubscribed {{ packet_id: {id} }}")]
+    );
     s.handle_disconnected(TransportError::Closed);
     events(&mut s);
     connect(&mut s, T0, false);
@@ -637,7 +751,9 @@ fn oversized_packet_from_the_broker_drops_the_connection() {
     feed(&mut s, &[0x30, 0x80, 0x04]); // 512 bytes announced, maximum 256
     assert_eq!(
         s.poll_event(),
-        Some(Event::ConnectionLost(Error::Protocol(ProtocolError::PacketTooLarge)))
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::PacketTooLarge
+        )))
     );
 }
 
@@ -684,7 +800,8 @@ fn graceful_disconnect_goes_out_after_pending_acks_and_queued_publishes() {
         }),
     );
     events(&mut s);
-    s.publish("t", b"last words", QoS::AtMostOnce, false).unwrap();
+    s.publish("t", b"last words", QoS::AtMostOnce, false)
+        .unwrap();
     s.disconnect();
     assert_eq!(
         transmit_described(&mut s, T0),
@@ -695,14 +812,19 @@ fn graceful_disconnect_goes_out_after_pending_acks_and_queued_publishes() {
         ]
     );
     assert_eq!(s.state(), ConnectionState::Disconnected);
-    assert_eq!(s.poll_event(), None, "a requested disconnect is not a lost connection");
+    assert_eq!(
+        s.poll_event(),
+        None,
+        "a requested disconnect is not a lost connection"
+    );
 }
 
 #[test]
 fn transmit_buffer_too_small_keeps_the_packet_queued() {
     let mut s = session();
     connect(&mut s, T0, false);
-    s.publish("topic", b"payload", QoS::AtLeastOnce, false).unwrap();
+    s.publish("topic", b"payload", QoS::AtLeastOnce, false)
+        .unwrap();
     let mut tiny = [0u8; 4];
     assert_eq!(
         s.poll_transmit(T0, &mut tiny),
@@ -718,7 +840,13 @@ fn packet_ids_skip_those_still_in_use() {
     s.next_packet_id = u16::MAX - 1;
     s.publish("t", b"", QoS::AtLeastOnce, false).unwrap(); // 65535
     s.publish("t", b"", QoS::AtLeastOnce, false).unwrap(); // wraps to 1
-    let ids: StdVec<_> = s.slots.iter().flatten().filter_map(|s| s.packet_id).map(Pid::get).collect();
+    let ids: StdVec<_> = s
+        .slots
+        .iter()
+        .flatten()
+        .filter_map(|s| s.packet_id)
+        .map(Pid::get)
+        .collect();
     assert_eq!(ids, [u16::MAX, 1]);
 }
 
@@ -745,7 +873,10 @@ fn a_burst_of_qos2_messages_beyond_the_id_table_is_delivered_without_dropping_th
             }),
         );
         delivered += events(&mut s).len();
-        assert_eq!(transmit_described(&mut s, T0), [format!("Pubrec(Pid({n}))")]);
+        assert_eq!(
+            transmit_described(&mut s, T0),
+            [format!("Pubrec(Pid({n}))")]
+        );
     }
     assert_eq!(delivered, MAX_INBOUND_QOS2 + 10);
     assert_eq!(s.state(), ConnectionState::Connected);

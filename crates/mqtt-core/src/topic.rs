@@ -73,7 +73,11 @@ mod tests {
     #[test]
     fn rejects_topic_names_with_wildcards_nul_or_nothing() {
         for name in ["", "a/+", "#", "a/#/b", "a\0b", "+"] {
-            assert_eq!(validate_name(name), Err(ConfigError::InvalidTopicName), "{name:?}");
+            assert_eq!(
+                validate_name(name),
+                Err(ConfigError::InvalidTopicName),
+                "{name:?}"
+            );
         }
     }
 
@@ -94,7 +98,11 @@ mod tests {
     #[test]
     fn rejects_filters_with_misplaced_wildcards() {
         for filter in ["", "a/#/b", "a#", "a/b#", "+a", "a/+b", "#/a", "a\0"] {
-            assert_eq!(validate_filter(filter), Err(ConfigError::InvalidTopicFilter), "{filter:?}");
+            assert_eq!(
+                validate_filter(filter),
+                Err(ConfigError::InvalidTopicFilter),
+                "{filter:?}"
+            );
         }
     }
 

@@ -1,7 +1,12 @@
 //! Replays every file of `fuzz/corpus/<target>/` through the same harness the cargo-fuzz
 //! target of that name runs, so the corpus (and every crash kept in it) is checked by a plain
 //! `cargo test` on stable Rust.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -12,7 +17,9 @@ use std::path::{Path, PathBuf};
 const MIN_FILES_PER_TARGET: usize = 40;
 
 fn corpus_files(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())

@@ -1,8 +1,13 @@
-//! Property tests (tier 2 of shared/STYLE.md): encode→decode round trips through our framing
+//! Property tests (tier 2): encode→decode round trips through our framing
 //! for every packet a server sends, arbitrary bytes against a connected session, the frame
 //! reader against an independent splitter, and topic validation and matching (MQTT 3.1.1
 //! §2.2, §3.2–§3.13, §4.7) against reference implementations written from the spec.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -22,13 +27,26 @@ const MAX: usize = 1024;
 /// A packet a server may send, with everything `mqttrs::Packet` borrows owned.
 #[derive(Debug, Clone)]
 enum ServerPacket {
-    Connack { session_present: bool, code: u8 },
-    Publish { topic: String, payload: Vec<u8>, qos: u8, pid: u16, retain: bool, dup: bool },
+    Connack {
+        session_present: bool,
+        code: u8,
+    },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        pid: u16,
+        retain: bool,
+        dup: bool,
+    },
     Puback(u16),
     Pubrec(u16),
     Pubrel(u16),
     Pubcomp(u16),
-    Suback { pid: u16, codes: Vec<u8> },
+    Suback {
+        pid: u16,
+        codes: Vec<u8>,
+    },
     Unsuback(u16),
     Pingresp,
 }
@@ -49,7 +67,10 @@ fn return_code(code: u8) -> SubscribeReturnCodes {
 impl ServerPacket {
     fn packet(&self) -> Packet<'_> {
         match self {
-            ServerPacket::Connack { session_present, code } => {
+            ServerPacket::Connack {
+                session_present,
+                code,
+            } => {
                 let code = match code {
                     0 => ConnectReturnCode::Accepted,
                     1 => ConnectReturnCode::RefusedProtocolVersion,
@@ -58,9 +79,19 @@ impl ServerPacket {
                     4 => ConnectReturnCode::BadUsernamePassword,
                     _ => ConnectReturnCode::NotAuthorized,
                 };
-                Packet::Connack(Connack { session_present: *session_present, code })
+                Packet::Connack(Connack {
+                    session_present: *session_present,
+                    code,
+                })
             }
-            ServerPacket::Publish { topic, payload, qos, pid: id, retain, dup } => {
+            ServerPacket::Publish {
+                topic,
+                payload,
+                qos,
+                pid: id,
+                retain,
+                dup,
+            } => {
                 let qospid = match qos {
                     0 => QosPid::AtMostOnce,
                     1 => QosPid::AtLeastOnce(pid(*id)),
@@ -80,7 +111,10 @@ impl ServerPacket {
             ServerPacket::Pubcomp(id) => Packet::Pubcomp(pid(*id)),
             ServerPacket::Suback { pid: id, codes } => {
                 let return_codes = codes.iter().map(|c| return_code(*c)).collect();
-                Packet::Suback(Suback { pid: pid(*id), return_codes })
+                Packet::Suback(Suback {
+                    pid: pid(*id),
+                    return_codes,
+                })
             }
             ServerPacket::Unsuback(id) => Packet::Unsuback(pid(*id)),
             ServerPacket::Pingresp => Packet::Pingresp,
@@ -117,21 +151,25 @@ fn publish() -> impl Strategy<Value = ServerPacket> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(topic, payload, qos, pid, retain, dup)| ServerPacket::Publish {
-            topic,
-            payload,
-            qos,
-            pid,
-            retain,
-            // §3.3.1.1: DUP is 0 on every QoS 0 message.
-            dup: dup && qos > 0,
-        })
+        .prop_map(
+            |(topic, payload, qos, pid, retain, dup)| ServerPacket::Publish {
+                topic,
+                payload,
+                qos,
+                pid,
+                retain,
+                // §3.3.1.1: DUP is 0 on every QoS 0 message.
+                dup: dup && qos > 0,
+            },
+        )
 }
 
 fn server_packet() -> impl Strategy<Value = ServerPacket> {
     prop_oneof![
-        (any::<bool>(), 0..=5u8)
-            .prop_map(|(session_present, code)| ServerPacket::Connack { session_present, code }),
+        (any::<bool>(), 0..=5u8).prop_map(|(session_present, code)| ServerPacket::Connack {
+            session_present,
+            code
+        }),
         publish(),
         packet_id().prop_map(ServerPacket::Puback),
         packet_id().prop_map(ServerPacket::Pubrec),
@@ -154,7 +192,9 @@ fn split_at_points(bytes: &[u8], points: &[usize]) -> Vec<Vec<u8>> {
     cuts.push(bytes.len());
     cuts.sort_unstable();
     cuts.dedup();
-    cuts.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect()
+    cuts.windows(2)
+        .map(|w| bytes[w[0]..w[1]].to_vec())
+        .collect()
 }
 
 // ----- (a) round trips ---------------------------------------------------------------------------
@@ -318,15 +358,28 @@ fn connected_session(keep_alive_s: u16) -> TestSession {
     let mut session = TestSession::new(config).unwrap();
     session.handle_connected(Instant(0));
     let mut buf = [0u8; 256];
-    let n = session.poll_transmit(Instant(0), &mut buf).unwrap().unwrap();
-    assert!(matches!(mqttrs::decode_slice(&buf[..n]), Ok(Some(Packet::Connect(_)))));
+    let n = session
+        .poll_transmit(Instant(0), &mut buf)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        mqttrs::decode_slice(&buf[..n]),
+        Ok(Some(Packet::Connect(_)))
+    ));
     assert_eq!(session.handle_bytes(&[0x20, 0x02, 0x00, 0x00]), 4);
-    assert_eq!(session.poll_event(), Some(Event::Connected { session_present: false }));
+    assert_eq!(
+        session.poll_event(),
+        Some(Event::Connected {
+            session_present: false
+        })
+    );
     session
 }
 
 fn check_transmitted(bytes: &[u8]) {
-    let header = framing::parse_fixed_header(bytes, usize::MAX).unwrap().unwrap();
+    let header = framing::parse_fixed_header(bytes, usize::MAX)
+        .unwrap()
+        .unwrap();
     assert_eq!(header.frame_len(), bytes.len());
     let packet = mqttrs::decode_slice(bytes).unwrap().unwrap();
     assert!(
@@ -345,7 +398,10 @@ fn feed(session: &mut TestSession, bytes: &[u8], accepted_since_poll: &mut usize
     assert!(taken <= bytes.len());
     if connected {
         *accepted_since_poll += taken;
-        assert!(*accepted_since_poll <= RX, "{accepted_since_poll} bytes in a {RX}-byte buffer");
+        assert!(
+            *accepted_since_poll <= RX,
+            "{accepted_since_poll} bytes in a {RX}-byte buffer"
+        );
     }
 }
 

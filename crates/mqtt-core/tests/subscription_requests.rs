@@ -7,7 +7,12 @@
 //!
 //! The broker's side is what MQTT 3.1.1 requires of it: §3.9.3 (one SUBACK return code per
 //! filter of the SUBSCRIBE, in order) and §3.10.4 (UNSUBACK).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use mqtt_core::{ConnectOptions, Event, Instant, QoS, Session, SessionConfig, SubscribeResult};
 use mqttrs::Packet;
@@ -33,8 +38,14 @@ fn connected_session() -> TestSession {
 fn reconnect(session: &mut TestSession, session_present: bool) {
     session.handle_connected(Instant(0));
     assert_eq!(transmit(session).len(), 1, "CONNECT");
-    assert_eq!(session.handle_bytes(&[0x20, 0x02, u8::from(session_present), 0x00]), 4);
-    assert_eq!(session.poll_event(), Some(Event::Connected { session_present }));
+    assert_eq!(
+        session.handle_bytes(&[0x20, 0x02, u8::from(session_present), 0x00]),
+        4
+    );
+    assert_eq!(
+        session.poll_event(),
+        Some(Event::Connected { session_present })
+    );
 }
 
 /// Everything the session writes now, decoded.
@@ -47,7 +58,10 @@ fn transmit(session: &mut TestSession) -> Vec<String> {
             Packet::Subscribe(s) => format!(
                 "SUBSCRIBE {} {:?}",
                 s.pid.get(),
-                s.topics.iter().map(|t| t.topic_path.as_str()).collect::<Vec<_>>()
+                s.topics
+                    .iter()
+                    .map(|t| t.topic_path.as_str())
+                    .collect::<Vec<_>>()
             ),
             Packet::Unsubscribe(u) => format!(
                 "UNSUBSCRIBE {} {:?}",
@@ -93,22 +107,37 @@ fn granted(qos: &[QoS]) -> heapless::Vec<SubscribeResult, 5> {
 fn a_filter_given_twice_is_never_subscribed_after_its_unsubscribe() {
     let mut session = connected_session();
     // Refusing the request is one fix; accepting it must still end unsubscribed.
-    if session.subscribe(&[("x", QoS::AtMostOnce), ("x", QoS::AtMostOnce)]).is_err() {
+    if session
+        .subscribe(&[("x", QoS::AtMostOnce), ("x", QoS::AtMostOnce)])
+        .is_err()
+    {
         assert!(transmit(&mut session).is_empty());
         return;
     }
     let unsubscribe = session.unsubscribe(&["x"]).unwrap();
     let sent = transmit(&mut session);
-    assert_eq!(sent.last(), Some(&format!("UNSUBSCRIBE {unsubscribe} [\"x\"]")), "{sent:?}");
+    assert_eq!(
+        sent.last(),
+        Some(&format!("UNSUBSCRIBE {unsubscribe} [\"x\"]")),
+        "{sent:?}"
+    );
 }
 
 #[test]
 fn resubscribing_while_the_suback_is_pending_keeps_the_connection() {
     let mut session = connected_session();
-    let first = session.subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)]).unwrap();
-    assert_eq!(transmit(&mut session), [format!("SUBSCRIBE {first} [\"a\", \"b\"]")]);
+    let first = session
+        .subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)])
+        .unwrap();
+    assert_eq!(
+        transmit(&mut session),
+        [format!("SUBSCRIBE {first} [\"a\", \"b\"]")]
+    );
     let second = session.subscribe(&[("a", QoS::AtLeastOnce)]).unwrap();
-    assert_eq!(transmit(&mut session), [format!("SUBSCRIBE {second} [\"a\"]")]);
+    assert_eq!(
+        transmit(&mut session),
+        [format!("SUBSCRIBE {second} [\"a\"]")]
+    );
     session.handle_bytes(&suback(first, &[0, 0]));
     session.handle_bytes(&suback(second, &[1]));
     assert_eq!(
@@ -118,7 +147,10 @@ fn resubscribing_while_the_suback_is_pending_keeps_the_connection() {
                 packet_id: first,
                 results: granted(&[QoS::AtMostOnce, QoS::AtMostOnce])
             },
-            Event::Subscribed { packet_id: second, results: granted(&[QoS::AtLeastOnce]) },
+            Event::Subscribed {
+                packet_id: second,
+                results: granted(&[QoS::AtLeastOnce])
+            },
         ]
     );
     // Without a stored session both filters come back, "a" once, at the newer QoS.
@@ -135,10 +167,15 @@ fn resubscribing_while_the_suback_is_pending_keeps_the_connection() {
 #[test]
 fn unsubscribing_while_the_suback_is_pending_keeps_the_connection() {
     let mut session = connected_session();
-    let first = session.subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)]).unwrap();
+    let first = session
+        .subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)])
+        .unwrap();
     transmit(&mut session);
     let second = session.unsubscribe(&["a"]).unwrap();
-    assert_eq!(transmit(&mut session), [format!("UNSUBSCRIBE {second} [\"a\"]")]);
+    assert_eq!(
+        transmit(&mut session),
+        [format!("UNSUBSCRIBE {second} [\"a\"]")]
+    );
     session.handle_bytes(&suback(first, &[0, 0]));
     session.handle_bytes(&unsuback(second));
     assert_eq!(
@@ -161,14 +198,28 @@ fn unsubscribing_while_the_suback_is_pending_keeps_the_connection() {
 #[test]
 fn a_connection_lost_while_a_suback_is_pending_restores_only_the_newest_request() {
     let mut session = connected_session();
-    session.subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)]).unwrap();
+    session
+        .subscribe(&[("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)])
+        .unwrap();
     transmit(&mut session);
     session.unsubscribe(&["a"]).unwrap();
     // Neither acknowledgement arrives: the connection goes first.
     session.handle_disconnected(mqtt_core::TransportError::Read);
-    assert!(matches!(session.poll_event(), Some(Event::ConnectionLost(_))));
+    assert!(matches!(
+        session.poll_event(),
+        Some(Event::ConnectionLost(_))
+    ));
     reconnect(&mut session, false);
     let sent = transmit(&mut session);
-    assert!(sent.iter().any(|p| p.starts_with("SUBSCRIBE") && p.ends_with("[\"b\"]")), "{sent:?}");
-    assert!(!sent.iter().any(|p| p.starts_with("SUBSCRIBE") && p.contains("\"a\"")), "{sent:?}");
+    assert!(
+        sent.iter()
+            .any(|p| p.starts_with("SUBSCRIBE") && p.ends_with("[\"b\"]")),
+        "{sent:?}"
+    );
+    assert!(
+        !sent
+            .iter()
+            .any(|p| p.starts_with("SUBSCRIBE") && p.contains("\"a\"")),
+        "{sent:?}"
+    );
 }

@@ -40,7 +40,12 @@ fn sextet(c: u8) -> Option<u8> {
 
 impl Decoder {
     pub const fn new() -> Self {
-        Self { group: [0; 4], filled: 0, in_padding: false, padded: false }
+        Self {
+            group: [0; 4],
+            filled: 0,
+            in_padding: false,
+            padded: false,
+        }
     }
 
     /// Decodes `text`, handing each byte to `sink`; the sink's error stops decoding.
@@ -153,8 +158,14 @@ mod tests {
 
     #[test]
     fn decodes_groups_split_across_lines() {
-        assert_eq!(decode_lines(&["aGVs", "bG8="]).unwrap().as_slice(), b"hello");
-        assert_eq!(decode_lines(&["aG", "VsbG", "8", "="]).unwrap().as_slice(), b"hello");
+        assert_eq!(
+            decode_lines(&["aGVs", "bG8="]).unwrap().as_slice(),
+            b"hello"
+        );
+        assert_eq!(
+            decode_lines(&["aG", "VsbG", "8", "="]).unwrap().as_slice(),
+            b"hello"
+        );
         assert_eq!(decode_lines(&["aGk="]).unwrap().as_slice(), b"hi");
         assert_eq!(decode_lines(&["aA=="]).unwrap().as_slice(), b"h");
         assert_eq!(decode_lines(&[]).unwrap().as_slice(), b"");
@@ -162,9 +173,18 @@ mod tests {
 
     #[test]
     fn refuses_characters_outside_the_alphabet() {
-        assert_eq!(decode_lines(&["aGVs bG8="]), Err(Base64Error::InvalidCharacter));
-        assert_eq!(decode_lines(&["aGVs-G8="]), Err(Base64Error::InvalidCharacter));
-        assert_eq!(decode_lines(&["-----BEGIN"]), Err(Base64Error::InvalidCharacter));
+        assert_eq!(
+            decode_lines(&["aGVs bG8="]),
+            Err(Base64Error::InvalidCharacter)
+        );
+        assert_eq!(
+            decode_lines(&["aGVs-G8="]),
+            Err(Base64Error::InvalidCharacter)
+        );
+        assert_eq!(
+            decode_lines(&["-----BEGIN"]),
+            Err(Base64Error::InvalidCharacter)
+        );
     }
 
     #[test]
@@ -172,7 +192,10 @@ mod tests {
         assert_eq!(decode_lines(&["a==="]), Err(Base64Error::BadPadding));
         assert_eq!(decode_lines(&["=aaa"]), Err(Base64Error::BadPadding));
         assert_eq!(decode_lines(&["aa=a"]), Err(Base64Error::BadPadding));
-        assert_eq!(decode_lines(&["aGk=", "aGk="]), Err(Base64Error::BadPadding));
+        assert_eq!(
+            decode_lines(&["aGk=", "aGk="]),
+            Err(Base64Error::BadPadding)
+        );
         // Non-zero unused bits: "aB==" would be 'h' with stray bits.
         assert_eq!(decode_lines(&["aB=="]), Err(Base64Error::BadPadding));
         assert_eq!(decode_lines(&["aGl="]), Err(Base64Error::BadPadding));

@@ -74,7 +74,12 @@ fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
             return None;
         }
         let (bytes, rest) = split(rest, count)?;
-        (bytes.iter().fold(0usize, |len, &b| (len << 8) | usize::from(b)), rest)
+        (
+            bytes
+                .iter()
+                .fold(0usize, |len, &b| (len << 8) | usize::from(b)),
+            rest,
+        )
     };
     let (content, rest) = split(rest, len)?;
     Some((tag, content, rest))

@@ -106,7 +106,10 @@ pub enum ProvisionError {
     NotAPrivateKey { code: i32 },
     /// A certificate or key whose algorithm, curve or size this build cannot use; `accepted`
     /// names what it takes.
-    UnsupportedKey { key: KeyType, accepted: &'static str },
+    UnsupportedKey {
+        key: KeyType,
+        accepted: &'static str,
+    },
     /// The staged set does not fit the record that flash holds.
     SetTooLarge { len: usize, limit: usize },
     /// The device key is not the key of the device certificate.
@@ -155,11 +158,20 @@ impl ProvisionError {
 impl fmt::Display for ProvisionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProvisionError::TooLarge { limit } => write!(f, "{} (limit {limit} bytes)", self.as_str()),
-            ProvisionError::NotACertificate { code } | ProvisionError::NotAPrivateKey { code } => {
-                write!(f, "{} that mbedTLS can parse (error -0x{:04x})", self.as_str(), code.unsigned_abs())
+            ProvisionError::TooLarge { limit } => {
+                write!(f, "{} (limit {limit} bytes)", self.as_str())
             }
-            ProvisionError::UnsupportedKey { key, accepted } => write!(f, "its key is {key}; {accepted}"),
+            ProvisionError::NotACertificate { code } | ProvisionError::NotAPrivateKey { code } => {
+                write!(
+                    f,
+                    "{} that mbedTLS can parse (error -0x{:04x})",
+                    self.as_str(),
+                    code.unsigned_abs()
+                )
+            }
+            ProvisionError::UnsupportedKey { key, accepted } => {
+                write!(f, "its key is {key}; {accepted}")
+            }
             ProvisionError::SetTooLarge { len, limit } => write!(
                 f,
                 "the set needs {len} bytes of flash, the record holds {limit}: use smaller \
@@ -210,7 +222,11 @@ impl Default for Provisioner {
 impl Provisioner {
     /// Nothing stored yet: every credential from the image.
     pub const fn new() -> Self {
-        Self { staged: CredentialSet::image(), changed: false, upload: None }
+        Self {
+            staged: CredentialSet::image(),
+            changed: false,
+            upload: None,
+        }
     }
 
     /// Starts over from the stored record (boot, abort, after a commit failed to write).
@@ -247,7 +263,11 @@ impl Provisioner {
         if self.upload.is_some() {
             return Err(ProvisionError::UploadInProgress);
         }
-        self.upload = Some(Upload { kind, decoder: Decoder::new(), der: Vec::new() });
+        self.upload = Some(Upload {
+            kind,
+            decoder: Decoder::new(),
+            der: Vec::new(),
+        });
         Ok(())
     }
 
@@ -260,7 +280,8 @@ impl Provisioner {
             if der.len() >= limit {
                 return Err(ProvisionError::TooLarge { limit });
             }
-            der.push(byte).map_err(|_| ProvisionError::TooLarge { limit })
+            der.push(byte)
+                .map_err(|_| ProvisionError::TooLarge { limit })
         });
         fed.map_err(|e| {
             self.upload = None;
@@ -273,7 +294,9 @@ impl Provisioner {
 
     /// The open upload: its kind and the DER bytes decoded so far.
     pub fn upload(&self) -> Option<(Kind, usize)> {
-        self.upload.as_ref().map(|upload| (upload.kind, upload.der.len()))
+        self.upload
+            .as_ref()
+            .map(|upload| (upload.kind, upload.der.len()))
     }
 
     /// Closes the upload; stages it if it is a well-formed credential of its kind.
@@ -291,19 +314,23 @@ impl Provisioner {
             Kind::DeviceKey => keyinfo::private_key(der),
         };
         if let Some(key) = key {
-            inspector.supports(key).map_err(|accepted| ProvisionError::UnsupportedKey { key, accepted })?;
+            inspector
+                .supports(key)
+                .map_err(|accepted| ProvisionError::UnsupportedKey { key, accepted })?;
         }
         match upload.kind {
             Kind::Ca | Kind::DeviceCertificate => inspector
                 .parse_certificate(der)
                 .map_err(|code| ProvisionError::NotACertificate { code })?,
-            Kind::DeviceKey => {
-                inspector.parse_private_key(der).map_err(|code| ProvisionError::NotAPrivateKey { code })?
-            }
+            Kind::DeviceKey => inspector
+                .parse_private_key(der)
+                .map_err(|code| ProvisionError::NotAPrivateKey { code })?,
         }
         self.staged
             .set(upload.kind, Source::Provisioned(der))
-            .map_err(|_| ProvisionError::TooLarge { limit: upload.kind.capacity() })?;
+            .map_err(|_| ProvisionError::TooLarge {
+                limit: upload.kind.capacity(),
+            })?;
         self.changed = true;
         Ok(upload.kind)
     }
@@ -316,7 +343,9 @@ impl Provisioner {
     /// Stages the removal of `kind`: not even the image's is used.
     pub fn delete(&mut self, kind: Kind) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
-        self.staged.set(kind, Source::Removed).map_err(|_| ProvisionError::Empty)?;
+        self.staged
+            .set(kind, Source::Removed)
+            .map_err(|_| ProvisionError::Empty)?;
         self.changed = true;
         Ok(())
     }
@@ -324,7 +353,9 @@ impl Provisioner {
     /// Stages a return to the image's credential for `kind`.
     pub fn use_image(&mut self, kind: Kind) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
-        self.staged.set(kind, Source::Image).map_err(|_| ProvisionError::Empty)?;
+        self.staged
+            .set(kind, Source::Image)
+            .map_err(|_| ProvisionError::Empty)?;
         self.changed = true;
         Ok(())
     }
@@ -353,7 +384,12 @@ impl Provisioner {
         }
         check_usable(&self.staged, image, inspector)?;
         let limit = record.len();
-        self.staged.encode(record).map_err(|_| ProvisionError::SetTooLarge { len: self.staged.encoded_len(), limit })
+        self.staged
+            .encode(record)
+            .map_err(|_| ProvisionError::SetTooLarge {
+                len: self.staged.encoded_len(),
+                limit,
+            })
     }
 
     /// The record from [`Provisioner::prepare_commit`] is stored.
@@ -371,7 +407,10 @@ pub fn check_usable(
     if set.effective(Kind::Ca, image).is_none() {
         return Err(ProvisionError::NoCa);
     }
-    match (set.effective(Kind::DeviceCertificate, image), set.effective(Kind::DeviceKey, image)) {
+    match (
+        set.effective(Kind::DeviceCertificate, image),
+        set.effective(Kind::DeviceKey, image),
+    ) {
         (None, None) => Ok(()),
         (Some(certificate), Some(key)) => {
             if inspector.key_matches_certificate(certificate, key) {

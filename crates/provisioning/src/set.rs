@@ -96,7 +96,10 @@ impl CredentialSet {
     }
 
     fn origin(&self, kind: Kind) -> Origin {
-        self.origins.get(index(kind)).copied().unwrap_or(Origin::Image)
+        self.origins
+            .get(index(kind))
+            .copied()
+            .unwrap_or(Origin::Image)
     }
 
     pub fn source(&self, kind: Kind) -> Source<'_> {
@@ -146,7 +149,11 @@ impl CredentialSet {
 
     /// The length of the record [`CredentialSet::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        MAGIC.len() + Kind::ALL.iter().map(|&kind| ENTRY_HEADER + self.der(kind).len()).sum::<usize>()
+        MAGIC.len()
+            + Kind::ALL
+                .iter()
+                .map(|&kind| ENTRY_HEADER + self.der(kind).len())
+                .sum::<usize>()
     }
 
     /// Writes the record into `out`; returns its length.
@@ -171,7 +178,9 @@ impl CredentialSet {
     /// Replaces this set with the one in `record`; on error, this set is unspecified and the
     /// caller resets it.
     pub fn load(&mut self, record: &[u8]) -> Result<(), StoreError> {
-        let rest = record.strip_prefix(MAGIC.as_slice()).ok_or(StoreError::BadMagic)?;
+        let rest = record
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or(StoreError::BadMagic)?;
         let mut rest = rest;
         for kind in Kind::ALL {
             let (&source, after) = rest.split_first().ok_or(StoreError::BadLength)?;
@@ -213,8 +222,12 @@ fn replace<const N: usize>(target: &mut Vec<u8, N>, der: &[u8]) -> Result<(), ()
 }
 
 fn put(out: &mut [u8], at: &mut usize, bytes: &[u8]) -> Result<(), StoreError> {
-    let end = at.checked_add(bytes.len()).ok_or(StoreError::BufferTooSmall)?;
-    out.get_mut(*at..end).ok_or(StoreError::BufferTooSmall)?.copy_from_slice(bytes);
+    let end = at
+        .checked_add(bytes.len())
+        .ok_or(StoreError::BufferTooSmall)?;
+    out.get_mut(*at..end)
+        .ok_or(StoreError::BufferTooSmall)?
+        .copy_from_slice(bytes);
     *at = end;
     Ok(())
 }

@@ -1,6 +1,11 @@
 //! Key types read from real certificates (made by certs/mkcerts, in tests/data) and keys, as
 //! the `cred` refusals name them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use provisioning::keyinfo::{certificate_key, private_key};
 use provisioning::KeyType;
@@ -28,16 +33,37 @@ fn rsa_pkcs8(bits: usize) -> Vec<u8> {
     let mut modulus = vec![0u8; bits / 8 + 1];
     modulus[1] = 0x80; // leading zero octet, then the top bit set
     let rsa = der(0x30, &[der(0x02, &[0]), der(0x02, &modulus)].concat());
-    let algorithm =
-        der(0x30, &[der(0x06, &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]), vec![0x05, 0]].concat());
-    der(0x30, &[der(0x02, &[0]), algorithm, der(0x04, &rsa)].concat())
+    let algorithm = der(
+        0x30,
+        &[
+            der(
+                0x06,
+                &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01],
+            ),
+            vec![0x05, 0],
+        ]
+        .concat(),
+    );
+    der(
+        0x30,
+        &[der(0x02, &[0]), algorithm, der(0x04, &rsa)].concat(),
+    )
 }
 
 #[test]
 fn names_the_key_of_rsa_and_p384_roots_and_an_rsa_leaf() {
-    assert_eq!(certificate_key(&data("rsa4096-root.crt.der")), Some(KeyType::Rsa { bits: 4096 }));
-    assert_eq!(certificate_key(&data("rsa2048-broker.crt.der")), Some(KeyType::Rsa { bits: 2048 }));
-    assert_eq!(certificate_key(&data("p384-root.crt.der")), Some(KeyType::P384));
+    assert_eq!(
+        certificate_key(&data("rsa4096-root.crt.der")),
+        Some(KeyType::Rsa { bits: 4096 })
+    );
+    assert_eq!(
+        certificate_key(&data("rsa2048-broker.crt.der")),
+        Some(KeyType::Rsa { bits: 2048 })
+    );
+    assert_eq!(
+        certificate_key(&data("p384-root.crt.der")),
+        Some(KeyType::P384)
+    );
 }
 
 #[test]
@@ -50,8 +76,14 @@ fn names_the_key_of_the_development_set() {
 
 #[test]
 fn names_the_size_of_an_rsa_private_key() {
-    assert_eq!(private_key(&rsa_pkcs8(2048)), Some(KeyType::Rsa { bits: 2048 }));
-    assert_eq!(private_key(&rsa_pkcs8(1024)), Some(KeyType::Rsa { bits: 1024 }));
+    assert_eq!(
+        private_key(&rsa_pkcs8(2048)),
+        Some(KeyType::Rsa { bits: 2048 })
+    );
+    assert_eq!(
+        private_key(&rsa_pkcs8(1024)),
+        Some(KeyType::Rsa { bits: 1024 })
+    );
     assert_eq!(KeyType::Rsa { bits: 4096 }.to_string(), "RSA-4096");
 }
 

@@ -1,10 +1,17 @@
 //! Properties of the incremental base64 decoder and of the stored record.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use base64::Engine as _;
 use proptest::prelude::*;
 use provisioning::base64::{Decoder, FeedError};
-use provisioning::{CredentialSet, Kind, Provisioner, Source, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD};
+use provisioning::{
+    CredentialSet, Kind, Provisioner, Source, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
+};
 
 fn decode_in_pieces(text: &[u8], cuts: &[usize]) -> Option<Vec<u8>> {
     let mut decoder = Decoder::new();

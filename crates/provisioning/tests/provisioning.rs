@@ -1,12 +1,17 @@
 //! The provisioning steps an operator takes, against a fake inspector: "certificates" are
 //! `CERT:<key id>`, keys are `KEY:<key id>`, and a key matches a certificate with its id.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use base64::Engine as _;
 use provisioning::base64::Base64Error;
 use provisioning::{
-    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind, ProvisionError,
-    Provisioner, Source, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
+    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
+    ProvisionError, Provisioner, Source, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
 };
 
 struct Fake;
@@ -53,7 +58,12 @@ fn b64(der: &[u8]) -> String {
 }
 
 /// Uploads `der` as `kind` in lines of `width` characters, as an operator pastes it.
-fn upload(p: &mut Provisioner, kind: Kind, der: &[u8], width: usize) -> Result<Kind, ProvisionError> {
+fn upload(
+    p: &mut Provisioner,
+    kind: Kind,
+    der: &[u8],
+    width: usize,
+) -> Result<Kind, ProvisionError> {
     p.begin(kind)?;
     let text = b64(der);
     for line in text.as_bytes().chunks(width) {
@@ -73,8 +83,14 @@ fn commit(p: &mut Provisioner) -> Result<Vec<u8>, ProvisionError> {
 fn a_new_ca_and_device_pair_is_committed_as_one_record_that_loads_back() {
     let mut p = Provisioner::new();
     assert_eq!(upload(&mut p, Kind::Ca, b"CERT:new-ca", 64), Ok(Kind::Ca));
-    assert_eq!(upload(&mut p, Kind::DeviceCertificate, b"CERT:k2", 5), Ok(Kind::DeviceCertificate));
-    assert_eq!(upload(&mut p, Kind::DeviceKey, b"KEY:k2", 3), Ok(Kind::DeviceKey));
+    assert_eq!(
+        upload(&mut p, Kind::DeviceCertificate, b"CERT:k2", 5),
+        Ok(Kind::DeviceCertificate)
+    );
+    assert_eq!(
+        upload(&mut p, Kind::DeviceKey, b"KEY:k2", 3),
+        Ok(Kind::DeviceKey)
+    );
     let record = commit(&mut p).unwrap();
     assert!(!p.has_changes());
 
@@ -82,7 +98,10 @@ fn a_new_ca_and_device_pair_is_committed_as_one_record_that_loads_back() {
     rebooted.load(Some(&record)).unwrap();
     let set = rebooted.staged();
     assert_eq!(set.effective(Kind::Ca, &IMAGE), Some(&b"CERT:new-ca"[..]));
-    assert_eq!(set.effective(Kind::DeviceCertificate, &IMAGE), Some(&b"CERT:k2"[..]));
+    assert_eq!(
+        set.effective(Kind::DeviceCertificate, &IMAGE),
+        Some(&b"CERT:k2"[..])
+    );
     assert_eq!(set.effective(Kind::DeviceKey, &IMAGE), Some(&b"KEY:k2"[..]));
 }
 
@@ -91,7 +110,10 @@ fn nothing_stored_means_the_image_credentials() {
     let mut p = Provisioner::new();
     p.load(None).unwrap();
     assert_eq!(p.staged().effective(Kind::Ca, &IMAGE), IMAGE.ca);
-    assert_eq!(p.staged().effective(Kind::DeviceKey, &IMAGE), IMAGE.device_key);
+    assert_eq!(
+        p.staged().effective(Kind::DeviceKey, &IMAGE),
+        IMAGE.device_key
+    );
     assert_eq!(commit(&mut p), Err(ProvisionError::NothingStaged));
 }
 
@@ -99,7 +121,10 @@ fn nothing_stored_means_the_image_credentials() {
 fn a_certificate_alone_that_does_not_match_the_key_is_refused_at_commit_and_kept_staged() {
     let mut p = Provisioner::new();
     upload(&mut p, Kind::DeviceCertificate, b"CERT:other", 64).unwrap();
-    assert_eq!(commit(&mut p), Err(ProvisionError::KeyDoesNotMatchCertificate));
+    assert_eq!(
+        commit(&mut p),
+        Err(ProvisionError::KeyDoesNotMatchCertificate)
+    );
     assert!(p.has_changes(), "the staged change waits for its key");
     upload(&mut p, Kind::DeviceKey, b"KEY:other", 64).unwrap();
     assert!(commit(&mut p).is_ok());
@@ -110,12 +135,36 @@ fn each_malformed_upload_is_refused_and_changes_nothing() {
     let mut p = Provisioner::new();
     let before = p.staged().clone();
     let cases: [(Kind, &str, ProvisionError); 6] = [
-        (Kind::Ca, "not base64!", ProvisionError::BadBase64(Base64Error::InvalidCharacter)),
-        (Kind::Ca, "QUJD=", ProvisionError::BadBase64(Base64Error::BadPadding)),
-        (Kind::Ca, "QUJDRA", ProvisionError::BadBase64(Base64Error::Truncated)),
-        (Kind::Ca, &b64(b"-----BEGIN CERTIFICATE-----"), ProvisionError::NotACertificate { code: -0x2180 }),
-        (Kind::DeviceKey, &b64(b"CERT:k"), ProvisionError::NotAPrivateKey { code: -0x3D00 }),
-        (Kind::DeviceKey, &b64(&[b'K'; MAX_KEY + 1]), ProvisionError::TooLarge { limit: MAX_KEY }),
+        (
+            Kind::Ca,
+            "not base64!",
+            ProvisionError::BadBase64(Base64Error::InvalidCharacter),
+        ),
+        (
+            Kind::Ca,
+            "QUJD=",
+            ProvisionError::BadBase64(Base64Error::BadPadding),
+        ),
+        (
+            Kind::Ca,
+            "QUJDRA",
+            ProvisionError::BadBase64(Base64Error::Truncated),
+        ),
+        (
+            Kind::Ca,
+            &b64(b"-----BEGIN CERTIFICATE-----"),
+            ProvisionError::NotACertificate { code: -0x2180 },
+        ),
+        (
+            Kind::DeviceKey,
+            &b64(b"CERT:k"),
+            ProvisionError::NotAPrivateKey { code: -0x3D00 },
+        ),
+        (
+            Kind::DeviceKey,
+            &b64(&[b'K'; MAX_KEY + 1]),
+            ProvisionError::TooLarge { limit: MAX_KEY },
+        ),
     ];
     for (kind, text, expected) in cases {
         p.begin(kind).unwrap();
@@ -130,7 +179,9 @@ fn each_malformed_upload_is_refused_and_changes_nothing() {
     assert_eq!(p.end(&mut Fake), Err(ProvisionError::Empty));
     assert_eq!(
         upload(&mut p, Kind::Ca, &[b'C'; MAX_CERTIFICATE + 1], 64),
-        Err(ProvisionError::TooLarge { limit: MAX_CERTIFICATE })
+        Err(ProvisionError::TooLarge {
+            limit: MAX_CERTIFICATE
+        })
     );
     assert_eq!(p.staged(), &before);
 }
@@ -140,10 +191,16 @@ fn uploads_do_not_nest_and_steps_need_an_upload() {
     let mut p = Provisioner::new();
     assert_eq!(p.data("QUJD"), Err(ProvisionError::NoUpload));
     p.begin(Kind::Ca).unwrap();
-    assert_eq!(p.begin(Kind::DeviceKey), Err(ProvisionError::UploadInProgress));
+    assert_eq!(
+        p.begin(Kind::DeviceKey),
+        Err(ProvisionError::UploadInProgress)
+    );
     assert_eq!(p.delete(Kind::Ca), Err(ProvisionError::UploadInProgress));
     let mut record = [0u8; MAX_RECORD];
-    assert_eq!(p.prepare_commit(&IMAGE, &mut Fake, &mut record), Err(ProvisionError::UploadInProgress));
+    assert_eq!(
+        p.prepare_commit(&IMAGE, &mut Fake, &mut record),
+        Err(ProvisionError::UploadInProgress)
+    );
     assert!(p.abort_upload());
     assert!(!p.abort_upload());
 }
@@ -157,7 +214,10 @@ fn deleting_the_device_pair_turns_mutual_tls_off_but_deleting_half_is_refused() 
     let record = commit(&mut p).unwrap();
     let mut rebooted = Provisioner::new();
     rebooted.load(Some(&record)).unwrap();
-    assert_eq!(rebooted.staged().effective(Kind::DeviceCertificate, &IMAGE), None);
+    assert_eq!(
+        rebooted.staged().effective(Kind::DeviceCertificate, &IMAGE),
+        None
+    );
     assert_eq!(rebooted.staged().effective(Kind::DeviceKey, &IMAGE), None);
     assert_eq!(rebooted.staged().effective(Kind::Ca, &IMAGE), IMAGE.ca);
 }
@@ -178,12 +238,20 @@ fn the_ca_cannot_be_deleted_into_trusting_nothing_but_can_go_back_to_the_image()
 
 #[test]
 fn an_image_without_device_credentials_accepts_a_provisioned_pair() {
-    let image = ImageCredentials { ca: Some(b"CERT:ca"), ..ImageCredentials::default() };
+    let image = ImageCredentials {
+        ca: Some(b"CERT:ca"),
+        ..ImageCredentials::default()
+    };
     let mut set = CredentialSet::image();
     assert_eq!(check_usable(&set, &image, &mut Fake), Ok(()));
-    set.set(Kind::DeviceCertificate, Source::Provisioned(b"CERT:d")).unwrap();
-    assert_eq!(check_usable(&set, &image, &mut Fake), Err(ProvisionError::IncompletePair));
-    set.set(Kind::DeviceKey, Source::Provisioned(b"KEY:d")).unwrap();
+    set.set(Kind::DeviceCertificate, Source::Provisioned(b"CERT:d"))
+        .unwrap();
+    assert_eq!(
+        check_usable(&set, &image, &mut Fake),
+        Err(ProvisionError::IncompletePair)
+    );
+    set.set(Kind::DeviceKey, Source::Provisioned(b"KEY:d"))
+        .unwrap();
     assert_eq!(check_usable(&set, &image, &mut Fake), Ok(()));
 }
 
@@ -195,7 +263,10 @@ fn abort_goes_back_to_the_stored_record() {
     upload(&mut p, Kind::Ca, b"CERT:second", 64).unwrap();
     p.load(Some(&record)).unwrap();
     assert!(!p.has_changes());
-    assert_eq!(p.staged().effective(Kind::Ca, &IMAGE), Some(&b"CERT:first"[..]));
+    assert_eq!(
+        p.staged().effective(Kind::Ca, &IMAGE),
+        Some(&b"CERT:first"[..])
+    );
 }
 
 #[test]
@@ -209,7 +280,11 @@ fn corrupted_records_are_refused_and_leave_the_image_set() {
     bad_length[5] = 0xff;
     let mut trailing = record.clone();
     trailing.push(0);
-    for (bytes, name) in [(&bad_magic, "magic"), (&bad_length, "length"), (&trailing, "trailing")] {
+    for (bytes, name) in [
+        (&bad_magic, "magic"),
+        (&bad_length, "length"),
+        (&trailing, "trailing"),
+    ] {
         let mut q = Provisioner::new();
         assert!(q.load(Some(bytes)).is_err(), "{name}");
         assert_eq!(q.staged(), &CredentialSet::image(), "{name}");
@@ -233,8 +308,16 @@ fn the_list_shows_origin_size_and_fingerprint_never_key_bytes() {
         lines.push(line);
     }
     assert_eq!(lines[0], "ca: none (deleted)");
-    assert!(lines[1].starts_with("cert: provisioned, 7 bytes, sha256 07000000"), "{}", lines[1]);
-    assert!(lines[2].starts_with("key: provisioned, 6 bytes, sha256 06000000"), "{}", lines[2]);
+    assert!(
+        lines[1].starts_with("cert: provisioned, 7 bytes, sha256 07000000"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("key: provisioned, 6 bytes, sha256 06000000"),
+        "{}",
+        lines[2]
+    );
     assert!(lines[2].ends_with(" (public key)"));
     assert!(!lines[2].contains("k9"));
 }
@@ -242,23 +325,47 @@ fn the_list_shows_origin_size_and_fingerprint_never_key_bytes() {
 #[test]
 fn a_certificate_with_a_key_this_build_cannot_use_is_refused_naming_the_key() {
     let mut p = Provisioner::new();
-    let root = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa4096-root.crt.der")).unwrap();
+    let root = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rsa4096-root.crt.der"
+    ))
+    .unwrap();
     let refused = upload(&mut p, Kind::Ca, &root, 64).unwrap_err();
     assert_eq!(
         refused,
-        ProvisionError::UnsupportedKey { key: KeyType::Rsa { bits: 4096 }, accepted: "this build takes only ECDSA P-256" }
+        ProvisionError::UnsupportedKey {
+            key: KeyType::Rsa { bits: 4096 },
+            accepted: "this build takes only ECDSA P-256"
+        }
     );
-    assert_eq!(refused.to_string(), "its key is RSA-4096; this build takes only ECDSA P-256");
+    assert_eq!(
+        refused.to_string(),
+        "its key is RSA-4096; this build takes only ECDSA P-256"
+    );
     assert!(!p.has_changes());
 }
 
 #[test]
 fn a_set_larger_than_the_flash_record_is_refused_at_commit_and_kept_staged() {
     let mut p = Provisioner::new();
-    upload(&mut p, Kind::Ca, &[b"CERT:".as_slice(), &[b'c'; 1500]].concat(), 64).unwrap();
+    upload(
+        &mut p,
+        Kind::Ca,
+        &[b"CERT:".as_slice(), &[b'c'; 1500]].concat(),
+        64,
+    )
+    .unwrap();
     let mut record = [0u8; 1000];
-    let refused = p.prepare_commit(&IMAGE, &mut Fake, &mut record).unwrap_err();
-    assert_eq!(refused, ProvisionError::SetTooLarge { len: 4 + 9 + 1505, limit: 1000 });
+    let refused = p
+        .prepare_commit(&IMAGE, &mut Fake, &mut record)
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        ProvisionError::SetTooLarge {
+            len: 4 + 9 + 1505,
+            limit: 1000
+        }
+    );
     assert!(p.has_changes());
     assert!(commit(&mut p).is_ok());
 }

@@ -143,7 +143,10 @@ impl Broker {
                 encode(&Packet::Pubcomp(*pid), out);
             }
             Packet::Puback(pid) => {
-                if matches!(self.outgoing.get(&pid.get()), Some(Outgoing::AwaitingPuback(_))) {
+                if matches!(
+                    self.outgoing.get(&pid.get()),
+                    Some(Outgoing::AwaitingPuback(_))
+                ) {
                     self.outgoing.remove(&pid.get());
                 }
             }
@@ -155,7 +158,10 @@ impl Broker {
                 _ => {}
             },
             Packet::Pubcomp(pid) => {
-                if matches!(self.outgoing.get(&pid.get()), Some(Outgoing::AwaitingPubcomp)) {
+                if matches!(
+                    self.outgoing.get(&pid.get()),
+                    Some(Outgoing::AwaitingPubcomp)
+                ) {
                     self.outgoing.remove(&pid.get());
                 }
             }
@@ -170,7 +176,13 @@ impl Broker {
                     };
                     return_codes.push(code).expect("at most 5 filters");
                 }
-                encode(&Packet::Suback(Suback { pid: subscribe.pid, return_codes }), out);
+                encode(
+                    &Packet::Suback(Suback {
+                        pid: subscribe.pid,
+                        return_codes,
+                    }),
+                    out,
+                );
             }
             Packet::Unsubscribe(unsubscribe) => {
                 for topic in &unsubscribe.topics {
@@ -198,7 +210,13 @@ impl Broker {
                 4 => ConnectReturnCode::BadUsernamePassword,
                 _ => ConnectReturnCode::NotAuthorized,
             };
-            encode(&Packet::Connack(Connack { session_present: false, code }), out);
+            encode(
+                &Packet::Connack(Connack {
+                    session_present: false,
+                    code,
+                }),
+                out,
+            );
             return false;
         }
         let forget = core::mem::take(&mut self.forget_session);
@@ -216,7 +234,13 @@ impl Broker {
         self.connacks += 1;
         self.last_session_present = Some(session_present);
         let code = ConnectReturnCode::Accepted;
-        encode(&Packet::Connack(Connack { session_present, code }), out);
+        encode(
+            &Packet::Connack(Connack {
+                session_present,
+                code,
+            }),
+            out,
+        );
         // §4.4: on resume, resend unacknowledged PUBLISH (with DUP) and PUBREL.
         for (pid, state) in &self.outgoing {
             match state {
@@ -272,15 +296,23 @@ impl Broker {
             }
         };
         let mut encoded = Vec::new();
-        let publish = mqttrs::Publish { dup: false, qospid, retain, topic_name: topic, payload };
+        let publish = mqttrs::Publish {
+            dup: false,
+            qospid,
+            retain,
+            topic_name: topic,
+            payload,
+        };
         encode(&Packet::Publish(publish), &mut encoded);
         match qospid {
             QosPid::AtMostOnce => {}
             QosPid::AtLeastOnce(pid) => {
-                self.outgoing.insert(pid.get(), Outgoing::AwaitingPuback(encoded.clone()));
+                self.outgoing
+                    .insert(pid.get(), Outgoing::AwaitingPuback(encoded.clone()));
             }
             QosPid::ExactlyOnce(pid) => {
-                self.outgoing.insert(pid.get(), Outgoing::AwaitingPubrec(encoded.clone()));
+                self.outgoing
+                    .insert(pid.get(), Outgoing::AwaitingPubrec(encoded.clone()));
             }
         }
         out.extend_from_slice(&encoded);

@@ -40,7 +40,11 @@ pub fn run(data: &[u8]) {
     let mut rng = Rng::new(u64::from(*chunk_seed));
     let largest = usize::from(*chunk_seed).max(1);
     let chunks = core::iter::from_fn(|| {
-        Some(if *chunk_seed == 0 { usize::MAX } else { rng.range(1, largest) })
+        Some(if *chunk_seed == 0 {
+            usize::MAX
+        } else {
+            rng.range(1, largest)
+        })
     });
     split_and_check(stream, max, chunks);
     // `decode` must also survive being handed anything at all as "one frame".
@@ -63,7 +67,11 @@ pub fn split_and_check(
         let end = offered.saturating_add(size).min(stream.len());
         let room = READER_BYTES - reader.buffered();
         let taken = reader.push(&stream[offered..end]);
-        assert!(taken <= end - offered, "push took {taken} of {} bytes", end - offered);
+        assert!(
+            taken <= end - offered,
+            "push took {taken} of {} bytes",
+            end - offered
+        );
         assert!(taken <= room, "push took {taken} with room for {room}");
         assert!(reader.buffered() <= READER_BYTES);
         offered += taken;
@@ -103,7 +111,11 @@ fn compare_with_reference(stream: &[u8], max: usize, outcome: &Outcome, buffered
         match reference_header(rest, limit) {
             RefHeader::Frame(len) if len <= rest.len() => {
                 let frame = outcome.frames.get(expected_frames);
-                assert_eq!(frame.map(Vec::as_slice), Some(&rest[..len]), "frame {expected_frames}");
+                assert_eq!(
+                    frame.map(Vec::as_slice),
+                    Some(&rest[..len]),
+                    "frame {expected_frames}"
+                );
                 expected_frames += 1;
                 at += len;
             }
@@ -146,15 +158,23 @@ pub fn check_decode(frame: &[u8], max: usize) -> bool {
             | Packet::Unsuback(_)
             | Packet::Pingresp
     );
-    assert!(from_server, "accepted a packet a server never sends: {packet:?}");
+    assert!(
+        from_server,
+        "accepted a packet a server never sends: {packet:?}"
+    );
     if let Packet::Publish(publish) = &packet {
         assert!(mqtt_core::topic::validate_name(publish.topic_name).is_ok());
     }
     let mut encoded = [0u8; READER_BYTES + 8];
     let n = mqttrs::encode_slice(&packet, &mut encoded).expect("re-encode an accepted frame");
-    let header = framing::parse_fixed_header(frame, usize::MAX).ok().flatten().expect("header");
-    let encoded_header =
-        framing::parse_fixed_header(&encoded[..n], usize::MAX).ok().flatten().expect("header");
+    let header = framing::parse_fixed_header(frame, usize::MAX)
+        .ok()
+        .flatten()
+        .expect("header");
+    let encoded_header = framing::parse_fixed_header(&encoded[..n], usize::MAX)
+        .ok()
+        .flatten()
+        .expect("header");
     // The remaining length may have been sent in more bytes than needed (§2.2.3 does not
     // forbid it); everything else must be byte for byte the same.
     assert_eq!(encoded[0], frame[0], "first byte of {frame:02x?}");

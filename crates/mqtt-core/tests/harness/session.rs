@@ -29,10 +29,27 @@ use mqttrs::Packet;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Topic names the script publishes to (client and broker).
-pub const TOPICS: &[&str] = &["a", "a/b", "a/b/c", "$SYS/uptime", "dev/1/status", "x/y/z/w"];
+pub const TOPICS: &[&str] = &[
+    "a",
+    "a/b",
+    "a/b/c",
+    "$SYS/uptime",
+    "dev/1/status",
+    "x/y/z/w",
+];
 /// Topic filters the script subscribes to; one is invalid, one is refused by the broker.
-pub const FILTERS: &[&str] =
-    &["a", "a/+", "a/#", "#", "+/b", "dev/+/status", "deny/#", "$SYS/#", "x/+/z/#", "a/#/b"];
+pub const FILTERS: &[&str] = &[
+    "a",
+    "a/+",
+    "a/#",
+    "#",
+    "+/b",
+    "dev/+/status",
+    "deny/#",
+    "$SYS/#",
+    "x/+/z/#",
+    "a/#/b",
+];
 
 /// Set `HARNESS_TRACE=1` to print every operation and packet (for reading a crash).
 fn tracing() -> bool {
@@ -176,7 +193,11 @@ impl World {
     }
 
     fn check_invariants(&self) {
-        assert!(self.session.outbox_len() <= SLOTS, "outbox {}", self.session.outbox_len());
+        assert!(
+            self.session.outbox_len() <= SLOTS,
+            "outbox {}",
+            self.session.outbox_len()
+        );
         assert!(
             self.session.inflight_len() <= self.window,
             "{} in flight, window {}",
@@ -185,7 +206,11 @@ impl World {
         );
         assert!(self.session.inflight_len() <= self.session.outbox_len());
         if self.session.state() == ConnectionState::Disconnected {
-            assert_eq!(self.session.poll_timeout(), None, "a deadline while disconnected");
+            assert_eq!(
+                self.session.poll_timeout(),
+                None,
+                "a deadline while disconnected"
+            );
         }
     }
 
@@ -262,7 +287,10 @@ impl World {
                     matches!(known, Some((_, qos)) if *qos != QoS::AtMostOnce),
                     "Published for {id:?}, which is {known:?}"
                 );
-                assert!(self.acknowledged.insert(id), "{id:?} reported Published twice");
+                assert!(
+                    self.acknowledged.insert(id),
+                    "{id:?} reported Published twice"
+                );
             }
             Event::Subscribed { results, .. } => {
                 assert!((1..=5).contains(&results.len()));
@@ -275,7 +303,10 @@ impl World {
                         Error::Protocol(ProtocolError::ConnectionRefused(_)) => self.refused,
                         _ => false,
                     };
-                    assert!(expected, "connection to a conforming broker lost: {error:?}");
+                    assert!(
+                        expected,
+                        "connection to a conforming broker lost: {error:?}"
+                    );
                 }
                 self.close();
             }
@@ -333,10 +364,17 @@ impl World {
         };
         trace!("  client -> {packet:?}");
         if self.sent_this_connection == 0 {
-            assert!(matches!(packet, Packet::Connect(_)), "first packet {packet:?}");
+            assert!(
+                matches!(packet, Packet::Connect(_)),
+                "first packet {packet:?}"
+            );
         } else {
             assert!(!matches!(packet, Packet::Connect(_)), "second CONNECT");
-            assert_eq!(state, ConnectionState::Connected, "{packet:?} before CONNACK");
+            assert_eq!(
+                state,
+                ConnectionState::Connected,
+                "{packet:?} before CONNACK"
+            );
         }
         self.sent_this_connection += 1;
     }
@@ -361,7 +399,10 @@ impl World {
                 break;
             };
             any = true;
-            let packet = mqttrs::decode_slice(&bytes).ok().flatten().expect("checked when sent");
+            let packet = mqttrs::decode_slice(&bytes)
+                .ok()
+                .flatten()
+                .expect("checked when sent");
             trace!("  broker reads {packet:?}");
             let mut answer = Vec::new();
             let connect = matches!(packet, Packet::Connect(_));
@@ -461,7 +502,8 @@ impl World {
         let payload = vec![0x5A; len];
         let mut out = Vec::new();
         let (qos, retain) = (qos_of((selector >> 3) & 0x03), selector & 0x80 != 0);
-        self.broker.publish(topic, &payload, qos, retain, self.max_packet_size, &mut out);
+        self.broker
+            .publish(topic, &payload, qos, retain, self.max_packet_size, &mut out);
         self.to_client.extend(out);
     }
 
@@ -472,7 +514,11 @@ impl World {
         self.session.handle_timeout(self.now);
         self.accepted_since_poll = 0;
         if let Some(deadline) = self.session.poll_timeout() {
-            assert!(deadline > self.now, "deadline {deadline:?} not acted on at {:?}", self.now);
+            assert!(
+                deadline > self.now,
+                "deadline {deadline:?} not acted on at {:?}",
+                self.now
+            );
         }
     }
 
@@ -488,7 +534,10 @@ impl World {
         payload.resize(4 + usize::from(filler % 128), 0xA5);
         match self.session.publish(topic, &payload, qos, retain) {
             Ok(id) => {
-                assert!(self.published.insert(id, (tag, qos)).is_none(), "{id:?} handed out twice");
+                assert!(
+                    self.published.insert(id, (tag, qos)).is_none(),
+                    "{id:?} handed out twice"
+                );
             }
             Err(Error::Exhausted(ResourceError::OutboxFull)) => {
                 assert_eq!(self.session.outbox_len(), SLOTS, "OutboxFull with room");
@@ -497,7 +546,10 @@ impl World {
                 let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
                 let remaining = 2 + topic.len() + id_len + payload.len();
                 let frame = 1 + if remaining < 128 { 1 } else { 2 } + remaining;
-                assert!(frame > 128, "a {frame}-byte PUBLISH refused by 128-byte slots");
+                assert!(
+                    frame > 128,
+                    "a {frame}-byte PUBLISH refused by 128-byte slots"
+                );
             }
             Err(other) => panic!("publish failed: {other:?}"),
         }
@@ -510,7 +562,10 @@ impl World {
         (0..count)
             .map(|_| {
                 let b = input.arg();
-                (FILTERS[usize::from(b & 0x0F) % FILTERS.len()], qos_of(b >> 4))
+                (
+                    FILTERS[usize::from(b & 0x0F) % FILTERS.len()],
+                    qos_of(b >> 4),
+                )
             })
             .collect()
     }
@@ -528,7 +583,9 @@ impl World {
                 assert!(filters.is_empty() || filters.len() > 5);
             }
             Err(Error::Config(mqtt_core::ConfigError::InvalidTopicFilter)) => {
-                assert!(filters.iter().any(|(f, _)| mqtt_core::topic::validate_filter(f).is_err()));
+                assert!(filters
+                    .iter()
+                    .any(|(f, _)| mqtt_core::topic::validate_filter(f).is_err()));
             }
             // A filter twice in one request may be refused (it is since the fix of known bug 1).
             Err(Error::Config(_)) if has_duplicates(filters.iter().map(|(f, _)| *f)) => {}
@@ -549,7 +606,9 @@ impl World {
                 assert!(filters.is_empty() || filters.len() > 5);
             }
             Err(Error::Config(mqtt_core::ConfigError::InvalidTopicFilter)) => {
-                assert!(filters.iter().any(|f| mqtt_core::topic::validate_filter(f).is_err()));
+                assert!(filters
+                    .iter()
+                    .any(|f| mqtt_core::topic::validate_filter(f).is_err()));
             }
             Err(Error::Config(_)) if has_duplicates(filters.iter().copied()) => {}
             Err(Error::Exhausted(ResourceError::SubscriptionsFull | ResourceError::NoPacketId)) => {
@@ -615,7 +674,10 @@ impl World {
             }
         }
         if !self.diverged {
-            assert_eq!(self.broker.subscriptions, self.wanted, "broker's subscriptions");
+            assert_eq!(
+                self.broker.subscriptions, self.wanted,
+                "broker's subscriptions"
+            );
         }
     }
 }
@@ -634,7 +696,11 @@ pub fn run(data: &[u8]) {
         if steps > 4_096 {
             break;
         }
-        trace!("op {} (rest {:02x?})", op % 16, &input.0[..input.0.len().min(8)]);
+        trace!(
+            "op {} (rest {:02x?})",
+            op % 16,
+            &input.0[..input.0.len().min(8)]
+        );
         match op % 16 {
             0 => {
                 let n = usize::from(input.arg()) % 64 + 1;
@@ -661,8 +727,19 @@ pub fn run(data: &[u8]) {
                 world.broker_publishes(selector, len);
             }
             5 => {
-                let step =
-                    [0, 1, 100, 999, 1_000, 2_000, 3_000, 5_000, 30_000, 61_000, u64::MAX / 2];
+                let step = [
+                    0,
+                    1,
+                    100,
+                    999,
+                    1_000,
+                    2_000,
+                    3_000,
+                    5_000,
+                    30_000,
+                    61_000,
+                    u64::MAX / 2,
+                ];
                 let ms = step[usize::from(input.arg()) % step.len()];
                 world.advance(ms);
             }
@@ -676,8 +753,10 @@ pub fn run(data: &[u8]) {
                 world.subscribe(&filters);
             }
             8 => {
-                let filters: Vec<&'static str> =
-                    World::filters(&mut input).into_iter().map(|(f, _)| f).collect();
+                let filters: Vec<&'static str> = World::filters(&mut input)
+                    .into_iter()
+                    .map(|(f, _)| f)
+                    .collect();
                 world.unsubscribe(&filters);
             }
             9 => world.session.disconnect(),
