@@ -230,7 +230,7 @@ pub fn run() -> ! {
             last_address = address;
         }
         // A "network down" from before this connection is not about it.
-        let _ = control::network_went_down();
+        let _ = net::network_went_down();
         // Credentials committed from the shell take effect here, between connections.
         let new_credentials = runtime_credentials::commit_pending();
         if new_credentials {
@@ -313,7 +313,7 @@ pub fn run() -> ! {
             &mut device.status,
             delay,
             || Uptime.now().0,
-            || runtime_credentials::commit_pending(),
+            runtime_credentials::commit_pending,
         );
     }
 }
@@ -519,10 +519,10 @@ fn run_connection(
             );
             return cause;
         }
-        if control::network_went_down() {
+        if net::network_went_down() {
             // No DISCONNECT: it could not get through, and the broker should publish the
             // will. Closing now frees the socket instead of waiting for the ping timeout.
-            info!("network down: closing the MQTT connection");
+            info!("network down (link, lease or address gone): closing the MQTT connection");
             drop(client.detach());
             return Error::Transport(TransportError::Closed);
         }

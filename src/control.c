@@ -25,7 +25,6 @@
 
 #include <zephyr/init.h>
 #include <zephyr/kernel.h>
-#include <zephyr/sys/atomic.h>
 
 #if defined(CONFIG_SHELL)
 #include <zephyr/shell/shell.h>
@@ -34,11 +33,6 @@
 #if defined(CONFIG_THREAD_ANALYZER)
 #include <zephyr/debug/thread_analyzer.h>
 #include <zephyr/net/net_pkt.h>
-#endif
-
-#if defined(CONFIG_NET_CONNECTION_MANAGER)
-#include <zephyr/net/net_event.h>
-#include <zephyr/net/net_mgmt.h>
 #endif
 
 #define APP_CONTROL_TOPIC_MAX   128
@@ -157,39 +151,6 @@ void app_control_set_status(const struct app_mqtt_status *snapshot)
 	status = *snapshot;
 	k_spin_unlock(&lock, key);
 }
-
-/* --- Network events (board only) -------------------------------------------------------------
- * shim.c's own L4 callback drives app_network_wait(); this one only tells the MQTT thread that
- * the link it is using is gone, so it closes the session now instead of at the next keepalive.
- */
-static atomic_t network_went_down;
-
-bool app_control_network_went_down(void)
-{
-	return atomic_clear(&network_went_down) != 0;
-}
-
-#if defined(CONFIG_NET_CONNECTION_MANAGER)
-static struct net_mgmt_event_callback l4_down_callback;
-
-static void on_l4_down(struct net_mgmt_event_callback *cb, uint64_t event, struct net_if *iface)
-{
-	ARG_UNUSED(cb);
-	ARG_UNUSED(iface);
-	if (event == NET_EVENT_L4_DISCONNECTED) {
-		atomic_set(&network_went_down, 1);
-	}
-}
-
-static int register_l4_down(void)
-{
-	net_mgmt_init_event_callback(&l4_down_callback, on_l4_down, NET_EVENT_L4_DISCONNECTED);
-	net_mgmt_add_event_callback(&l4_down_callback);
-	return 0;
-}
-
-SYS_INIT(register_l4_down, APPLICATION, 0);
-#endif
 
 /* --- Shell commands ------------------------------------------------------------------------- */
 #if defined(CONFIG_SHELL)

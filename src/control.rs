@@ -138,13 +138,6 @@ fn copy_text<const N: usize>(field: &mut [u8; N], text: &str) {
     }
 }
 
-/// Whether the connection manager reported the network gone since the last call (always
-/// false without a connection manager, e.g. on native_sim).
-pub fn network_went_down() -> bool {
-    // SAFETY: plain call; the C side clears an atomic flag its event callback sets.
-    unsafe { ffi::app_control_network_went_down() }
-}
-
 /// Takes one request, waiting at most `timeout_ms` (0: only what is already queued).
 fn take_request(timeout_ms: i32) -> Option<ffi::PublishRequest> {
     let mut request = ffi::PublishRequest {

@@ -66,6 +66,7 @@ extern "C" {
     pub fn app_text_override(option: c_int) -> *const c_char;
     pub fn app_network_wait(timeout_ms: i32) -> c_int;
     pub fn app_ipv4_address(text: *mut c_char, len: usize) -> c_int;
+    pub fn app_network_went_down() -> bool;
     pub fn app_cpu_time_us(all_threads: *mut u64, this_thread: *mut u64) -> c_int;
     pub fn app_control_wake();
 }
@@ -124,7 +125,6 @@ extern "C" {
     pub fn app_control_answer(ticket: u32, answer: *const PublishAnswer);
     pub fn app_control_set_status(status: *const MqttStatus);
     pub fn app_control_take_bench(out: *mut BenchRequest) -> bool;
-    pub fn app_control_network_went_down() -> bool;
     #[cfg(CONFIG_ARCH_POSIX)]
     pub fn app_keepalive_override() -> u16;
     #[cfg(CONFIG_ARCH_POSIX)]

@@ -299,6 +299,14 @@ pub fn wait_for_network(timeout_ms: i32) -> Result<(), NetError> {
     check(unsafe { ffi::app_network_wait(timeout_ms) }).map(|_| ())
 }
 
+/// Whether the network, or the address the connection uses, went away since the last call:
+/// the connection manager reported L4 down, DHCPv4 stopped, or a new lease has another
+/// address. Always false without Zephyr's IP stack (native_sim).
+pub fn network_went_down() -> bool {
+    // SAFETY: plain call; the shim clears an atomic flag that its event handler sets.
+    unsafe { ffi::app_network_went_down() }
+}
+
 /// The interface's IPv4 address as text (the DHCPv4 lease), when Zephyr's IP stack has one.
 pub fn ipv4_address() -> Option<heapless::String<16>> {
     let mut text = [0u8; 16];

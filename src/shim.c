@@ -19,6 +19,7 @@
 #include <zephyr/net/socket.h>
 #include <zephyr/net/tls_credentials.h>
 #include <zephyr/random/random.h>
+#include <zephyr/sys/atomic.h>
 #include <zephyr/sys/clock.h>
 #include <zephyr/sys/sys_heap.h>
 
@@ -34,7 +35,9 @@
 #include <mbedtls/x509_crt.h>
 
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
+#include <zephyr/init.h>
 #include <zephyr/net/conn_mgr_monitor.h>
+#include <zephyr/net/dhcpv4.h>
 #include <zephyr/net/net_event.h>
 #include <zephyr/net/net_mgmt.h>
 #endif
@@ -616,20 +619,88 @@ int app_cpu_time_us(uint64_t *all_threads, uint64_t *this_thread)
 
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
 static K_SEM_DEFINE(network_up, 0, 1);
+/* Set when the network or the address in use went away; the MQTT thread reads and clears it. */
+static atomic_t connection_invalidated;
+#if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
+/* The address DHCPv4 last bound; only the net_mgmt thread touches it. */
+static struct in_addr last_lease;
+static struct net_mgmt_event_callback dhcp_callback;
+#endif
 static struct net_mgmt_event_callback l4_callback;
-static bool l4_callback_registered;
+static bool status_resent;
 
-static void on_l4_event(struct net_mgmt_event_callback *cb, uint64_t event, struct net_if *iface)
+/*
+ * One handler for every network event the application follows. Zephyr keeps an address that a
+ * TCP connection still uses after its lease ends or DHCPv4 stops (it is removed, and L4 reported
+ * down, only once that connection closes), so the lease events are what tell the MQTT thread
+ * that its connection's address is no longer ours.
+ */
+static void on_network_event(struct net_mgmt_event_callback *cb, uint64_t event,
+			     struct net_if *iface)
 {
-	ARG_UNUSED(cb);
 	ARG_UNUSED(iface);
-	if (event == NET_EVENT_L4_CONNECTED) {
+	switch (event) {
+	case NET_EVENT_L4_CONNECTED:
 		k_sem_give(&network_up);
-	} else if (event == NET_EVENT_L4_DISCONNECTED) {
+		break;
+	case NET_EVENT_L4_DISCONNECTED:
 		k_sem_reset(&network_up);
+		atomic_set(&connection_invalidated, 1);
+		break;
+#if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
+	case NET_EVENT_IPV4_DHCP_STOP:
+		last_lease.s_addr = 0;
+		atomic_set(&connection_invalidated, 1);
+		break;
+	case NET_EVENT_IPV4_DHCP_BOUND: {
+		const struct net_if_dhcpv4 *dhcp = cb->info;
+
+		if (dhcp == NULL || cb->info_length != sizeof(*dhcp)) {
+			break;
+		}
+		/* A renewal binds the same address again; a new lease with another one ends
+		 * whatever still runs on the old.
+		 */
+		if (last_lease.s_addr != 0 && last_lease.s_addr != dhcp->requested_ip.s_addr) {
+			atomic_set(&connection_invalidated, 1);
+		}
+		last_lease = dhcp->requested_ip;
+		break;
+	}
+#endif
+	default:
+		break;
 	}
 }
+
+static int register_network_events(void)
+{
+	net_mgmt_init_event_callback(&l4_callback, on_network_event,
+				     NET_EVENT_L4_CONNECTED | NET_EVENT_L4_DISCONNECTED);
+	net_mgmt_add_event_callback(&l4_callback);
+#if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
+	net_mgmt_init_event_callback(&dhcp_callback, on_network_event,
+				     NET_EVENT_IPV4_DHCP_BOUND | NET_EVENT_IPV4_DHCP_STOP);
+	net_mgmt_add_event_callback(&dhcp_callback);
 #endif
+	return 0;
+}
+
+SYS_INIT(register_network_events, APPLICATION, 0);
+#endif
+
+/*
+ * Whether the network or the address the current connection uses went away since the last call
+ * (always false without a connection manager, e.g. on native_sim).
+ */
+bool app_network_went_down(void)
+{
+#if defined(CONFIG_NET_CONNECTION_MANAGER)
+	return atomic_clear(&connection_invalidated) != 0;
+#else
+	return false;
+#endif
+}
 
 /*
  * The default interface's IPv4 address as text (DHCPv4's lease on the board), or -ENOENT
@@ -660,12 +731,12 @@ int app_ipv4_address(char *text, size_t len)
 int app_network_wait(int32_t timeout_ms)
 {
 #if defined(CONFIG_NET_CONNECTION_MANAGER)
-	if (!l4_callback_registered) {
-		net_mgmt_init_event_callback(&l4_callback, on_l4_event,
-					     NET_EVENT_L4_CONNECTED | NET_EVENT_L4_DISCONNECTED);
-		net_mgmt_add_event_callback(&l4_callback);
-		l4_callback_registered = true;
+	if (!status_resent) {
+		/* Events from before the callback was registered: the connection manager tells
+		 * the current state again.
+		 */
 		conn_mgr_mon_resend_status();
+		status_resent = true;
 	}
 	if (k_sem_take(&network_up, K_MSEC(timeout_ms)) != 0) {
 		return -ETIMEDOUT;

@@ -30,6 +30,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_CERTS = REPO / "certs" / "dev-only-insecure"
@@ -325,9 +326,13 @@ class Observer:
     def publish(self, topic: str, payload: str, qos: int = 1) -> None:
         run("mosquitto_pub", *self.tls_args(), "-t", topic, "-m", payload, "-q", str(qos))
 
-    def subscribe(self, topic_filter: str) -> "Lines":
-        process = subprocess.Popen(["mosquitto_sub", *self.tls_args(), "-t", topic_filter, "-v",
-                                    "-q", "1"], stdout=subprocess.PIPE,
+    def subscribe(self, topic_filter: str, session: Optional[str] = None) -> "Lines":
+        """With `session`, a persistent session of that client id: the broker keeps what
+        arrives while the observer is away and hands it over when it subscribes again."""
+        persistent = ["-c", "-i", session] if session else []
+        process = subprocess.Popen(["mosquitto_sub", *self.tls_args(), *persistent,
+                                    "-t", topic_filter, "-v", "-q", "1"],
+                                   stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         return Lines(process)
 
@@ -412,6 +417,11 @@ class Qemu:
 
     def until(self, regex: str, timeout: float) -> re.Match:
         return self.console.until(regex, timeout)
+
+    def seen(self, regex: str) -> bool:
+        """Whether any console line read so far matches `regex`."""
+        pattern = re.compile(regex)
+        return any(pattern.search(line) for line in self.console.seen)
 
     def command(self, line: str) -> None:
         self.process.stdin.write(line + "\n")

@@ -14,9 +14,12 @@ from rig import BROKER_NAME, DEVICE_TOPICS, HOST_ADDRESS, SECOND_ADDRESS, TIME_N
 BOOT_TO_MQTT_S = 90
 
 
-def boot_and_connect(device) -> None:
+def boot_and_connect(device) -> str:
+    """Boots the device until MQTT is connected; returns the address its lease gave it."""
     device.start()
+    address = device.until(r"network: up, address (192\.0\.2\.\d+)", timeout=BOOT_TO_MQTT_S)
     device.until(r"mqtt: connected", timeout=BOOT_TO_MQTT_S)
+    return address.group(1)
 
 
 def queue_numbered(device, prefix: str, count: int, timeout: float = 120) -> set:
@@ -99,11 +102,8 @@ def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, 
                                                          device):
     boot_and_connect(device)
     # A persistent observer session: the broker keeps what arrives while it is away.
-    session = ["-c", "-i", "observer-link"]
-    first = rig.Lines(rig.subprocess.Popen(
-        ["mosquitto_sub", *observer.tls_args(), *session, "-q", "1", "-t", f"{DEVICE_TOPICS}/seq",
-         "-v"], stdout=rig.subprocess.PIPE, stderr=rig.subprocess.STDOUT, text=True,
-        start_new_session=True))
+    session = "observer-link"
+    first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
     time.sleep(1)
     first.close()
 
@@ -116,13 +116,68 @@ def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, 
     rig.set_link(True)
     device.until(r"mqtt: connected", timeout=60)
 
-    again = rig.Lines(rig.subprocess.Popen(
-        ["mosquitto_sub", *observer.tls_args(), *session, "-q", "1", "-t", f"{DEVICE_TOPICS}/seq",
-         "-v"], stdout=rig.subprocess.PIPE, stderr=rig.subprocess.STDOUT, text=True,
-        start_new_session=True))
+    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
     try:
         missing = again.collect(expected, timeout=30)
         assert not missing, f"lost across the link flap: {sorted(missing)}"
+    finally:
+        again.close()
+
+
+def test_interface_down_closes_at_once_waits_for_the_network_and_loses_nothing(
+        dnsmasq, sntp, broker, observer, device):
+    # The interface going down (what a carrier loss does; the LAN9118 model reports none, so
+    # the shell takes it down) aborts the stack's TCP connections: the device must see that at
+    # once, not at the next keepalive (5 s + 3 s ping timeout here), then wait for the network
+    # rather than spin on connects.
+    boot_and_connect(device)
+    session = "observer-iface"  # persistent: the broker keeps what comes meanwhile
+    first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
+    time.sleep(1)
+    first.close()
+
+    device.command("net iface down 1")
+    device.until(r"mqtt: connection lost", timeout=2)
+    expected = queue_numbered(device, "iface", 3)
+    device.until(r"network not up yet .*; still waiting", timeout=30)
+    assert not device.seen(r"timeout: Ping"), "closed by the keepalive, not at once"
+    device.command("net iface up 1")
+    device.until(r"network: up, address 192\.0\.2\.\d+", timeout=60)
+    device.until(r"mqtt: connected", timeout=60)
+
+    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
+    try:
+        missing = again.collect(expected, timeout=30)
+        assert not missing, f"lost across the interface going down: {sorted(missing)}"
+    finally:
+        again.close()
+
+
+def test_lease_given_up_closes_the_open_connection_and_a_new_lease_reconnects(
+        dnsmasq, sntp, broker, observer, device):
+    # DHCPv4 stopping gives the address up with the link still up. Zephyr keeps an address a
+    # TCP connection uses until that connection closes, so neither the stack nor the
+    # connection manager ends it: the device must, on the lease event, within 2 s (the
+    # keepalive would take 8 s), then wait for the network and reconnect on a new lease.
+    boot_and_connect(device)
+    session = "observer-lease-stop"
+    first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
+    time.sleep(1)
+    first.close()
+
+    device.command("net dhcpv4 client stop 1")
+    device.until(r"network down .*: closing the MQTT connection", timeout=2)
+    expected = queue_numbered(device, "lease-stop", 3)
+    device.until(r"network not up yet .*; still waiting", timeout=30)
+    assert not device.seen(r"timeout: Ping"), "closed by the keepalive, not by the event"
+    device.command("net dhcpv4 client start 1")
+    device.until(r"network: up, address 192\.0\.2\.\d+", timeout=60)
+    device.until(r"mqtt: connected", timeout=60)
+
+    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
+    try:
+        missing = again.collect(expected, timeout=30)
+        assert not missing, f"lost across the lease given up: {sorted(missing)}"
     finally:
         again.close()
 
@@ -135,13 +190,9 @@ def test_a_lost_lease_is_reported_by_the_connection_manager_and_waited_out(
     dhcp = rig.Dnsmasq(tmp_path / "short-lease", lease="2m")
     dhcp.work.mkdir()
     dhcp.start()
-    session = ["mosquitto_sub", *observer.tls_args(), "-c", "-i", "observer-lease", "-q", "1",
-               "-t", f"{DEVICE_TOPICS}/seq", "-v"]
 
     def subscribe() -> rig.Lines:
-        return rig.Lines(rig.subprocess.Popen(session, stdout=rig.subprocess.PIPE,
-                                              stderr=rig.subprocess.STDOUT, text=True,
-                                              start_new_session=True))
+        return observer.subscribe(f"{DEVICE_TOPICS}/seq", session="observer-lease")
     try:
         boot_and_connect(device)
         first = subscribe()  # a persistent session: the broker keeps what comes meanwhile
