@@ -5,6 +5,7 @@ connection on and after a reboot. Certificates come from the project's certs/mkc
 
 import base64
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,62 @@ def test_new_ca_and_device_certificate_are_used_from_the_next_connection_and_aft
         device.readlines_until(regex=r"credentials: ca from the provisioned", timeout=10)
         device.readlines_until(regex=r"credentials: cert from the provisioned", timeout=5)
         connected(device)
+    finally:
+        rotated.stop()
+
+
+def add_root(console: Console, der: bytes) -> None:
+    console.command("cred add ca")
+    console.until("upload of ca open", timeout=5)
+    text = base64.b64encode(der).decode()
+    for start in range(0, len(text), LINE):
+        console.command(f"cred data {text[start:start + LINE]}")
+        console.until(r"ca: \d+ bytes so far", timeout=5)
+    console.command("cred end")
+
+
+def test_a_bundle_of_two_roots_trusts_a_broker_of_either(tmp_path, broker, broker_port, device):
+    # A new root X first, the image's CA second: the broker now signed by the image's CA is
+    # still trusted through the bundle's second root, and the broker moved to X through its
+    # first. Clients are still checked against the image's CA by both brokers.
+    root_x = tmp_path / "root-x"
+    mkcerts("ca", "--out", str(root_x), "--cn", "Fleet Root X")
+    mkcerts("broker", "--out", str(root_x), "--ca-dir", str(root_x))
+    moved = tmp_path / "broker-of-x"
+    shutil.copytree(DEV_CERTS, moved)
+    for name in ("broker.crt.pem", "broker.key.pem"):
+        shutil.copy(root_x / name, moved / name)
+
+    device.launch()
+    connected(device)
+    console = Console(device)
+    upload(console, "ca", (root_x / "ca.crt.der").read_bytes())
+    console.until("ca staged", timeout=10)
+    add_root(console, (DEV_CERTS / "ca.crt.der").read_bytes())
+    console.until("ca staged", timeout=10)
+    console.command("cred commit")
+    console.until(r"stored \(\d+ bytes\); used from the next connection on", timeout=10)
+    console.command("cred list")
+    first = console.until(r"^ca: provisioned, \d+ bytes, sha256 ([0-9a-f]{64})", timeout=10)
+    second = console.until(r"^ca 2: provisioned, \d+ bytes, sha256 ([0-9a-f]{64})", timeout=10)
+    assert first.group(1) == sha256(root_x / "ca.crt.der")
+    assert second.group(1) == sha256(DEV_CERTS / "ca.crt.der")
+
+    # The next connection uses the bundle: the image's CA is now its second root.
+    broker.stop()
+    again = Broker(broker_port, tmp_path / "broker-again").start()
+    try:
+        device.readlines_until(regex=r"credentials: ca from the provisioned \(\d+ bytes, 2 root",
+                               timeout=30)
+        connected(device)
+    finally:
+        again.stop()
+    # The broker moves to root X: trusted through the bundle's first root.
+    rotated = Broker(broker_port, tmp_path / "broker-rotated", certs=moved).start()
+    try:
+        device.readlines_until(regex=r"tls: connected to localhost", timeout=60)
+        connected(device)
+        assert "New client connected from 127.0.0.1" in rotated.log()
     finally:
         rotated.stop()
 

@@ -14,8 +14,9 @@ use crate::net::Errno;
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// At most this many further trust anchors come with the image (CMakeLists.txt).
-pub const MAX_EXTRA_CAS: usize = 3;
+/// At most this many further trust anchors: after the first of a bundle, provisioned or from
+/// the image (CMakeLists.txt takes `ca-2.crt.der` .. `ca-4.crt.der`).
+pub const MAX_EXTRA_CAS: usize = provisioning::MAX_TRUST_ANCHORS - 1;
 
 /// How many further trust anchors are registered now, under the tags after the base tag.
 static EXTRA_CAS_REGISTERED: AtomicUsize = AtomicUsize::new(0);
@@ -124,15 +125,22 @@ fn extra_ca_tag(sec_tag: i32, index: usize) -> Option<i32> {
         .checked_add(1)
 }
 
-/// Registers the image's further trust anchors under the tags after `sec_tag`; returns how
-/// many there are. They go with the image's CA: a provisioned CA replaces the whole bundle.
-pub fn register_extra_cas(sec_tag: i32) -> Result<usize, CredentialError> {
+/// The image's further trust anchors. They go with the image's CA: a provisioned CA bundle
+/// replaces them all.
+pub fn builtin_extra_cas() -> impl Iterator<Item = &'static [u8]> {
+    (0..MAX_EXTRA_CAS).map_while(builtin_extra_ca)
+}
+
+/// Registers further trust anchors under the tags after `sec_tag`; returns how many. More
+/// than [`MAX_EXTRA_CAS`] cannot come: the bundle's checks and CMakeLists.txt refuse them.
+pub fn register_extra_cas(
+    sec_tag: i32,
+    cas: impl Iterator<Item = &'static [u8]>,
+) -> Result<usize, CredentialError> {
     unregister_extra_cas(sec_tag);
     let mut count = 0;
-    for index in 0..MAX_EXTRA_CAS {
-        let (Some(der), Some(tag)) = (builtin_extra_ca(index), extra_ca_tag(sec_tag, index)) else {
-            break;
-        };
+    for (index, der) in cas.take(MAX_EXTRA_CAS).enumerate() {
+        let tag = extra_ca_tag(sec_tag, index).ok_or(CredentialError::Invalid)?;
         register(tag, CredentialKind::Ca, der)?;
         count += 1;
         EXTRA_CAS_REGISTERED.store(count, Ordering::Release);

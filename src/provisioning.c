@@ -198,7 +198,7 @@ int app_fingerprint(bool is_key, const uint8_t *der, size_t len, uint8_t digest[
 
 /* --- The shell ------------------------------------------------------------------------------ */
 
-/* Operations shared with src/provisioning.rs. */
+/* Operations shared with src/runtime_credentials.rs. */
 enum app_cred_op {
 	APP_CRED_BEGIN = 0,
 	APP_CRED_DATA = 1,
@@ -208,12 +208,14 @@ enum app_cred_op {
 	APP_CRED_IMAGE = 5,
 	APP_CRED_COMMIT = 6,
 	APP_CRED_LIST = 7,
+	APP_CRED_ADD = 8,
 };
 
 /* >= 0: done, `out` holds the answer; < 0: refused, `out` says why. Implemented in src/runtime_credentials.rs. */
 extern int app_cred_command(int op, const char *arg, size_t arg_len, char *out, size_t out_cap);
 
-#define ANSWER_MAX 512
+/* `cred list`: up to four roots, the certificate and the key, one line each. */
+#define ANSWER_MAX 768
 /* One shell command at a time: the answer buffer is static to spare the shell's stack. */
 static char answer[ANSWER_MAX];
 static K_MUTEX_DEFINE(answer_lock);
@@ -236,6 +238,11 @@ static int run(const struct shell *sh, int op, const char *arg)
 static int cmd_begin(const struct shell *sh, size_t argc, char **argv)
 {
 	return run(sh, APP_CRED_BEGIN, argv[1]);
+}
+
+static int cmd_add(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, APP_CRED_ADD, argv[1]);
 }
 
 static int cmd_data(const struct shell *sh, size_t argc, char **argv)
@@ -276,6 +283,8 @@ static int cmd_list(const struct shell *sh, size_t argc, char **argv)
 SHELL_STATIC_SUBCMD_SET_CREATE(
 	cred_commands,
 	SHELL_CMD_ARG(begin, NULL, "Start an upload: begin ca|cert|key", cmd_begin, 2, 0),
+	SHELL_CMD_ARG(add, NULL, "Start an upload of one more root for the CA bundle: add ca",
+		      cmd_add, 2, 0),
 	SHELL_CMD_ARG(data, NULL, "One line of the DER in base64", cmd_data, 2, 0),
 	SHELL_CMD_ARG(end, NULL, "Finish the upload; check it and stage it", cmd_end, 1, 0),
 	SHELL_CMD_ARG(abort, NULL, "Drop the upload and everything staged", cmd_abort, 1, 0),

@@ -16,7 +16,7 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{info, warn};
 use provisioning::{
-    check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
+    bundle, check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
     ProvisionError, Provisioner, Source, MAX_RECORD,
 };
 use zephyr::sync::Mutex;
@@ -212,24 +212,36 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
         // sockets are set up on this thread too, and mbedTLS copies what it parses when a
         // handshake starts. So the credential store never reads bytes being rewritten.
         let der: &'static [u8] = unsafe { core::slice::from_raw_parts(der.as_ptr(), der.len()) };
-        credentials::register(sec_tag, kind_of(kind), der).map_err(|e| (kind_of(kind), e))?;
         let origin = match active.source(kind) {
             Source::Provisioned(_) => "provisioned",
             _ => "image",
         };
+        if kind == Kind::Ca {
+            // The first root under the tag itself, the others of the bundle after it; the
+            // image's further roots go with the image's CA only.
+            let mut roots = bundle::certificates(der);
+            let first = roots.next().unwrap_or(der);
+            credentials::register(sec_tag, CredentialKind::Ca, first)
+                .map_err(|e| (CredentialKind::Ca, e))?;
+            let further = match active.source(kind) {
+                Source::Provisioned(_) => credentials::register_extra_cas(sec_tag, roots),
+                _ => credentials::register_extra_cas(sec_tag, credentials::builtin_extra_cas()),
+            }
+            .map_err(|e| (CredentialKind::Ca, e))?;
+            info!(
+                "credentials: ca from the {origin} ({} bytes, {} root(s))",
+                der.len(),
+                further + 1
+            );
+            continue;
+        }
+        credentials::register(sec_tag, kind_of(kind), der).map_err(|e| (kind_of(kind), e))?;
         info!(
             "credentials: {} from the {origin} ({} bytes)",
             kind.name(),
             der.len()
         );
         installed.mutual_tls |= kind == Kind::DeviceKey;
-    }
-    if active.source(Kind::Ca) == Source::Image {
-        let count =
-            credentials::register_extra_cas(sec_tag).map_err(|e| (CredentialKind::Ca, e))?;
-        if count > 0 {
-            info!("credentials: {count} further trust anchor(s) from the image");
-        }
     }
     Ok(installed)
 }
@@ -293,6 +305,7 @@ const OP_DELETE: c_int = 4;
 const OP_IMAGE: c_int = 5;
 const OP_COMMIT: c_int = 6;
 const OP_LIST: c_int = 7;
+const OP_ADD: c_int = 8;
 
 fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandError> {
     let mut operator = lock(&OPERATOR);
@@ -308,6 +321,15 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
             let _ = write!(
                 out,
                 "upload of {} open: send base64 lines with `cred data`, then `cred end`",
+                kind.name()
+            );
+        }
+        OP_ADD => {
+            let kind = kind()?;
+            provisioner.add(kind)?;
+            let _ = write!(
+                out,
+                "upload of {} open (one more root): send base64 lines with `cred data`, then `cred end`",
                 kind.name()
             );
         }

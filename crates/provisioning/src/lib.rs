@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 pub mod base64;
+pub mod bundle;
 pub mod keyinfo;
 mod set;
 
+pub use bundle::MAX_TRUST_ANCHORS;
 pub use keyinfo::KeyType;
-pub use set::{CredentialSet, Source, StoreError, MAX_RECORD};
+pub use set::{CredentialSet, OverCapacity, Source, StoreError, MAX_RECORD};
 
 use base64::{Base64Error, Decoder, FeedError};
 use core::fmt;
@@ -24,6 +26,9 @@ use heapless::Vec;
 /// The largest certificate (DER) the device keeps: a P-256 certificate is about 500 bytes, an
 /// RSA-4096 root about 1,400 (ISRG Root X1: 1,391), so this leaves room for long names.
 pub const MAX_CERTIFICATE: usize = 2048;
+/// The largest CA bundle (several roots, so that a broker can move from one to another): two
+/// RSA-4096 roots, or up to [`MAX_TRUST_ANCHORS`] ECDSA ones.
+pub const MAX_CA_BUNDLE: usize = 3072;
 /// The largest private key (DER): a P-256 PKCS#8 key is 138 bytes, an RSA-2048 one about
 /// 1,220. Larger RSA device keys come with the image (`APP_CERTS_DIR`) only.
 pub const MAX_KEY: usize = 1280;
@@ -31,7 +36,8 @@ pub const MAX_KEY: usize = 1280;
 /// Which credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// The CA that must have signed the broker's certificate.
+    /// The CAs of which one must have signed the broker's certificate: a bundle of one to
+    /// [`MAX_TRUST_ANCHORS`] roots.
     Ca,
     /// The device's certificate (mutual TLS).
     DeviceCertificate,
@@ -63,6 +69,15 @@ impl Kind {
     /// The most DER bytes the device keeps for it.
     pub fn capacity(self) -> usize {
         match self {
+            Kind::Ca => MAX_CA_BUNDLE,
+            Kind::DeviceCertificate => MAX_CERTIFICATE,
+            Kind::DeviceKey => MAX_KEY,
+        }
+    }
+
+    /// The most DER bytes one upload of it takes.
+    fn upload_limit(self) -> usize {
+        match self {
             Kind::Ca | Kind::DeviceCertificate => MAX_CERTIFICATE,
             Kind::DeviceKey => MAX_KEY,
         }
@@ -89,6 +104,12 @@ pub trait Inspector {
 pub enum ProvisionError {
     /// Not `ca`, `cert` or `key`.
     UnknownKind,
+    /// `add` of a credential other than the CA bundle.
+    OnlyCaAdds,
+    /// `add ca` while the staged CA is the image's or deleted: nothing provisioned to add to.
+    NoProvisionedCa,
+    /// The CA bundle would hold more roots or bytes than the device keeps.
+    BundleFull { limit: usize },
     /// `begin` while another upload is open.
     UploadInProgress,
     /// `data` or `end` without `begin`.
@@ -127,6 +148,13 @@ impl ProvisionError {
         match self {
             ProvisionError::UnknownKind => "unknown credential: use ca, cert or key",
             ProvisionError::UploadInProgress => "an upload is open: end or abort it first",
+            ProvisionError::OnlyCaAdds => {
+                "only ca takes several: cert and key are one each (use begin)"
+            }
+            ProvisionError::NoProvisionedCa => {
+                "no provisioned ca to add to: upload the first root with begin ca"
+            }
+            ProvisionError::BundleFull { .. } => "the CA bundle is full",
             ProvisionError::NoUpload => "no upload open: start one with begin",
             ProvisionError::BadBase64(Base64Error::InvalidCharacter) => {
                 "not base64: a character outside the alphabet; upload dropped"
@@ -161,6 +189,11 @@ impl fmt::Display for ProvisionError {
             ProvisionError::TooLarge { limit } => {
                 write!(f, "{} (limit {limit} bytes)", self.as_str())
             }
+            ProvisionError::BundleFull { limit } => write!(
+                f,
+                "{}: at most {MAX_TRUST_ANCHORS} roots and {limit} bytes",
+                self.as_str()
+            ),
             ProvisionError::NotACertificate { code } | ProvisionError::NotAPrivateKey { code } => {
                 write!(
                     f,
@@ -202,6 +235,8 @@ impl<'a> ImageCredentials<'a> {
 
 struct Upload {
     kind: Kind,
+    /// `add`: the upload joins the staged CA bundle instead of replacing it.
+    adds: bool,
     decoder: Decoder,
     der: Vec<u8, MAX_CERTIFICATE>,
 }
@@ -258,13 +293,28 @@ impl Provisioner {
         self.changed
     }
 
-    /// Opens an upload of `kind`.
+    /// Opens an upload of `kind`; it replaces the staged one.
     pub fn begin(&mut self, kind: Kind) -> Result<(), ProvisionError> {
-        if self.upload.is_some() {
-            return Err(ProvisionError::UploadInProgress);
+        self.open(kind, false)
+    }
+
+    /// Opens an upload of one more root for the staged CA bundle (provisioned already).
+    pub fn add(&mut self, kind: Kind) -> Result<(), ProvisionError> {
+        if kind != Kind::Ca {
+            return Err(ProvisionError::OnlyCaAdds);
         }
+        self.reject_during_upload()?;
+        if !matches!(self.staged.source(Kind::Ca), Source::Provisioned(_)) {
+            return Err(ProvisionError::NoProvisionedCa);
+        }
+        self.open(kind, true)
+    }
+
+    fn open(&mut self, kind: Kind, adds: bool) -> Result<(), ProvisionError> {
+        self.reject_during_upload()?;
         self.upload = Some(Upload {
             kind,
+            adds,
             decoder: Decoder::new(),
             der: Vec::new(),
         });
@@ -274,7 +324,7 @@ impl Provisioner {
     /// One line of base64. A bad line drops the whole upload.
     pub fn data(&mut self, line: &str) -> Result<(), ProvisionError> {
         let upload = self.upload.as_mut().ok_or(ProvisionError::NoUpload)?;
-        let limit = upload.kind.capacity();
+        let limit = upload.kind.upload_limit();
         let der = &mut upload.der;
         let fed = upload.decoder.feed(line.trim().as_bytes(), &mut |byte| {
             if der.len() >= limit {
@@ -307,30 +357,46 @@ impl Provisioner {
         if der.is_empty() {
             return Err(ProvisionError::Empty);
         }
-        // The key type first: mbedTLS cannot parse what its build leaves out, and would
-        // only say "not parsed".
-        let key = match upload.kind {
-            Kind::Ca | Kind::DeviceCertificate => keyinfo::certificate_key(der),
-            Kind::DeviceKey => keyinfo::private_key(der),
-        };
-        if let Some(key) = key {
-            inspector
-                .supports(key)
-                .map_err(|accepted| ProvisionError::UnsupportedKey { key, accepted })?;
-        }
         match upload.kind {
-            Kind::Ca | Kind::DeviceCertificate => inspector
-                .parse_certificate(der)
-                .map_err(|code| ProvisionError::NotACertificate { code })?,
-            Kind::DeviceKey => inspector
-                .parse_private_key(der)
-                .map_err(|code| ProvisionError::NotAPrivateKey { code })?,
+            // A CA upload may hold several roots back to back; each is checked.
+            Kind::Ca => bundle::certificates(der)
+                .try_for_each(|certificate| check_certificate(certificate, inspector))?,
+            Kind::DeviceCertificate => check_certificate(der, inspector)?,
+            Kind::DeviceKey => {
+                if let Some(key) = keyinfo::private_key(der) {
+                    check_supported(key, inspector)?;
+                }
+                inspector
+                    .parse_private_key(der)
+                    .map_err(|code| ProvisionError::NotAPrivateKey { code })?;
+            }
         }
-        self.staged
-            .set(upload.kind, Source::Provisioned(der))
-            .map_err(|_| ProvisionError::TooLarge {
-                limit: upload.kind.capacity(),
-            })?;
+        let full = ProvisionError::BundleFull {
+            limit: MAX_CA_BUNDLE,
+        };
+        if upload.adds {
+            let Source::Provisioned(staged) = self.staged.source(Kind::Ca) else {
+                return Err(ProvisionError::NoProvisionedCa);
+            };
+            let mut joined: Vec<u8, MAX_CA_BUNDLE> = Vec::new();
+            joined.extend_from_slice(staged).map_err(|_| full)?;
+            joined.extend_from_slice(der).map_err(|_| full)?;
+            if bundle::certificates(&joined).count() > MAX_TRUST_ANCHORS {
+                return Err(full);
+            }
+            self.staged
+                .set(Kind::Ca, Source::Provisioned(&joined))
+                .map_err(|_| full)?;
+        } else {
+            if upload.kind == Kind::Ca && bundle::certificates(der).count() > MAX_TRUST_ANCHORS {
+                return Err(full);
+            }
+            self.staged
+                .set(upload.kind, Source::Provisioned(der))
+                .map_err(|_| ProvisionError::TooLarge {
+                    limit: upload.kind.capacity(),
+                })?;
+        }
         self.changed = true;
         Ok(upload.kind)
     }
@@ -398,6 +464,23 @@ impl Provisioner {
     }
 }
 
+/// The key type first: mbedTLS cannot parse what its build leaves out, and would only say
+/// "not parsed".
+fn check_certificate(der: &[u8], inspector: &mut impl Inspector) -> Result<(), ProvisionError> {
+    if let Some(key) = keyinfo::certificate_key(der) {
+        check_supported(key, inspector)?;
+    }
+    inspector
+        .parse_certificate(der)
+        .map_err(|code| ProvisionError::NotACertificate { code })
+}
+
+fn check_supported(key: KeyType, inspector: &mut impl Inspector) -> Result<(), ProvisionError> {
+    inspector
+        .supports(key)
+        .map_err(|accepted| ProvisionError::UnsupportedKey { key, accepted })
+}
+
 /// The checks a set must pass before the device uses it.
 pub fn check_usable(
     set: &CredentialSet,
@@ -436,10 +519,32 @@ pub fn describe(
         Source::Provisioned(der) => ("provisioned", Some(der)),
         Source::Removed => ("deleted", None),
     };
-    write!(out, "{}: ", kind.name())?;
     let Some(der) = der else {
-        return write!(out, "none ({origin})");
+        return write!(out, "{}: none ({origin})", kind.name());
     };
+    if kind != Kind::Ca {
+        write!(out, "{}: ", kind.name())?;
+        return describe_one(kind, der, origin, inspector, out);
+    }
+    // One line per root of the bundle: `ca:`, then `ca 2:` and so on.
+    for (index, certificate) in bundle::certificates(der).enumerate() {
+        if index == 0 {
+            out.write_str("ca: ")?;
+        } else {
+            write!(out, "\nca {}: ", index + 1)?;
+        }
+        describe_one(kind, certificate, origin, inspector, out)?;
+    }
+    Ok(())
+}
+
+fn describe_one(
+    kind: Kind,
+    der: &[u8],
+    origin: &str,
+    inspector: &mut impl Inspector,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
     write!(out, "{origin}, {} bytes, sha256 ", der.len())?;
     match inspector.fingerprint(kind, der) {
         Some(digest) => {

@@ -3,15 +3,17 @@
 //!
 //! Record: `b"CRD1"`, then for the CA, the device certificate and the device key in that
 //! order: a source byte (0 image, 1 provisioned, 2 deleted), a little-endian u16 length, and
-//! that many DER bytes (0 unless provisioned).
+//! that many DER bytes (0 unless provisioned). The CA's bytes are a bundle: one or more DER
+//! certificates back to back (a record with one root reads as a bundle of one).
 
-use crate::{ImageCredentials, Kind, MAX_CERTIFICATE, MAX_KEY};
+use crate::{ImageCredentials, Kind, MAX_CA_BUNDLE, MAX_CERTIFICATE, MAX_KEY};
 use heapless::Vec;
 
 const MAGIC: &[u8; 4] = b"CRD1";
 const ENTRY_HEADER: usize = 3;
 /// The largest record [`CredentialSet::encode`] writes.
-pub const MAX_RECORD: usize = MAGIC.len() + 3 * ENTRY_HEADER + 2 * MAX_CERTIFICATE + MAX_KEY;
+pub const MAX_RECORD: usize =
+    MAGIC.len() + 3 * ENTRY_HEADER + MAX_CA_BUNDLE + MAX_CERTIFICATE + MAX_KEY;
 
 /// Why a stored record was not read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub enum StoreError {
     /// The output buffer is too small to encode the set.
     BufferTooSmall,
 }
+
+/// More DER bytes than the device keeps for that kind ([`Kind::capacity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverCapacity;
 
 /// Where one credential comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +56,7 @@ enum Origin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialSet {
     origins: [Origin; 3],
-    ca: Vec<u8, MAX_CERTIFICATE>,
+    ca: Vec<u8, MAX_CA_BUNDLE>,
     certificate: Vec<u8, MAX_CERTIFICATE>,
     key: Vec<u8, MAX_KEY>,
 }
@@ -119,8 +125,8 @@ impl CredentialSet {
         }
     }
 
-    /// Sets `kind`; `Err(())` (and no change) if the DER is over its capacity.
-    pub fn set(&mut self, kind: Kind, source: Source<'_>) -> Result<(), ()> {
+    /// Sets `kind`; refused (and no change) if the DER is over its capacity.
+    pub fn set(&mut self, kind: Kind, source: Source<'_>) -> Result<(), OverCapacity> {
         let (origin, der): (Origin, &[u8]) = match source {
             Source::Image => (Origin::Image, &[]),
             Source::Provisioned(der) => (Origin::Provisioned, der),
@@ -197,7 +203,8 @@ impl CredentialSet {
                 (0 | 2, _) | (1, 0) => return Err(StoreError::BadLength),
                 _ => return Err(StoreError::BadSource),
             };
-            self.set(kind, source).map_err(|()| StoreError::BadLength)?;
+            self.set(kind, source)
+                .map_err(|OverCapacity| StoreError::BadLength)?;
             rest = after;
         }
         if rest.is_empty() {
@@ -213,12 +220,12 @@ fn split(bytes: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
     Some((bytes.get(..at)?, bytes.get(at..)?))
 }
 
-fn replace<const N: usize>(target: &mut Vec<u8, N>, der: &[u8]) -> Result<(), ()> {
+fn replace<const N: usize>(target: &mut Vec<u8, N>, der: &[u8]) -> Result<(), OverCapacity> {
     if der.len() > N {
-        return Err(());
+        return Err(OverCapacity);
     }
     target.clear();
-    target.extend_from_slice(der).map_err(|_| ())
+    target.extend_from_slice(der).map_err(|_| OverCapacity)
 }
 
 fn put(out: &mut [u8], at: &mut usize, bytes: &[u8]) -> Result<(), StoreError> {

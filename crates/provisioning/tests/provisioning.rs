@@ -11,14 +11,31 @@ use base64::Engine as _;
 use provisioning::base64::Base64Error;
 use provisioning::{
     check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
-    ProvisionError, Provisioner, Source, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
+    ProvisionError, Provisioner, Source, MAX_CA_BUNDLE, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
+    MAX_TRUST_ANCHORS,
 };
+
+/// A fake certificate framed as DER (a SEQUENCE around `CERT:<id>`), as bundles need.
+fn framed(id: &str, pad: usize) -> Vec<u8> {
+    let body = [format!("CERT:{id}").as_bytes(), &vec![b'.'; pad]].concat();
+    let mut der = vec![0x30, 0x82, (body.len() >> 8) as u8, body.len() as u8];
+    der.extend(body);
+    der
+}
+
+/// What a framed fake certificate holds.
+fn body(der: &[u8]) -> &[u8] {
+    match der {
+        [0x30, 0x82, _, _, rest @ ..] => rest,
+        other => other,
+    }
+}
 
 struct Fake;
 
 impl Inspector for Fake {
     fn parse_certificate(&mut self, der: &[u8]) -> Result<(), i32> {
-        if der.starts_with(b"CERT:") {
+        if body(der).starts_with(b"CERT:") {
             Ok(())
         } else {
             Err(-0x2180)
@@ -368,4 +385,100 @@ fn a_set_larger_than_the_flash_record_is_refused_at_commit_and_kept_staged() {
     );
     assert!(p.has_changes());
     assert!(commit(&mut p).is_ok());
+}
+
+#[test]
+fn several_roots_are_added_to_the_ca_bundle_and_stored_as_one_record() {
+    let mut p = Provisioner::new();
+    let (first, second, third) = (
+        framed("root-1", 0),
+        framed("root-2", 0),
+        framed("root-3", 0),
+    );
+    upload(&mut p, Kind::Ca, &first, 64).unwrap();
+    p.add(Kind::Ca).unwrap();
+    for line in b64(&second).as_bytes().chunks(64) {
+        p.data(std::str::from_utf8(line).unwrap()).unwrap();
+    }
+    assert_eq!(p.end(&mut Fake), Ok(Kind::Ca));
+    let record = commit(&mut p).unwrap();
+
+    let mut rebooted = Provisioner::new();
+    rebooted.load(Some(&record)).unwrap();
+    let bundle = rebooted.staged().effective(Kind::Ca, &IMAGE).unwrap();
+    let roots: Vec<&[u8]> = provisioning::bundle::certificates(bundle).collect();
+    assert_eq!(roots, [&first[..], &second[..]]);
+
+    let mut listed = String::new();
+    describe(rebooted.staged(), Kind::Ca, &IMAGE, &mut Fake, &mut listed).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].starts_with("ca: provisioned, "), "{listed}");
+    assert!(lines[1].starts_with("ca 2: provisioned, "), "{listed}");
+
+    // One upload may also carry a bundle; `begin` replaces what was staged.
+    let both = [second.clone(), third.clone()].concat();
+    upload(&mut rebooted, Kind::Ca, &both, 64).unwrap();
+    let bundle = rebooted.staged().effective(Kind::Ca, &IMAGE).unwrap();
+    assert_eq!(bundle, &both[..]);
+}
+
+#[test]
+fn a_bundle_refuses_a_bad_root_more_roots_or_bytes_than_kept_and_adds_to_nothing_else() {
+    let mut p = Provisioner::new();
+    // Nothing provisioned to add to, and only the CA takes several.
+    assert_eq!(p.add(Kind::Ca), Err(ProvisionError::NoProvisionedCa));
+    assert_eq!(
+        p.add(Kind::DeviceCertificate),
+        Err(ProvisionError::OnlyCaAdds)
+    );
+    upload(&mut p, Kind::Ca, &framed("root-1", 0), 64).unwrap();
+    let staged = p.staged().clone();
+
+    // A bundle whose second item is not a certificate is refused whole.
+    let bad = [framed("root-2", 0), b"\x30\x03KEY".to_vec()].concat();
+    assert!(matches!(
+        upload(&mut p, Kind::Ca, &bad, 64),
+        Err(ProvisionError::NotACertificate { .. })
+    ));
+    assert_eq!(p.staged(), &staged);
+
+    // Up to MAX_TRUST_ANCHORS roots; one more is refused and changes nothing.
+    for n in 2..=MAX_TRUST_ANCHORS {
+        p.add(Kind::Ca).unwrap();
+        p.data(&b64(&framed(&format!("root-{n}"), 0))).unwrap();
+        p.end(&mut Fake).unwrap();
+    }
+    let full = p.staged().clone();
+    p.add(Kind::Ca).unwrap();
+    p.data(&b64(&framed("one-too-many", 0))).unwrap();
+    assert_eq!(
+        p.end(&mut Fake),
+        Err(ProvisionError::BundleFull {
+            limit: MAX_CA_BUNDLE
+        })
+    );
+    assert_eq!(p.staged(), &full);
+
+    // Bytes: a root near the upload limit and one that takes the bundle past its size.
+    let mut q = Provisioner::new();
+    let big = |id| framed(id, MAX_CERTIFICATE - 20 - id.len());
+    upload(&mut q, Kind::Ca, &big("a"), 64).unwrap();
+    q.add(Kind::Ca).unwrap();
+    q.data(&b64(&framed("b", MAX_CA_BUNDLE - MAX_CERTIFICATE + 10)))
+        .unwrap();
+    assert_eq!(
+        q.end(&mut Fake),
+        Err(ProvisionError::BundleFull {
+            limit: MAX_CA_BUNDLE
+        })
+    );
+    let refused = ProvisionError::BundleFull {
+        limit: MAX_CA_BUNDLE,
+    }
+    .to_string();
+    assert!(
+        refused.contains("at most 4 roots and 3072 bytes"),
+        "{refused}"
+    );
 }
