@@ -11,7 +11,7 @@ pub mod framing;
 pub mod session;
 
 /// The session type every harness and property test drives: 256 bytes of receive buffer, an
-/// outbox of 4 slots of 128 bytes (the same shape as the unit tests in `src/session_tests.rs`).
+/// outbox of 4 slots of 128 bytes (the same shape as the unit tests in `src/session/tests.rs`).
 pub type TestSession = mqtt_core::Session<'static, 256, 4, 128>;
 
 /// Outbox slots of [`TestSession`].

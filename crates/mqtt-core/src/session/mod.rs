@@ -1202,5 +1202,4 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;
