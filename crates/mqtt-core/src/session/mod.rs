@@ -33,6 +33,10 @@ use heapless::{Deque, String, Vec};
 use log::{debug, info, warn};
 use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol, QosPid, SubscribeReturnCodes};
 
+mod keepalive;
+
+use keepalive::Keepalive;
+
 /// Filters per SUBSCRIBE/UNSUBSCRIBE packet: the fixed capacity of `mqttrs`' no_std types.
 pub const MAX_FILTERS_PER_PACKET: usize = 5;
 /// Longest topic filter kept for re-subscribing.
@@ -265,9 +269,7 @@ pub struct Session<
     subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
     inbound_qos2: Vec<Pid, MAX_INBOUND_QOS2>,
     acks: Deque<Ack, MAX_PENDING_ACKS>,
-    last_transmit: Instant,
-    ping_deadline: Option<Instant>,
-    ping_due: bool,
+    keepalive: Keepalive,
     disconnect_requested: bool,
     lost: Option<Error>,
 }
@@ -310,9 +312,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             subscriptions: Vec::new(),
             inbound_qos2: Vec::new(),
             acks: Deque::new(),
-            last_transmit: Instant(0),
-            ping_deadline: None,
-            ping_due: false,
+            keepalive: Keepalive::new(),
             disconnect_requested: false,
             lost: None,
         })
@@ -358,10 +358,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         self.reader.clear();
         self.acks.clear();
         self.lost = None;
-        self.ping_deadline = None;
-        self.ping_due = false;
+        self.keepalive.restart(now);
         self.disconnect_requested = false;
-        self.last_transmit = now;
         let deadline = now.plus_ms(u64::from(self.config.connack_timeout_ms));
         self.link = Link::Connecting {
             connect_sent: false,
@@ -405,14 +403,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 }
             }
             Link::Up => {
-                if let Some(deadline) = self.ping_deadline {
-                    if now >= deadline {
-                        self.lose(Error::Timeout(TimeoutKind::Ping));
-                    }
-                } else if let Some(ping_at) = self.keepalive_deadline() {
-                    if now >= ping_at {
-                        self.ping_due = true;
-                    }
+                if let Err(error) = self.keepalive.handle_timeout(now, &self.config) {
+                    self.lose(error);
                 }
             }
         }
@@ -606,8 +598,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                             subscriptions: &mut self.subscriptions,
                             inbound_qos2: &mut self.inbound_qos2,
                             acks: &mut self.acks,
-                            ping_deadline: &mut self.ping_deadline,
-                            ping_due: &mut self.ping_due,
+                            keepalive: &mut self.keepalive,
                         };
                         match fields.handle_packet(packet) {
                             Err(error) => Step::Lost(error),
@@ -654,7 +645,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             Link::Up => self.transmit_when_up(now, buf)?,
         };
         if written.is_some() {
-            self.last_transmit = now;
+            self.keepalive.handle_transmit(now);
         }
         Ok(written)
     }
@@ -664,24 +655,11 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         match self.link {
             Link::Down => None,
             Link::Connecting { deadline, .. } => Some(deadline),
-            Link::Up => self.ping_deadline.or_else(|| {
-                if self.ping_due {
-                    None
-                } else {
-                    self.keepalive_deadline()
-                }
-            }),
+            Link::Up => self.keepalive.poll_timeout(&self.config),
         }
     }
 
     // ----- internals ----------------------------------------------------------------------
-
-    fn keepalive_deadline(&self) -> Option<Instant> {
-        match self.config.connect.keep_alive_s {
-            0 => None,
-            seconds => Some(self.last_transmit.plus_ms(u64::from(seconds) * 1000)),
-        }
-    }
 
     fn lose(&mut self, error: Error) {
         info!("connection lost: {error}");
@@ -766,14 +744,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             self.disconnect_requested = false;
             return Ok(Some(n));
         }
-        if self.ping_due {
-            let n = encode(&Packet::Pingreq, buf)?;
-            self.ping_due = false;
-            self.ping_deadline = Some(now.plus_ms(u64::from(self.config.ping_timeout_ms)));
-            debug!("sending PINGREQ");
-            return Ok(Some(n));
-        }
-        Ok(None)
+        self.keepalive.transmit_pingreq(now, &self.config, buf)
     }
 
     fn transmit_pubrel(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
@@ -956,8 +927,7 @@ struct Fields<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> {
     subscriptions: &'s mut Vec<Subscription, MAX_SUBSCRIPTIONS>,
     inbound_qos2: &'s mut Vec<Pid, MAX_INBOUND_QOS2>,
     acks: &'s mut Deque<Ack, MAX_PENDING_ACKS>,
-    ping_deadline: &'s mut Option<Instant>,
-    ping_due: &'s mut bool,
+    keepalive: &'s mut Keepalive,
 }
 
 fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
@@ -1008,7 +978,7 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                 }))
             }
             Packet::Pingresp => {
-                *self.ping_deadline = None;
+                self.keepalive.handle_pingresp();
                 Ok(None)
             }
             // framing::validate_from_server refuses every other type before decoding.
@@ -1036,8 +1006,7 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
         let session_present = connack.session_present && !self.config.connect.clean_session;
         self.restore_after_connect(session_present);
         *self.link = Link::Up;
-        *self.ping_deadline = None;
-        *self.ping_due = false;
+        self.keepalive.handle_connack();
         info!("connected (session present: {session_present})");
         Ok(Some(Event::Connected { session_present }))
     }
