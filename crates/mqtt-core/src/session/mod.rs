@@ -29,12 +29,16 @@ use crate::error::{
 use crate::framing::{self, FrameReader, MIN_MAX_PACKET_SIZE};
 use crate::{topic, Instant, QoS};
 use core::fmt;
-use heapless::{Deque, String, Vec};
+use heapless::{String, Vec};
 use log::{debug, info, warn};
 use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol, QosPid, SubscribeReturnCodes};
 
+mod inbound;
 mod keepalive;
 
+pub use inbound::{Message, MAX_INBOUND_QOS2};
+
+use inbound::{Inbound, MessageLayout};
 use keepalive::Keepalive;
 
 /// Filters per SUBSCRIBE/UNSUBSCRIBE packet: the fixed capacity of `mqttrs`' no_std types.
@@ -43,11 +47,6 @@ pub const MAX_FILTERS_PER_PACKET: usize = 5;
 pub const MAX_FILTER_LEN: usize = 128;
 /// Subscriptions remembered for re-subscribing after a reconnect.
 pub const MAX_SUBSCRIPTIONS: usize = 8;
-/// Inbound QoS 2 packet identifiers remembered until PUBREL. Mosquitto keeps 20 in flight
-/// while connected, but resumes a stored session with up to 80 at once.
-pub const MAX_INBOUND_QOS2: usize = 64;
-/// Acknowledgements of inbound messages waiting to be written.
-const MAX_PENDING_ACKS: usize = 16;
 
 /// A password. Its `Debug` never shows the bytes.
 #[derive(Clone, Copy)]
@@ -120,21 +119,6 @@ impl<'a> SessionConfig<'a> {
 /// The handle [`Session::publish`] returns and [`Event::Published`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub u32);
-
-/// A message received from the broker, borrowed from the receive buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Message<'a> {
-    /// Topic name.
-    pub topic: &'a str,
-    /// Payload bytes.
-    pub payload: &'a [u8],
-    /// The QoS it was delivered with.
-    pub qos: QoS,
-    /// Set when the broker sends it from its retained store.
-    pub retain: bool,
-    /// DUP: the broker may have sent it before (QoS 1 only; QoS 2 duplicates are suppressed).
-    pub duplicate: bool,
-}
 
 /// The result for one filter of a SUBSCRIBE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,13 +229,6 @@ impl Subscription {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Ack {
-    Puback(Pid),
-    Pubrec(Pid),
-    Pubcomp(Pid),
-}
-
 /// An MQTT client session with a receive buffer of `RX` bytes and an outbox of `SLOTS`
 /// messages of at most `SLOT_BYTES` encoded bytes each. Never allocates.
 pub struct Session<
@@ -267,8 +244,7 @@ pub struct Session<
     next_message_id: u32,
     next_packet_id: u16,
     subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
-    inbound_qos2: Vec<Pid, MAX_INBOUND_QOS2>,
-    acks: Deque<Ack, MAX_PENDING_ACKS>,
+    inbound: Inbound,
     keepalive: Keepalive,
     disconnect_requested: bool,
     lost: Option<Error>,
@@ -310,8 +286,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             next_message_id: 0,
             next_packet_id: 0,
             subscriptions: Vec::new(),
-            inbound_qos2: Vec::new(),
-            acks: Deque::new(),
+            inbound: Inbound::new(),
             keepalive: Keepalive::new(),
             disconnect_requested: false,
             lost: None,
@@ -356,7 +331,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     /// A new transport is open: CONNECT goes out with the next [`Session::poll_transmit`].
     pub fn handle_connected(&mut self, now: Instant) {
         self.reader.clear();
-        self.acks.clear();
+        self.inbound.restart();
         self.lost = None;
         self.keepalive.restart(now);
         self.disconnect_requested = false;
@@ -570,7 +545,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             return Some(Event::ConnectionLost(error));
         }
         loop {
-            if self.link == Link::Down || self.acks.is_full() {
+            if self.link == Link::Down || self.inbound.acks_full() {
                 // Down: nothing to parse. Acks full: let poll_transmit drain them first.
                 return None;
             }
@@ -596,8 +571,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                             link: &mut self.link,
                             slots: &mut self.slots,
                             subscriptions: &mut self.subscriptions,
-                            inbound_qos2: &mut self.inbound_qos2,
-                            acks: &mut self.acks,
+                            inbound: &mut self.inbound,
                             keepalive: &mut self.keepalive,
                         };
                         match fields.handle_packet(packet) {
@@ -715,14 +689,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     }
 
     fn transmit_when_up(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        if let Some(ack) = self.acks.front().copied() {
-            let packet = match ack {
-                Ack::Puback(pid) => Packet::Puback(pid),
-                Ack::Pubrec(pid) => Packet::Pubrec(pid),
-                Ack::Pubcomp(pid) => Packet::Pubcomp(pid),
-            };
-            let n = encode(&packet, buf)?;
-            self.acks.pop_front();
+        if let Some(n) = self.inbound.transmit_ack(buf)? {
             return Ok(Some(n));
         }
         if let Some(n) = self.transmit_pubrel(buf)? {
@@ -864,46 +831,6 @@ enum Step {
     Message(MessageLayout),
 }
 
-/// Where a received message's topic and payload sit in its frame.
-struct MessageLayout {
-    topic: core::ops::Range<usize>,
-    payload: core::ops::Range<usize>,
-    qos: QoS,
-    retain: bool,
-    duplicate: bool,
-}
-
-impl MessageLayout {
-    fn of(frame: &[u8], message: &Message<'_>) -> Self {
-        // The payload runs to the end of the frame; the topic starts after the fixed header
-        // and its 2-byte length (both validated by framing).
-        let payload_start = frame.len().saturating_sub(message.payload.len());
-        let id_len = if message.qos == QoS::AtMostOnce { 0 } else { 2 };
-        let topic_end = payload_start.saturating_sub(id_len);
-        let topic_start = topic_end.saturating_sub(message.topic.len());
-        Self {
-            topic: topic_start..topic_end,
-            payload: payload_start..frame.len(),
-            qos: message.qos,
-            retain: message.retain,
-            duplicate: message.duplicate,
-        }
-    }
-
-    fn message(self, frame: &[u8]) -> Event<'_> {
-        let topic = frame
-            .get(self.topic)
-            .and_then(|t| core::str::from_utf8(t).ok());
-        Event::Message(Message {
-            topic: topic.unwrap_or_default(),
-            payload: frame.get(self.payload).unwrap_or_default(),
-            qos: self.qos,
-            retain: self.retain,
-            duplicate: self.duplicate,
-        })
-    }
-}
-
 impl Event<'_> {
     /// The same event with no borrow; a message becomes nothing (callers handle it first).
     fn without_message(self) -> Event<'static> {
@@ -925,8 +852,7 @@ struct Fields<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> {
     link: &'s mut Link,
     slots: &'s mut [Option<Slot<SLOT_BYTES>>; SLOTS],
     subscriptions: &'s mut Vec<Subscription, MAX_SUBSCRIPTIONS>,
-    inbound_qos2: &'s mut Vec<Pid, MAX_INBOUND_QOS2>,
-    acks: &'s mut Deque<Ack, MAX_PENDING_ACKS>,
+    inbound: &'s mut Inbound,
     keepalive: &'s mut Keepalive,
 }
 
@@ -950,15 +876,14 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             Packet::Connack(connack) if connect_sent => self.handle_connack(connack),
             _ if connecting => Err(ProtocolError::UnexpectedPacket.into()),
             Packet::Connack(_) => Err(ProtocolError::UnexpectedPacket.into()),
-            Packet::Publish(publish) => self.handle_publish(publish),
+            Packet::Publish(publish) => self.inbound.handle_publish(publish),
             Packet::Puback(pid) => Ok(self.complete(pid, QoS::AtLeastOnce)),
             Packet::Pubrec(pid) => {
                 self.handle_pubrec(pid);
                 Ok(None)
             }
             Packet::Pubrel(pid) => {
-                self.inbound_qos2.retain(|p| *p != pid);
-                self.queue_ack(Ack::Pubcomp(pid))?;
+                self.inbound.handle_pubrel(pid)?;
                 Ok(None)
             }
             Packet::Pubcomp(pid) => Ok(self.complete(pid, QoS::ExactlyOnce)),
@@ -1032,9 +957,7 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                 }
             }
         }
-        if !session_present {
-            self.inbound_qos2.clear();
-        }
+        self.inbound.restore_after_connect(session_present);
         // Superseded entries only waited to line up with an acknowledgement that is lost
         // with the connection; the requests that replaced them are still here.
         self.subscriptions.retain(|s| !s.superseded);
@@ -1049,50 +972,6 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                 }
             };
         }
-    }
-
-    fn queue_ack(&mut self, ack: Ack) -> Result<(), Error> {
-        // poll_event parses only while there is room, so this cannot fail; if it ever did,
-        // dropping the connection is the honest answer.
-        self.acks
-            .push_back(ack)
-            .map_err(|_| ResourceError::TransmitBufferTooSmall.into())
-    }
-
-    fn handle_publish<'p>(
-        &mut self,
-        publish: mqttrs::Publish<'p>,
-    ) -> Result<Option<Event<'p>>, Error> {
-        let qos = match publish.qospid {
-            QosPid::AtMostOnce => QoS::AtMostOnce,
-            QosPid::AtLeastOnce(pid) => {
-                self.queue_ack(Ack::Puback(pid))?;
-                QoS::AtLeastOnce
-            }
-            QosPid::ExactlyOnce(pid) => {
-                if self.inbound_qos2.contains(&pid) {
-                    // Delivered already; only the PUBREC was lost (§4.3.3, method B).
-                    self.queue_ack(Ack::Pubrec(pid))?;
-                    debug!("duplicate QoS 2 id {} suppressed", pid.get());
-                    return Ok(None);
-                }
-                if self.inbound_qos2.push(pid).is_err() {
-                    // Dropping the connection would meet the same burst again after every
-                    // reconnect. Delivering without remembering the id risks one duplicate,
-                    // and only if this PUBREC is lost with the connection.
-                    warn!("QoS 2 id table full: id {} delivered untracked", pid.get());
-                }
-                self.queue_ack(Ack::Pubrec(pid))?;
-                QoS::ExactlyOnce
-            }
-        };
-        Ok(Some(Event::Message(Message {
-            topic: publish.topic_name,
-            payload: publish.payload,
-            qos,
-            retain: publish.retain,
-            duplicate: publish.dup,
-        })))
     }
 
     fn handle_pubrec(&mut self, pid: Pid) {
