@@ -31,15 +31,18 @@ use crate::{topic, Instant, QoS};
 use core::fmt;
 use heapless::{String, Vec};
 use log::{debug, info, warn};
-use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol, QosPid, SubscribeReturnCodes};
+use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol, SubscribeReturnCodes};
 
 mod inbound;
 mod keepalive;
+mod outbound;
 
 pub use inbound::{Message, MAX_INBOUND_QOS2};
+pub use outbound::MessageId;
 
 use inbound::{Inbound, MessageLayout};
 use keepalive::Keepalive;
+use outbound::Outbox;
 
 /// Filters per SUBSCRIBE/UNSUBSCRIBE packet: the fixed capacity of `mqttrs`' no_std types.
 pub const MAX_FILTERS_PER_PACKET: usize = 5;
@@ -116,10 +119,6 @@ impl<'a> SessionConfig<'a> {
     }
 }
 
-/// The handle [`Session::publish`] returns and [`Event::Published`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId(pub u32);
-
 /// The result for one filter of a SUBSCRIBE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscribeResult {
@@ -179,26 +178,6 @@ enum Link {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Not on the wire in this connection (new, or to be resent).
-    Queued,
-    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
-    AwaitingAck,
-    /// PUBREC received; PUBREL to be sent.
-    ReleasePending,
-    /// PUBREL sent; waiting for PUBCOMP.
-    AwaitingPubcomp,
-}
-
-struct Slot<const B: usize> {
-    id: MessageId,
-    packet_id: Option<Pid>,
-    stage: Stage,
-    /// The encoded PUBLISH; emptied once PUBREC makes the payload unnecessary.
-    packet: Vec<u8, B>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubscriptionState {
     SubscribeUnsent,
     AwaitingSuback,
@@ -240,8 +219,7 @@ pub struct Session<
     config: SessionConfig<'a>,
     link: Link,
     reader: FrameReader<RX>,
-    slots: [Option<Slot<SLOT_BYTES>>; SLOTS],
-    next_message_id: u32,
+    outbox: Outbox<SLOTS, SLOT_BYTES>,
     next_packet_id: u16,
     subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
     inbound: Inbound,
@@ -282,8 +260,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             config,
             link: Link::Down,
             reader: FrameReader::new(),
-            slots: core::array::from_fn(|_| None),
-            next_message_id: 0,
+            outbox: Outbox::new(),
             next_packet_id: 0,
             subscriptions: Vec::new(),
             inbound: Inbound::new(),
@@ -305,25 +282,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             Link::Connecting { .. } => ConnectionState::Connecting,
             Link::Up => ConnectionState::Connected,
         }
-    }
-
-    /// Messages in the outbox: queued, in flight or awaiting their last acknowledgement.
-    pub fn outbox_len(&self) -> usize {
-        self.slots.iter().flatten().count()
-    }
-
-    /// QoS 1/2 messages on the wire in this connection.
-    pub fn inflight_len(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|s| s.stage != Stage::Queued)
-            .count()
-    }
-
-    /// Whether [`Session::publish`] would accept one more message now.
-    pub fn outbox_has_room(&self) -> bool {
-        self.slots.iter().any(Option::is_none)
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -386,57 +344,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     }
 
     // ----- application requests -----------------------------------------------------------
-
-    /// Queues a message. Accepted while disconnected too: it waits in the outbox.
-    pub fn publish(
-        &mut self,
-        topic_name: &str,
-        payload: &[u8],
-        qos: QoS,
-        retain: bool,
-    ) -> Result<MessageId, Error> {
-        topic::validate_name(topic_name)?;
-        let free = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .ok_or(ResourceError::OutboxFull)?;
-        let packet_id = match qos {
-            QoS::AtMostOnce => None,
-            _ => Some(self.allocate_packet_id()?),
-        };
-        let qospid = match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(pid)) => QosPid::AtLeastOnce(pid),
-            (QoS::ExactlyOnce, Some(pid)) => QosPid::ExactlyOnce(pid),
-            _ => QosPid::AtMostOnce,
-        };
-        let publish = mqttrs::Publish {
-            dup: false,
-            qospid,
-            retain,
-            topic_name,
-            payload,
-        };
-        let mut packet: Vec<u8, SLOT_BYTES> = Vec::new();
-        packet
-            .resize_default(SLOT_BYTES)
-            .map_err(|_| ConfigError::PacketTooLarge)?;
-        let len = mqttrs::encode_slice(&Packet::Publish(publish), &mut packet)
-            .map_err(|_| ConfigError::PacketTooLarge)?;
-        packet.truncate(len);
-        let id = MessageId(self.next_message_id);
-        self.next_message_id = self.next_message_id.wrapping_add(1);
-        if let Some(slot) = self.slots.get_mut(free) {
-            *slot = Some(Slot {
-                id,
-                packet_id,
-                stage: Stage::Queued,
-                packet,
-            });
-        }
-        debug!("queued {id:?} qos {qos:?} for {topic_name}");
-        Ok(id)
-    }
 
     /// Subscribes to up to five filters in one packet; returns its packet identifier, which
     /// [`Event::Subscribed`] reports. The filters are restored after a reconnect without a
@@ -569,7 +476,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                         let mut fields = Fields {
                             config: &self.config,
                             link: &mut self.link,
-                            slots: &mut self.slots,
+                            outbox: &mut self.outbox,
                             subscriptions: &mut self.subscriptions,
                             inbound: &mut self.inbound,
                             keepalive: &mut self.keepalive,
@@ -655,11 +562,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             let Ok(candidate) = Pid::try_from(self.next_packet_id) else {
                 continue;
             };
-            let in_outbox = self
-                .slots
-                .iter()
-                .flatten()
-                .any(|s| s.packet_id == Some(candidate));
+            let in_outbox = self.outbox.uses(candidate);
             let in_subscriptions = self.subscriptions.iter().any(|s| s.packet_id == candidate);
             if !in_outbox && !in_subscriptions {
                 return Ok(candidate);
@@ -692,13 +595,14 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         if let Some(n) = self.inbound.transmit_ack(buf)? {
             return Ok(Some(n));
         }
-        if let Some(n) = self.transmit_pubrel(buf)? {
+        if let Some(n) = self.outbox.transmit_pubrel(buf)? {
             return Ok(Some(n));
         }
         if let Some(n) = self.transmit_subscription_change(buf)? {
             return Ok(Some(n));
         }
-        if let Some(n) = self.transmit_publish(buf)? {
+        let window = self.config.inflight_window;
+        if let Some(n) = self.outbox.transmit_publish(window, buf)? {
             return Ok(Some(n));
         }
         if self.disconnect_requested {
@@ -712,24 +616,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             return Ok(Some(n));
         }
         self.keepalive.transmit_pingreq(now, &self.config, buf)
-    }
-
-    fn transmit_pubrel(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        let oldest = self
-            .slots
-            .iter_mut()
-            .flatten()
-            .filter(|s| s.stage == Stage::ReleasePending)
-            .min_by_key(|s| s.id);
-        let Some(slot) = oldest else {
-            return Ok(None);
-        };
-        let Some(pid) = slot.packet_id else {
-            return Ok(None);
-        };
-        let n = encode(&Packet::Pubrel(pid), buf)?;
-        slot.stage = Stage::AwaitingPubcomp;
-        Ok(Some(n))
     }
 
     fn transmit_subscription_change(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
@@ -790,37 +676,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         debug!("sending {:?} id {}", unsent, packet_id.get());
         Ok(Some(n))
     }
-
-    fn transmit_publish(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        let window_full = self.inflight_len() >= self.config.inflight_window;
-        let next = self
-            .slots
-            .iter_mut()
-            .flatten()
-            .filter(|s| s.stage == Stage::Queued && (s.packet_id.is_none() || !window_full))
-            .min_by_key(|s| s.id);
-        let Some(slot) = next else {
-            return Ok(None);
-        };
-        let dst = buf
-            .get_mut(..slot.packet.len())
-            .ok_or(ResourceError::TransmitBufferTooSmall)?;
-        dst.copy_from_slice(&slot.packet);
-        let n = slot.packet.len();
-        let id = slot.id;
-        if slot.packet_id.is_some() {
-            slot.stage = Stage::AwaitingAck;
-        } else if let Some(emptied) = self
-            .slots
-            .iter_mut()
-            .find(|s| s.as_ref().is_some_and(|s| s.id == id))
-        {
-            // QoS 0: nothing comes back; the slot is free once written.
-            *emptied = None;
-        }
-        debug!("sending PUBLISH {id:?}");
-        Ok(Some(n))
-    }
 }
 
 /// What handling one frame produced, with no borrow of the frame.
@@ -850,7 +705,7 @@ impl Event<'_> {
 struct Fields<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> {
     config: &'s SessionConfig<'a>,
     link: &'s mut Link,
-    slots: &'s mut [Option<Slot<SLOT_BYTES>>; SLOTS],
+    outbox: &'s mut Outbox<SLOTS, SLOT_BYTES>,
     subscriptions: &'s mut Vec<Subscription, MAX_SUBSCRIPTIONS>,
     inbound: &'s mut Inbound,
     keepalive: &'s mut Keepalive,
@@ -877,16 +732,16 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             _ if connecting => Err(ProtocolError::UnexpectedPacket.into()),
             Packet::Connack(_) => Err(ProtocolError::UnexpectedPacket.into()),
             Packet::Publish(publish) => self.inbound.handle_publish(publish),
-            Packet::Puback(pid) => Ok(self.complete(pid, QoS::AtLeastOnce)),
+            Packet::Puback(pid) => Ok(self.outbox.complete(pid, QoS::AtLeastOnce)),
             Packet::Pubrec(pid) => {
-                self.handle_pubrec(pid);
+                self.outbox.handle_pubrec(pid);
                 Ok(None)
             }
             Packet::Pubrel(pid) => {
                 self.inbound.handle_pubrel(pid)?;
                 Ok(None)
             }
-            Packet::Pubcomp(pid) => Ok(self.complete(pid, QoS::ExactlyOnce)),
+            Packet::Pubcomp(pid) => Ok(self.outbox.complete(pid, QoS::ExactlyOnce)),
             Packet::Suback(suback) => self.handle_suback(suback),
             Packet::Unsuback(pid) => {
                 let before = self.subscriptions.len();
@@ -937,26 +792,7 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     }
 
     fn restore_after_connect(&mut self, session_present: bool) {
-        for slot in self.slots.iter_mut().flatten() {
-            match slot.stage {
-                Stage::Queued => {}
-                Stage::AwaitingAck => {
-                    slot.stage = Stage::Queued;
-                    if let Some(first) = slot.packet.first_mut() {
-                        if session_present {
-                            *first |= 0b1000; // DUP (§3.3.1.1), same packet identifier
-                        } else {
-                            *first &= !0b1000; // a new message to a broker without state
-                        }
-                    }
-                }
-                // PUBREC was received, the broker owns the message: resend PUBREL (§4.4). A
-                // broker without the session answers PUBCOMP for an unknown id all the same.
-                Stage::ReleasePending | Stage::AwaitingPubcomp => {
-                    slot.stage = Stage::ReleasePending
-                }
-            }
-        }
+        self.outbox.restore_after_connect(session_present);
         self.inbound.restore_after_connect(session_present);
         // Superseded entries only waited to line up with an acknowledgement that is lost
         // with the connection; the requests that replaced them are still here.
@@ -971,42 +807,6 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                     SubscriptionState::UnsubscribeUnsent
                 }
             };
-        }
-    }
-
-    fn handle_pubrec(&mut self, pid: Pid) {
-        let slot = self
-            .slots
-            .iter_mut()
-            .flatten()
-            .find(|s| s.packet_id == Some(pid));
-        match slot {
-            Some(slot) if slot.stage != Stage::Queued => {
-                slot.stage = Stage::ReleasePending;
-                slot.packet.clear();
-            }
-            _ => warn!("PUBREC for unknown id {}", pid.get()),
-        }
-    }
-
-    fn complete<'p>(&mut self, pid: Pid, expected: QoS) -> Option<Event<'p>> {
-        let awaited = match expected {
-            QoS::AtLeastOnce => Stage::AwaitingAck,
-            _ => Stage::AwaitingPubcomp,
-        };
-        let found = self.slots.iter_mut().find(|s| {
-            s.as_ref()
-                .is_some_and(|s| s.packet_id == Some(pid) && s.stage == awaited)
-        });
-        match found.and_then(Option::take) {
-            Some(slot) => {
-                debug!("{:?} acknowledged", slot.id);
-                Some(Event::Published(slot.id))
-            }
-            None => {
-                warn!("acknowledgement for unknown id {}", pid.get());
-                None
-            }
         }
     }
 

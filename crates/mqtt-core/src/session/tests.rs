@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::error::{ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind};
+use mqttrs::QosPid;
 use std::format;
 use std::string::{String as StdString, ToString};
 use std::vec::Vec as StdVec;
@@ -841,6 +842,7 @@ fn packet_ids_skip_those_still_in_use() {
     s.publish("t", b"", QoS::AtLeastOnce, false).unwrap(); // 65535
     s.publish("t", b"", QoS::AtLeastOnce, false).unwrap(); // wraps to 1
     let ids: StdVec<_> = s
+        .outbox
         .slots
         .iter()
         .flatten()
