@@ -29,27 +29,25 @@ use crate::error::{
 use crate::framing::{self, FrameReader, MIN_MAX_PACKET_SIZE};
 use crate::{topic, Instant, QoS};
 use core::fmt;
-use heapless::{String, Vec};
+use heapless::Vec;
 use log::{debug, info, warn};
-use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol, SubscribeReturnCodes};
+use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol};
 
 mod inbound;
 mod keepalive;
 mod outbound;
+mod subscriptions;
 
 pub use inbound::{Message, MAX_INBOUND_QOS2};
 pub use outbound::MessageId;
+pub use subscriptions::{
+    SubscribeResult, MAX_FILTERS_PER_PACKET, MAX_FILTER_LEN, MAX_SUBSCRIPTIONS,
+};
 
 use inbound::{Inbound, MessageLayout};
 use keepalive::Keepalive;
 use outbound::Outbox;
-
-/// Filters per SUBSCRIBE/UNSUBSCRIBE packet: the fixed capacity of `mqttrs`' no_std types.
-pub const MAX_FILTERS_PER_PACKET: usize = 5;
-/// Longest topic filter kept for re-subscribing.
-pub const MAX_FILTER_LEN: usize = 128;
-/// Subscriptions remembered for re-subscribing after a reconnect.
-pub const MAX_SUBSCRIPTIONS: usize = 8;
+use subscriptions::Subscriptions;
 
 /// A password. Its `Debug` never shows the bytes.
 #[derive(Clone, Copy)]
@@ -119,15 +117,6 @@ impl<'a> SessionConfig<'a> {
     }
 }
 
-/// The result for one filter of a SUBSCRIBE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscribeResult {
-    /// Granted with this maximum QoS.
-    Granted(QoS),
-    /// Refused by the broker (return code 0x80); the filter is forgotten.
-    Refused,
-}
-
 /// What the session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -177,37 +166,6 @@ enum Link {
     Up,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SubscriptionState {
-    SubscribeUnsent,
-    AwaitingSuback,
-    Active,
-    UnsubscribeUnsent,
-    AwaitingUnsuback,
-}
-
-/// One filter of one SUBSCRIBE or UNSUBSCRIBE request. While a request awaits its
-/// acknowledgement its entries stay, in order, so that SUBACK return codes line up with the
-/// filters that were sent; a newer request for the same filter marks them `superseded`, and
-/// they go when their acknowledgement comes (or at the next reconnect).
-struct Subscription {
-    filter: String<MAX_FILTER_LEN>,
-    qos: QoS,
-    /// The request this filter belongs to; filters of one request travel in one packet.
-    packet_id: Pid,
-    state: SubscriptionState,
-    superseded: bool,
-}
-
-impl Subscription {
-    fn awaiting_ack(&self) -> bool {
-        matches!(
-            self.state,
-            SubscriptionState::AwaitingSuback | SubscriptionState::AwaitingUnsuback
-        )
-    }
-}
-
 /// An MQTT client session with a receive buffer of `RX` bytes and an outbox of `SLOTS`
 /// messages of at most `SLOT_BYTES` encoded bytes each. Never allocates.
 pub struct Session<
@@ -221,7 +179,7 @@ pub struct Session<
     reader: FrameReader<RX>,
     outbox: Outbox<SLOTS, SLOT_BYTES>,
     next_packet_id: u16,
-    subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
+    subscriptions: Subscriptions,
     inbound: Inbound,
     keepalive: Keepalive,
     disconnect_requested: bool,
@@ -262,7 +220,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             reader: FrameReader::new(),
             outbox: Outbox::new(),
             next_packet_id: 0,
-            subscriptions: Vec::new(),
+            subscriptions: Subscriptions::new(),
             inbound: Inbound::new(),
             keepalive: Keepalive::new(),
             disconnect_requested: false,
@@ -344,97 +302,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     }
 
     // ----- application requests -----------------------------------------------------------
-
-    /// Subscribes to up to five filters in one packet; returns its packet identifier, which
-    /// [`Event::Subscribed`] reports. The filters are restored after a reconnect without a
-    /// session. A filter subscribed again replaces the earlier subscription (§3.8.4).
-    pub fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<u16, Error> {
-        let mut names: Vec<&str, MAX_FILTERS_PER_PACKET> = Vec::new();
-        for (filter, _) in filters {
-            let _ = names.push(filter);
-        }
-        self.check_request(filters.len(), &names)?;
-        let packet_id = self.allocate_packet_id()?;
-        self.supersede(&names);
-        for (filter, qos) in filters {
-            self.push_entry(filter, *qos, packet_id, SubscriptionState::SubscribeUnsent)?;
-        }
-        Ok(packet_id.get())
-    }
-
-    /// Unsubscribes from up to five filters in one packet; returns its packet identifier,
-    /// which [`Event::Unsubscribed`] reports. The filters are no longer restored.
-    pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<u16, Error> {
-        self.check_request(filters.len(), filters)?;
-        let packet_id = self.allocate_packet_id()?;
-        self.supersede(filters);
-        for filter in filters {
-            let state = SubscriptionState::UnsubscribeUnsent;
-            self.push_entry(filter, QoS::AtMostOnce, packet_id, state)?;
-        }
-        Ok(packet_id.get())
-    }
-
-    /// Validates a request's filters and that the table has room for it.
-    fn check_request(&self, count: usize, filters: &[&str]) -> Result<(), Error> {
-        if count == 0 || count > MAX_FILTERS_PER_PACKET {
-            return Err(ConfigError::TooManyFilters.into());
-        }
-        for (index, filter) in filters.iter().enumerate() {
-            topic::validate_filter(filter)?;
-            if filter.len() > MAX_FILTER_LEN {
-                return Err(ConfigError::InvalidTopicFilter.into());
-            }
-            if filters.iter().skip(index + 1).any(|other| other == filter) {
-                return Err(ConfigError::DuplicateFilter.into());
-            }
-        }
-        // Entries a new request replaces go at once unless they await an acknowledgement.
-        let freed = self
-            .subscriptions
-            .iter()
-            .filter(|s| !s.awaiting_ack() && filters.contains(&s.filter.as_str()))
-            .count();
-        if self.subscriptions.len() - freed + filters.len() > MAX_SUBSCRIPTIONS {
-            return Err(ResourceError::SubscriptionsFull.into());
-        }
-        Ok(())
-    }
-
-    /// A newer request names these filters: older entries for them go, or, while they await
-    /// an acknowledgement, are marked to go when it comes.
-    fn supersede(&mut self, filters: &[&str]) {
-        self.subscriptions
-            .retain(|s| s.awaiting_ack() || !filters.contains(&s.filter.as_str()));
-        for s in self.subscriptions.iter_mut() {
-            if filters.contains(&s.filter.as_str()) {
-                s.superseded = true;
-            }
-        }
-    }
-
-    fn push_entry(
-        &mut self,
-        filter: &str,
-        qos: QoS,
-        packet_id: Pid,
-        state: SubscriptionState,
-    ) -> Result<(), Error> {
-        let mut owned = String::new();
-        owned
-            .push_str(filter)
-            .map_err(|_| ConfigError::InvalidTopicFilter)?;
-        let entry = Subscription {
-            filter: owned,
-            qos,
-            packet_id,
-            state,
-            superseded: false,
-        };
-        self.subscriptions
-            .push(entry)
-            .map_err(|_| ResourceError::SubscriptionsFull.into())
-    }
 
     /// Ends the connection with DISCONNECT once the packets before it are written; the will
     /// is not published. The outbox is kept.
@@ -563,7 +430,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 continue;
             };
             let in_outbox = self.outbox.uses(candidate);
-            let in_subscriptions = self.subscriptions.iter().any(|s| s.packet_id == candidate);
+            let in_subscriptions = self.subscriptions.uses(candidate);
             if !in_outbox && !in_subscriptions {
                 return Ok(candidate);
             }
@@ -598,7 +465,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         if let Some(n) = self.outbox.transmit_pubrel(buf)? {
             return Ok(Some(n));
         }
-        if let Some(n) = self.transmit_subscription_change(buf)? {
+        if let Some(n) = self.subscriptions.transmit_request(buf)? {
             return Ok(Some(n));
         }
         let window = self.config.inflight_window;
@@ -616,65 +483,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             return Ok(Some(n));
         }
         self.keepalive.transmit_pingreq(now, &self.config, buf)
-    }
-
-    fn transmit_subscription_change(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        use SubscriptionState::*;
-        let Some(first) = self
-            .subscriptions
-            .iter()
-            .find(|s| matches!(s.state, SubscribeUnsent | UnsubscribeUnsent))
-        else {
-            return Ok(None);
-        };
-        let (packet_id, unsent) = (first.packet_id, first.state);
-        let batch = || {
-            self.subscriptions
-                .iter()
-                .filter(move |s| s.packet_id == packet_id && s.state == unsent)
-                .take(MAX_FILTERS_PER_PACKET)
-        };
-        let n = if unsent == SubscribeUnsent {
-            let mut topics = Vec::new();
-            for s in batch() {
-                let topic_path = String::from(s.filter.as_str());
-                // Capacity is MAX_FILTERS_PER_PACKET, and take() stops there.
-                let _ = topics.push(mqttrs::SubscribeTopic {
-                    topic_path,
-                    qos: s.qos,
-                });
-            }
-            encode(
-                &Packet::Subscribe(mqttrs::Subscribe {
-                    pid: packet_id,
-                    topics,
-                }),
-                buf,
-            )?
-        } else {
-            let mut topics = Vec::new();
-            for s in batch() {
-                let _ = topics.push(String::from(s.filter.as_str()));
-            }
-            encode(
-                &Packet::Unsubscribe(mqttrs::Unsubscribe {
-                    pid: packet_id,
-                    topics,
-                }),
-                buf,
-            )?
-        };
-        let awaiting = if unsent == SubscribeUnsent {
-            AwaitingSuback
-        } else {
-            AwaitingUnsuback
-        };
-        self.subscriptions
-            .iter_mut()
-            .filter(|s| s.packet_id == packet_id && s.state == unsent)
-            .for_each(|s| s.state = awaiting);
-        debug!("sending {:?} id {}", unsent, packet_id.get());
-        Ok(Some(n))
     }
 }
 
@@ -706,7 +514,7 @@ struct Fields<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> {
     config: &'s SessionConfig<'a>,
     link: &'s mut Link,
     outbox: &'s mut Outbox<SLOTS, SLOT_BYTES>,
-    subscriptions: &'s mut Vec<Subscription, MAX_SUBSCRIPTIONS>,
+    subscriptions: &'s mut Subscriptions,
     inbound: &'s mut Inbound,
     keepalive: &'s mut Keepalive,
 }
@@ -742,21 +550,8 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
                 Ok(None)
             }
             Packet::Pubcomp(pid) => Ok(self.outbox.complete(pid, QoS::ExactlyOnce)),
-            Packet::Suback(suback) => self.handle_suback(suback),
-            Packet::Unsuback(pid) => {
-                let before = self.subscriptions.len();
-                // The filters of this request are gone from the broker: forget them.
-                self.subscriptions.retain(|s| {
-                    !(s.packet_id == pid && s.state == SubscriptionState::AwaitingUnsuback)
-                });
-                if self.subscriptions.len() == before {
-                    warn!("UNSUBACK for unknown id {}", pid.get());
-                    return Ok(None);
-                }
-                Ok(Some(Event::Unsubscribed {
-                    packet_id: pid.get(),
-                }))
-            }
+            Packet::Suback(suback) => self.subscriptions.handle_suback(suback),
+            Packet::Unsuback(pid) => Ok(self.subscriptions.handle_unsuback(pid)),
             Packet::Pingresp => {
                 self.keepalive.handle_pingresp();
                 Ok(None)
@@ -794,58 +589,7 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     fn restore_after_connect(&mut self, session_present: bool) {
         self.outbox.restore_after_connect(session_present);
         self.inbound.restore_after_connect(session_present);
-        // Superseded entries only waited to line up with an acknowledgement that is lost
-        // with the connection; the requests that replaced them are still here.
-        self.subscriptions.retain(|s| !s.superseded);
-        for s in self.subscriptions.iter_mut() {
-            s.state = match s.state {
-                SubscriptionState::Active if session_present => SubscriptionState::Active,
-                SubscriptionState::Active
-                | SubscriptionState::AwaitingSuback
-                | SubscriptionState::SubscribeUnsent => SubscriptionState::SubscribeUnsent,
-                SubscriptionState::AwaitingUnsuback | SubscriptionState::UnsubscribeUnsent => {
-                    SubscriptionState::UnsubscribeUnsent
-                }
-            };
-        }
-    }
-
-    fn handle_suback<'p>(&mut self, suback: mqttrs::Suback) -> Result<Option<Event<'p>>, Error> {
-        let pid = suback.pid;
-        let awaiting =
-            |s: &Subscription| s.packet_id == pid && s.state == SubscriptionState::AwaitingSuback;
-        let count = self.subscriptions.iter().filter(|s| awaiting(s)).count();
-        if count == 0 {
-            warn!("SUBACK for unknown id {}", pid.get());
-            return Ok(None);
-        }
-        if count != suback.return_codes.len() {
-            return Err(ProtocolError::SubackMismatch.into());
-        }
-        let mut results = Vec::new();
-        let mut codes = suback.return_codes.iter();
-        for s in self.subscriptions.iter_mut().filter(|s| awaiting(s)) {
-            let result = match codes.next() {
-                Some(SubscribeReturnCodes::Success(granted)) => {
-                    if !s.superseded {
-                        s.state = SubscriptionState::Active;
-                    }
-                    SubscribeResult::Granted(*granted)
-                }
-                _ => {
-                    warn!("broker refused subscription {}", s.filter);
-                    SubscribeResult::Refused
-                }
-            };
-            let _ = results.push(result);
-        }
-        // Refused and superseded filters are forgotten: they must not be restored after a
-        // reconnect.
-        self.subscriptions.retain(|s| !awaiting(s));
-        Ok(Some(Event::Subscribed {
-            packet_id: pid.get(),
-            results,
-        }))
+        self.subscriptions.restore_after_connect(session_present);
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::*;
 use crate::error::{ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind};
-use mqttrs::QosPid;
+use mqttrs::{QosPid, SubscribeReturnCodes};
 use std::format;
 use std::string::{String as StdString, ToString};
 use std::vec::Vec as StdVec;
