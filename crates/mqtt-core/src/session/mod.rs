@@ -23,99 +23,31 @@
 //! so they are sent again as new messages and subscriptions are restored. Nothing is dropped:
 //! when the outbox is full, `publish` refuses with [`ResourceError::OutboxFull`].
 
-use crate::error::{
-    ConfigError, ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind, TransportError,
-};
-use crate::framing::{self, FrameReader, MIN_MAX_PACKET_SIZE};
-use crate::{topic, Instant, QoS};
-use core::fmt;
+use crate::error::{ConfigError, Error, ProtocolError, ResourceError, TimeoutKind};
+use crate::framing::{self, FrameReader};
+use crate::{Instant, QoS};
 use heapless::Vec;
-use log::{debug, info, warn};
-use mqttrs::{ConnectReturnCode, Packet, Pid, Protocol};
+use log::warn;
+use mqttrs::{Packet, Pid};
 
+mod connection;
 mod inbound;
 mod keepalive;
 mod outbound;
 mod subscriptions;
 
+pub use connection::{ConnectOptions, ConnectionState, LastWill, Password, SessionConfig};
 pub use inbound::{Message, MAX_INBOUND_QOS2};
 pub use outbound::MessageId;
 pub use subscriptions::{
     SubscribeResult, MAX_FILTERS_PER_PACKET, MAX_FILTER_LEN, MAX_SUBSCRIPTIONS,
 };
 
+use connection::Link;
 use inbound::{Inbound, MessageLayout};
 use keepalive::Keepalive;
 use outbound::Outbox;
 use subscriptions::Subscriptions;
-
-/// A password. Its `Debug` never shows the bytes.
-#[derive(Clone, Copy)]
-pub struct Password<'a>(pub &'a [u8]);
-
-impl fmt::Debug for Password<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
-/// The last will the broker publishes if the connection ends without DISCONNECT (§3.1.2.5).
-#[derive(Debug, Clone, Copy)]
-pub struct LastWill<'a> {
-    /// Topic name of the will message.
-    pub topic: &'a str,
-    /// Its payload.
-    pub payload: &'a [u8],
-    /// Its QoS.
-    pub qos: QoS,
-    /// Whether the broker retains it.
-    pub retain: bool,
-}
-
-/// What goes into CONNECT (§3.1).
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectOptions<'a> {
-    /// Client identifier; the broker's ACLs and the device certificate use it.
-    pub client_id: &'a str,
-    /// Optional user name.
-    pub username: Option<&'a str>,
-    /// Optional password (never logged).
-    pub password: Option<Password<'a>>,
-    /// Start from a clean session (`true`) or resume the broker's stored one (`false`).
-    pub clean_session: bool,
-    /// Keepalive in seconds; 0 turns keepalive off.
-    pub keep_alive_s: u16,
-    /// Optional last will.
-    pub last_will: Option<LastWill<'a>>,
-}
-
-/// Session settings.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionConfig<'a> {
-    /// The CONNECT content.
-    pub connect: ConnectOptions<'a>,
-    /// Largest packet accepted from the broker (at most the receive buffer).
-    pub max_packet_size: usize,
-    /// QoS 1/2 publishes on the wire at once (1 = stop-and-wait, at most the outbox size).
-    pub inflight_window: usize,
-    /// How long to wait for CONNACK.
-    pub connack_timeout_ms: u32,
-    /// How long to wait for PINGRESP.
-    pub ping_timeout_ms: u32,
-}
-
-impl<'a> SessionConfig<'a> {
-    /// Defaults: 1 KiB packets, window 4, 10 s CONNACK and ping timeouts.
-    pub fn new(connect: ConnectOptions<'a>) -> Self {
-        Self {
-            connect,
-            max_packet_size: 1024,
-            inflight_window: 4,
-            connack_timeout_ms: 10_000,
-            ping_timeout_ms: 10_000,
-        }
-    }
-}
 
 /// What the session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,27 +77,6 @@ pub enum Event<'a> {
     ConnectionLost(Error),
 }
 
-/// Where the connection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// No transport.
-    Disconnected,
-    /// Transport open, CONNECT queued or sent, no CONNACK yet.
-    Connecting,
-    /// CONNACK accepted.
-    Connected,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    Down,
-    Connecting {
-        connect_sent: bool,
-        deadline: Instant,
-    },
-    Up,
-}
-
 /// An MQTT client session with a receive buffer of `RX` bytes and an outbox of `SLOTS`
 /// messages of at most `SLOT_BYTES` encoded bytes each. Never allocates.
 pub struct Session<
@@ -191,29 +102,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 {
     /// Checks the configuration and makes a disconnected session.
     pub fn new(config: SessionConfig<'a>) -> Result<Self, ConfigError> {
-        let connect = &config.connect;
-        if connect.client_id.is_empty()
-            || connect.client_id.len() > 256
-            || connect.client_id.contains('\0')
-        {
-            return Err(ConfigError::InvalidClientId);
-        }
-        if connect
-            .username
-            .is_some_and(|u| u.len() > 1024 || u.contains('\0'))
-            || connect.password.is_some_and(|p| p.0.len() > 1024)
-        {
-            return Err(ConfigError::InvalidCredentials);
-        }
-        if let Some(will) = &connect.last_will {
-            topic::validate_name(will.topic)?;
-        }
-        if !(MIN_MAX_PACKET_SIZE..=RX).contains(&config.max_packet_size) {
-            return Err(ConfigError::InvalidMaxPacketSize);
-        }
-        if config.inflight_window == 0 || config.inflight_window > SLOTS {
-            return Err(ConfigError::InvalidWindow);
-        }
+        config.validate(RX, SLOTS)?;
         Ok(Self {
             config,
             link: Link::Down,
@@ -233,37 +122,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         &self.config
     }
 
-    /// Where the connection stands.
-    pub fn state(&self) -> ConnectionState {
-        match self.link {
-            Link::Down => ConnectionState::Disconnected,
-            Link::Connecting { .. } => ConnectionState::Connecting,
-            Link::Up => ConnectionState::Connected,
-        }
-    }
-
     // ----- inputs -------------------------------------------------------------------------
-
-    /// A new transport is open: CONNECT goes out with the next [`Session::poll_transmit`].
-    pub fn handle_connected(&mut self, now: Instant) {
-        self.reader.clear();
-        self.inbound.restart();
-        self.lost = None;
-        self.keepalive.restart(now);
-        self.disconnect_requested = false;
-        let deadline = now.plus_ms(u64::from(self.config.connack_timeout_ms));
-        self.link = Link::Connecting {
-            connect_sent: false,
-            deadline,
-        };
-    }
-
-    /// The transport failed or was closed under us.
-    pub fn handle_disconnected(&mut self, cause: TransportError) {
-        if self.link != Link::Down {
-            self.lose(Error::Transport(cause));
-        }
-    }
 
     /// Space to receive into directly; follow with [`Session::handle_received`].
     pub fn receive_buffer(&mut self) -> &mut [u8] {
@@ -298,16 +157,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                     self.lose(error);
                 }
             }
-        }
-    }
-
-    // ----- application requests -----------------------------------------------------------
-
-    /// Ends the connection with DISCONNECT once the packets before it are written; the will
-    /// is not published. The outbox is kept.
-    pub fn disconnect(&mut self) {
-        if self.link != Link::Down {
-            self.disconnect_requested = true;
         }
     }
 
@@ -376,20 +225,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         let written = match self.link {
             Link::Down => None,
-            Link::Connecting {
-                connect_sent: true, ..
-            } => None,
-            Link::Connecting {
-                connect_sent: false,
-                deadline,
-            } => {
-                let n = self.encode_connect(buf)?;
-                self.link = Link::Connecting {
-                    connect_sent: true,
-                    deadline,
-                };
-                Some(n)
-            }
+            Link::Connecting { .. } => self.transmit_connect(buf)?,
             Link::Up => self.transmit_when_up(now, buf)?,
         };
         if written.is_some() {
@@ -409,20 +245,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     // ----- internals ----------------------------------------------------------------------
 
-    fn lose(&mut self, error: Error) {
-        info!("connection lost: {error}");
-        self.link = Link::Down;
-        self.reader.clear();
-        self.lost = Some(error);
-    }
-
-    fn lose_now(&mut self, error: Error) -> Event<'static> {
-        info!("connection lost: {error}");
-        self.link = Link::Down;
-        self.reader.clear();
-        Event::ConnectionLost(error)
-    }
-
     fn allocate_packet_id(&mut self) -> Result<Pid, ResourceError> {
         for _ in 0..u16::MAX {
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
@@ -436,26 +258,6 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             }
         }
         Err(ResourceError::NoPacketId)
-    }
-
-    fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let options = &self.config.connect;
-        let connect = mqttrs::Connect {
-            protocol: Protocol::MQTT311,
-            keep_alive: options.keep_alive_s,
-            client_id: options.client_id,
-            clean_session: options.clean_session,
-            last_will: options.last_will.map(|will| mqttrs::LastWill {
-                topic: will.topic,
-                message: will.payload,
-                qos: will.qos,
-                retain: will.retain,
-            }),
-            username: options.username,
-            password: options.password.map(|p| p.0),
-        };
-        debug!("sending CONNECT as {}", options.client_id);
-        encode(&Packet::Connect(connect), buf)
     }
 
     fn transmit_when_up(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
@@ -475,12 +277,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         if self.disconnect_requested {
             // Last, so that everything the application queued before it is written; QoS 1/2
             // messages still unacknowledged stay in the outbox for the next connection.
-            let n = encode(&Packet::Disconnect, buf)?;
-            info!("disconnected by request");
-            self.link = Link::Down;
-            self.reader.clear();
-            self.disconnect_requested = false;
-            return Ok(Some(n));
+            return self.transmit_disconnect(buf).map(Some);
         }
         self.keepalive.transmit_pingreq(now, &self.config, buf)
     }
@@ -559,37 +356,6 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             // framing::validate_from_server refuses every other type before decoding.
             _ => Err(ProtocolError::UnexpectedPacket.into()),
         }
-    }
-
-    fn handle_connack<'p>(&mut self, connack: mqttrs::Connack) -> Result<Option<Event<'p>>, Error> {
-        let refusal = match connack.code {
-            ConnectReturnCode::Accepted => None,
-            ConnectReturnCode::RefusedProtocolVersion => {
-                Some(ConnectRefusal::UnacceptableProtocolVersion)
-            }
-            ConnectReturnCode::RefusedIdentifierRejected => {
-                Some(ConnectRefusal::IdentifierRejected)
-            }
-            ConnectReturnCode::ServerUnavailable => Some(ConnectRefusal::ServerUnavailable),
-            ConnectReturnCode::BadUsernamePassword => Some(ConnectRefusal::BadUserNameOrPassword),
-            ConnectReturnCode::NotAuthorized => Some(ConnectRefusal::NotAuthorized),
-        };
-        if let Some(refusal) = refusal {
-            return Err(ProtocolError::ConnectionRefused(refusal).into());
-        }
-        // §3.2.2.2: with clean session the broker must answer session present = 0.
-        let session_present = connack.session_present && !self.config.connect.clean_session;
-        self.restore_after_connect(session_present);
-        *self.link = Link::Up;
-        self.keepalive.handle_connack();
-        info!("connected (session present: {session_present})");
-        Ok(Some(Event::Connected { session_present }))
-    }
-
-    fn restore_after_connect(&mut self, session_present: bool) {
-        self.outbox.restore_after_connect(session_present);
-        self.inbound.restore_after_connect(session_present);
-        self.subscriptions.restore_after_connect(session_present);
     }
 }
 

@@ -9,8 +9,10 @@
 )]
 
 use super::*;
-use crate::error::{ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind};
-use mqttrs::{QosPid, SubscribeReturnCodes};
+use crate::error::{
+    ConnectRefusal, Error, ProtocolError, ResourceError, TimeoutKind, TransportError,
+};
+use mqttrs::{ConnectReturnCode, QosPid, SubscribeReturnCodes};
 use std::format;
 use std::string::{String as StdString, ToString};
 use std::vec::Vec as StdVec;
