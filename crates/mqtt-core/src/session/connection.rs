@@ -170,18 +170,23 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         }
     }
 
+    /// The connection is over; [`Session::poll_event`] reports it next.
     pub(super) fn lose(&mut self, error: Error) {
-        info!("connection lost: {error}");
-        self.link = Link::Down;
-        self.reader.clear();
+        self.go_down(&error);
         self.lost = Some(error);
     }
 
+    /// The connection is over; the event that reports it, for `poll_event` to return.
     pub(super) fn lose_now(&mut self, error: Error) -> Event<'static> {
+        self.go_down(&error);
+        Event::ConnectionLost(error)
+    }
+
+    // Every lost connection passes here, so that it is logged once, with its cause.
+    fn go_down(&mut self, error: &Error) {
         info!("connection lost: {error}");
         self.link = Link::Down;
         self.reader.clear();
-        Event::ConnectionLost(error)
     }
 
     /// Writes CONNECT into `buf`; the CONNACK deadline runs from the transport's opening.

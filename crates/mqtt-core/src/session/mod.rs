@@ -27,7 +27,6 @@ use crate::error::{ConfigError, Error, ProtocolError, ResourceError, TimeoutKind
 use crate::framing::{self, FrameReader};
 use crate::{Instant, QoS};
 use heapless::Vec;
-use log::warn;
 use mqttrs::{Packet, Pid};
 
 mod connection;
@@ -176,10 +175,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             match self.reader.advance(max_packet_size) {
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
-                Err(error) => {
-                    warn!("dropping connection: broken framing: {error:?}");
-                    return Some(self.lose_now(error.into()));
-                }
+                Err(error) => return Some(self.lose_now(error.into())),
             }
             // Handle the packet with the frame borrowed, keep only owned results, then
             // borrow the frame again for a message: a returned borrow must not overlap the
@@ -210,10 +206,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             };
             match step {
                 Step::Continue => continue,
-                Step::Lost(error) => {
-                    warn!("dropping connection: {error}");
-                    return Some(self.lose_now(error));
-                }
+                Step::Lost(error) => return Some(self.lose_now(error)),
                 Step::Event(event) => return Some(event),
                 Step::Message(layout) => return Some(layout.message(self.reader.current_frame())),
             }
