@@ -22,6 +22,21 @@
 //! identifier and PUBRELs are resent (§4.4). Without a session the broker has forgotten them,
 //! so they are sent again as new messages and subscriptions are restored. Nothing is dropped:
 //! when the outbox is full, `publish` refuses with [`ResourceError::OutboxFull`].
+//!
+//! # Layout
+//! One file per concern, each owning its part of the session's state, in the manner of
+//! minimq's `mqtt_client/session/`:
+//! - `connection.rs`: CONNECT options and settings, the link state, CONNACK and what follows
+//!   it, DISCONNECT, the lost connection;
+//! - `inbound.rs`: PUBLISH received, the PUBACK/PUBREC/PUBCOMP owed for it, QoS 2 identifiers
+//!   kept until PUBREL;
+//! - `outbound.rs`: the outbox, the window, PUBACK/PUBREC/PUBREL/PUBCOMP of our publishes and
+//!   their resend;
+//! - `subscriptions.rs`: SUBSCRIBE/UNSUBSCRIBE, SUBACK/UNSUBACK, re-subscribing;
+//! - `keepalive.rs`: PINGREQ when idle, the PINGRESP deadline.
+//!
+//! This file holds the [`Session`] type, its [`Event`]s and the `handle_*`/`poll_*` entry
+//! points, which dispatch to those.
 
 use crate::error::{ConfigError, Error, ProtocolError, ResourceError, TimeoutKind};
 use crate::framing::{self, FrameReader};
@@ -253,6 +268,9 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         Err(ResourceError::NoPacketId)
     }
 
+    /// Writes the most urgent packet while connected: acknowledgements owed (parsing waits for
+    /// them when their queue is full), PUBREL, subscription requests, publishes within the
+    /// window, DISCONNECT once all of these are out, and PINGREQ.
     fn transmit_when_up(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         if let Some(n) = self.inbound.transmit_ack(buf)? {
             return Ok(Some(n));
@@ -309,10 +327,6 @@ struct Fields<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> {
     keepalive: &'s mut Keepalive,
 }
 
-fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
-    mqttrs::encode_slice(packet, buf).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
-}
-
 impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, SLOT_BYTES> {
     fn handle_packet<'p>(&mut self, packet: Packet<'p>) -> Result<Option<Event<'p>>, Error> {
         let connecting = matches!(self.link, Link::Connecting { .. });
@@ -350,6 +364,11 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
             _ => Err(ProtocolError::UnexpectedPacket.into()),
         }
     }
+}
+
+/// Encodes a packet into `buf`; every concern writes its packets through this.
+fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
+    mqttrs::encode_slice(packet, buf).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
 }
 
 #[cfg(test)]
