@@ -7,38 +7,60 @@
 //! round trip and are not written, so a high publish rate does not wear the flash. NVS
 //! spreads the writes over the storage partition's sectors.
 //!
-//! Only the MQTT thread calls this module.
+//! The record format and the slot bookkeeping are the host-tested crate `outbox-journal`
+//! (crates/outbox-journal); this module only reads, writes and deletes the records (through
+//! src/provisioning.c) and logs. Only the MQTT thread calls it.
 
 use crate::ffi;
 use crate::sync::lock;
 use core::ffi::c_int;
-use heapless::Vec;
 use log::{info, warn};
 use mqtt_core::session::ConnectionState;
 use mqtt_core::{Error, MessageId, QoS, Session};
+use outbox_journal::{Journal, Message, Restore, Slot};
 use zephyr::sync::Mutex;
 
-/// As many records as the session has outbox slots.
-const SLOTS: usize = 8;
-/// Retain flag, topic length, topic (at most 255 bytes), payload.
-const RECORD_MAX: usize = 512;
+// The journal follows the session's outbox: one record per outbox slot, and a record buffer of
+// one slot's bytes (a record is shorter than the PUBLISH packet that carries its message). These
+// two follow mqtt-core's `Session` defaults (`SLOTS = 8`, `SLOT_BYTES = 512`), the outbox of the
+// firmware's `Session<'_>`; they are to become constants that mqtt-core exports. Until then the
+// functions below take the session as `OutboxSession`, so that the build fails here if those
+// defaults change and these do not.
+/// Outbox slots: mqtt-core's `Session` default `SLOTS`.
+const OUTBOX_SLOTS: usize = 8;
+/// Bytes of one outbox slot: mqtt-core's `Session` default `SLOT_BYTES`.
+const OUTBOX_SLOT_BYTES: usize = 512;
 
-struct Journal {
-    /// The message id each record belongs to; `None`: the record slot is free.
-    ids: [Option<u32>; SLOTS],
-    record: Vec<u8, RECORD_MAX>,
+/// A session whose outbox is the one the journal is sized for.
+type OutboxSession<'a, const RX: usize> = Session<'a, RX, OUTBOX_SLOTS, OUTBOX_SLOT_BYTES>;
+
+struct State {
+    journal: Journal<OUTBOX_SLOTS>,
+    /// The record being written or read: here rather than on the MQTT thread's stack.
+    record: [u8; OUTBOX_SLOT_BYTES],
 }
 
-static JOURNAL: Mutex<Journal> = Mutex::new(Journal {
-    ids: [None; SLOTS],
-    record: Vec::new(),
+static STATE: Mutex<State> = Mutex::new(State {
+    journal: Journal::new(),
+    record: [0; OUTBOX_SLOT_BYTES],
 });
 
-fn slot_number(slot: usize) -> c_int {
-    c_int::try_from(slot).unwrap_or(c_int::MAX)
+fn slot_number(slot: Slot) -> c_int {
+    c_int::try_from(slot.index()).unwrap_or(c_int::MAX)
 }
 
-fn save(slot: usize, record: &[u8]) -> Result<(), c_int> {
+/// The record `slot` holds (empty: none), or the shim's negative errno.
+fn load(slot: Slot, buf: &mut [u8]) -> Result<&[u8], c_int> {
+    // SAFETY: buf is a live, writable slice of buf.len() bytes; the shim writes at most that
+    // many and keeps no pointer.
+    let ret = unsafe { ffi::app_outbox_load(slot_number(slot), buf.as_mut_ptr(), buf.len()) };
+    let len = usize::try_from(ret).map_err(|_| ret)?;
+    // The shim never reports more than buf.len() (a longer record is -EFBIG); were it to, the
+    // record would count as unreadable.
+    buf.get(..len).ok_or(ret)
+}
+
+fn save(slot: Slot, record: &[u8]) -> Result<(), c_int> {
     // SAFETY: record is a live slice; settings copies it to flash before returning.
     let ret = unsafe { ffi::app_outbox_save(slot_number(slot), record.as_ptr(), record.len()) };
     if ret < 0 {
@@ -48,36 +70,16 @@ fn save(slot: usize, record: &[u8]) -> Result<(), c_int> {
     }
 }
 
-fn delete(slot: usize) {
+fn delete(slot: Slot) {
     // SAFETY: plain call; deleting a record that is not there is harmless.
     let ret = unsafe { ffi::app_outbox_delete(slot_number(slot)) };
     if ret < 0 {
         warn!(
-            "outbox: record {slot} not deleted from flash (errno {})",
+            "outbox: record {} not deleted from flash (errno {})",
+            slot.index(),
             ret.saturating_neg()
         );
     }
-}
-
-fn encode(
-    record: &mut Vec<u8, RECORD_MAX>,
-    topic: &str,
-    payload: &[u8],
-    retain: bool,
-) -> Option<()> {
-    record.clear();
-    record.push(u8::from(retain)).ok()?;
-    record.push(u8::try_from(topic.len()).ok()?).ok()?;
-    record.extend_from_slice(topic.as_bytes()).ok()?;
-    record.extend_from_slice(payload).ok()
-}
-
-fn decode(record: &[u8]) -> Option<(&str, &[u8], bool)> {
-    let (&retain, rest) = record.split_first()?;
-    let (&topic_len, rest) = rest.split_first()?;
-    let topic = rest.get(..usize::from(topic_len))?;
-    let payload = rest.get(usize::from(topic_len)..)?;
-    Some((core::str::from_utf8(topic).ok()?, payload, retain == 1))
 }
 
 /// Publishes through `session`; a QoS 1 message queued while not connected is journaled.
@@ -88,23 +90,38 @@ pub fn publish(
     qos: QoS,
     retain: bool,
 ) -> Result<MessageId, Error> {
+    publish_sized(session, topic, payload, qos, retain)
+}
+
+fn publish_sized<const RX: usize>(
+    session: &mut OutboxSession<'_, RX>,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+) -> Result<MessageId, Error> {
     let offline = session.state() != ConnectionState::Connected;
     if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) || qos != QoS::AtLeastOnce || !offline {
         return session.publish(topic, payload, qos, retain);
     }
-    let mut journal = lock(&JOURNAL);
-    let Journal { ids, record } = &mut *journal;
-    let Some(slot) = ids.iter().position(Option::is_none) else {
+    let mut state = lock(&STATE);
+    let State { journal, record } = &mut *state;
+    let Some(reservation) = journal.reserve() else {
         // Every record is taken, so the outbox is full too: the session refuses it.
         return session.publish(topic, payload, qos, retain);
     };
     // Written before it is queued: once the caller hears "queued", a reboot cannot lose it.
-    let journaled = match encode(record, topic, payload, retain) {
-        None => {
-            warn!("outbox: message on {topic} too large to journal; kept in RAM only");
+    let message = Message {
+        topic,
+        payload,
+        retain,
+    };
+    let written = match message.encode(record) {
+        Err(cause) => {
+            warn!("outbox: message on {topic} not journaled ({cause}); kept in RAM only");
             false
         }
-        Some(()) => match save(slot, record) {
+        Ok(bytes) => match save(reservation.slot(), bytes) {
             Ok(()) => true,
             Err(errno) => {
                 warn!(
@@ -115,19 +132,18 @@ pub fn publish(
             }
         },
     };
+    if !written {
+        // Nothing was written, so there is nothing to delete.
+        let _ = journal.cancel(reservation);
+        return session.publish(topic, payload, qos, retain);
+    }
     match session.publish(topic, payload, qos, retain) {
         Ok(id) => {
-            if journaled {
-                if let Some(entry) = ids.get_mut(slot) {
-                    *entry = Some(id.0);
-                }
-            }
+            journal.bind(reservation, id.0);
             Ok(id)
         }
         Err(cause) => {
-            if journaled {
-                delete(slot);
-            }
+            delete(journal.cancel(reservation));
             Err(cause)
         }
     }
@@ -138,55 +154,62 @@ pub fn acknowledged(id: MessageId) {
     if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
         return;
     }
-    let mut journal = lock(&JOURNAL);
-    if let Some(slot) = journal.ids.iter().position(|entry| *entry == Some(id.0)) {
+    let slot = lock(&STATE).journal.acknowledged(id.0);
+    if let Some(slot) = slot {
         delete(slot);
-        if let Some(entry) = journal.ids.get_mut(slot) {
-            *entry = None;
-        }
     }
 }
 
 /// Boot: queues the journaled messages again (before the first connection).
 pub fn restore(session: &mut Session<'_>) {
+    restore_sized(session);
+}
+
+fn restore_sized<const RX: usize>(session: &mut OutboxSession<'_, RX>) {
     if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
         return;
     }
-    let mut journal = lock(&JOURNAL);
-    let Journal { ids, record } = &mut *journal;
-    let mut restored = 0;
-    for slot in 0..SLOTS {
-        record.clear();
-        let _ = record.resize_default(RECORD_MAX);
-        // SAFETY: record has RECORD_MAX initialized bytes; the shim writes at most that many.
-        let len =
-            unsafe { ffi::app_outbox_load(slot_number(slot), record.as_mut_ptr(), record.len()) };
-        let Ok(len) = usize::try_from(len) else {
-            warn!(
-                "outbox: record {slot} unreadable (errno {}); dropped",
-                len.saturating_neg()
-            );
-            delete(slot);
-            continue;
-        };
-        if len == 0 {
-            continue;
-        }
-        record.truncate(len);
-        let queued = match decode(record) {
-            Some((topic, payload, retain)) => session
-                .publish(topic, payload, QoS::AtLeastOnce, retain)
-                .ok(),
-            None => None,
-        };
-        match (queued, ids.get_mut(slot)) {
-            (Some(id), Some(entry)) => {
-                *entry = Some(id.0);
-                restored += 1;
-            }
-            _ => {
-                warn!("outbox: record {slot} could not be queued again; dropped");
+    let mut state = lock(&STATE);
+    let State { journal, record } = &mut *state;
+    let mut restored = 0u32;
+    for slot in Journal::<OUTBOX_SLOTS>::slots() {
+        let stored = match load(slot, record) {
+            Ok(stored) => stored,
+            Err(errno) => {
+                warn!(
+                    "outbox: record {} unreadable (errno {}); dropped",
+                    slot.index(),
+                    errno.saturating_neg()
+                );
                 delete(slot);
+                continue;
+            }
+        };
+        match journal.restore(slot, stored) {
+            Restore::Empty | Restore::InUse => {}
+            Restore::Discard(slot, cause) => {
+                warn!("outbox: record {} dropped: {cause}", slot.index());
+                delete(slot);
+            }
+            Restore::Requeue(reservation, message) => {
+                match session.publish(
+                    message.topic,
+                    message.payload,
+                    QoS::AtLeastOnce,
+                    message.retain,
+                ) {
+                    Ok(id) => {
+                        journal.bind(reservation, id.0);
+                        restored += 1;
+                    }
+                    Err(cause) => {
+                        warn!(
+                            "outbox: record {} could not be queued again ({cause}); dropped",
+                            slot.index()
+                        );
+                        delete(journal.cancel(reservation));
+                    }
+                }
             }
         }
     }
