@@ -8,6 +8,7 @@ Run by twister (`west twister -T . -p native_sim/native/64`) or directly on a bu
   pytest --twister-harness --device-type=native --build-dir=BUILD -p twister_harness.plugin pytest
 """
 
+import os
 import queue
 import re
 import shutil
@@ -180,7 +181,31 @@ def device(unlaunched_dut, broker_port, tmp_path):
         f"--broker-port={broker_port} --flash={tmp_path / 'flash.bin'}")
     # The adapter builds its command line once per session; each test has its own port.
     unlaunched_dut.command = []
+    fresh_seed_per_launch(unlaunched_dut)
     return unlaunched_dut
+
+
+SEED_VARIABLE = "APP_NATIVE_SIM_SEED"
+
+
+def fresh_seed_per_launch(dut) -> None:
+    """native_sim's test entropy starts from one fixed seed, so every simulated device would
+    draw the same reconnect jitter. Each launch gets its own `--seed` (the fake entropy
+    driver's option) from the host, printed so that a failing run can be replayed with
+    APP_NATIVE_SIM_SEED=<seed>. Other device types (QEMU, boards) keep their own entropy."""
+    if dut.device_config.type != "native":
+        return
+    run = dut._flash_and_run
+
+    def run_with_seed() -> None:
+        given = os.environ.get(SEED_VARIABLE)
+        seed = int(given, 0) if given else int.from_bytes(os.urandom(4), "little")
+        dut.command = [arg for arg in dut.command if not arg.startswith("--seed=")]
+        dut.command.append(f"--seed={seed:#x}")
+        print(f"native_sim entropy seed {seed:#x} (replay: {SEED_VARIABLE}={seed:#x})")
+        run()
+
+    dut._flash_and_run = run_with_seed
 
 
 # --- Fault tests (test_faults.py): a broker that survives SIGKILL, an observer that comes
