@@ -10,7 +10,7 @@ from conftest import DEVICE_TOPICS
 
 def connected(device):
     device.launch()
-    device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=20)
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
 
 
 def test_status_is_retained_online_and_becomes_offline_when_the_device_dies(peer, device):
@@ -27,7 +27,7 @@ def test_status_is_retained_online_and_becomes_offline_when_the_device_dies(peer
 def test_led_commands_drive_the_leds(peer, device):
     device.launch()
     device.readlines_until(regex="leds: 3 available", timeout=10)
-    device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=20)
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
     peer.publish(f"{DEVICE_TOPICS}/cmd/led/1", "on")
     device.readlines_until(regex="led1: On -> on", timeout=10)
     peer.publish(f"{DEVICE_TOPICS}/cmd/led/1", "toggle")

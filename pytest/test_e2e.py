@@ -16,7 +16,7 @@ def test_device_publishes_status_and_receives_commands_over_mutual_tls(broker, p
         device.readlines_until(regex="mqtt: connected \\(session present", timeout=20)
         # The device's message arrives at a subscriber.
         messages.wait_for(f"{DEVICE_TOPICS}/status online", timeout=10)
-        device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=10)
+        device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=10)
         # A message to its command topic reaches the firmware, which answers it.
         token = uuid.uuid4().hex
         peer.publish(f"{DEVICE_TOPICS}/cmd/ping", token)

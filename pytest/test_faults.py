@@ -32,7 +32,7 @@ def test_shell_reports_status_and_publishes_through_the_mqtt_thread(peer, device
     messages = peer.subscribe(f"{DEVICE_TOPICS}/shell/#")
     try:
         launch(device)
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         ticket, outcome, answer = console.pub(f"{DEVICE_TOPICS}/shell/hello", "from-the-shell", 2)
         assert outcome == "queued", answer
         messages.wait_for(f"{DEVICE_TOPICS}/shell/hello from-the-shell", timeout=10)
@@ -67,7 +67,7 @@ def test_offline_publishes_wait_in_the_outbox_and_a_full_outbox_is_reported(
     try:
         wait_for_connections(broker, OBSERVER_ID, 1)
         launch(device, "--reconnect-cap-ms=1000")
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         wait_for_save(broker)  # the observer's subscription survives the kill
         broker.kill()
         console.until("mqtt: connection lost", timeout=10)
@@ -152,7 +152,7 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
     try:
         wait_for_connections(broker, OBSERVER_ID, 1)
         launch(device, "--reconnect-cap-ms=1500")
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         wait_for_save(broker)  # the observer's subscription survives the first kill
         for restart in range(1, RESTARTS + 1):
             # Mosquitto sends PUBACK before it saves: a message for a connected subscriber is
@@ -230,7 +230,7 @@ def test_every_sequence_number_arrives_across_twenty_broker_kills(tmp_path, brok
 def test_frozen_broker_is_detected_by_the_ping_timeout_and_left_after_it_thaws(
         broker, device, console):
     launch(device, f"--keepalive-s={KEEPALIVE_S}")
-    console.until("mqtt: subscribed .*Granted", timeout=20)
+    console.until("mqtt: subscribed .*granted QoS", timeout=20)
     time.sleep(KEEPALIVE_S + 1)  # at least one keepalive round answered before the freeze
     broker.process.send_signal(signal.SIGSTOP)
     frozen = time.monotonic()
@@ -290,7 +290,7 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
     flood = None
     try:
         device.launch()
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         flood = PingFlood(peer, rate=100)
         samples, sent, refused = [], 0, 0
         started = next_sample = time.monotonic()
@@ -345,7 +345,7 @@ def test_messages_queued_offline_survive_the_device_being_killed(tmp_path, broke
     try:
         wait_for_connections(broker, OBSERVER_ID, 1)
         device.launch()
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         wait_for_save(broker)
         broker.kill()
         console.until("mqtt: connection lost", timeout=10)
@@ -364,11 +364,11 @@ def test_messages_queued_offline_survive_the_device_being_killed(tmp_path, broke
         for line in queued:
             observer.wait_for(line, timeout=20)
         # Acknowledged, so deleted from flash: another restart sends nothing again.
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         time.sleep(1)
         device.close()
         device.launch()
-        boot = device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=30)
+        boot = device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=30)
         assert any("credentials installed" in line for line in boot), boot  # the whole boot
         assert not any("queued again" in line for line in boot), \
             "acknowledged messages were sent again"
@@ -385,7 +385,7 @@ def test_bench_publishes_every_numbered_message_from_the_mqtt_thread(peer, devic
     messages = peer.subscribe(f"{DEVICE_TOPICS}/bench/#")
     try:
         launch(device)
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         for qos in (1, 0):
             console.command(f"mqtt bench {count} {qos} 32")
             console.until(rf"bench queued: {count} messages, QoS {qos}, 32 bytes", timeout=10)

@@ -123,7 +123,7 @@ def test_device_connects_publishes_and_answers_through_another_broker(other_brok
         device.launch()
         device.readlines_until(regex=r"tls: connected to localhost \(TLSv1\.[23], ", timeout=20)
         device.readlines_until(regex="mqtt: connected", timeout=20)
-        device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=20)
+        device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
         status.wait_for(f"{DEVICE_TOPICS}/status online", timeout=15)
 
         peer.publish(f"{DEVICE_TOPICS}/cmd/ping", f"hello-{other_broker}")

@@ -30,7 +30,7 @@ def upload(console: Console, kind: str, der: bytes) -> None:
 
 
 def connected(device) -> None:
-    device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=30)
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=30)
 
 
 def cred_list(console: Console) -> dict:

@@ -126,7 +126,7 @@ def test_a_reconnect_resumes_the_tls_1_2_session(broker_port, plain_mosquitto, d
     try:
         device.launch()
         device.readlines_until(regex=r"tls: connected to localhost \(TLSv1.2, ", timeout=20)
-        device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=20)
+        device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
         terminator.close_connections()
         device.readlines_until(regex="mqtt: connection lost", timeout=20)
         device.readlines_until(regex="mqtt: connected", timeout=30)
@@ -147,7 +147,7 @@ def test_a_reconnect_after_a_lost_connection_resumes_the_tls_1_3_session(
     try:
         device.launch()
         device.readlines_until(regex=r"tls: connected to localhost \(TLSv1.3, ", timeout=20)
-        device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=20)
+        device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
         for _ in range(2):
             terminator.drop_connections()
             device.readlines_until(regex="mqtt: connection lost", timeout=20)
@@ -167,7 +167,7 @@ def test_new_credentials_are_not_skipped_by_resuming_the_old_session(
     terminator = Terminator(broker_port, plain_mosquitto, ssl.TLSVersion.TLSv1_3)
     try:
         device.launch()
-        console.until("mqtt: subscribed .*Granted", timeout=20)
+        console.until("mqtt: subscribed .*granted QoS", timeout=20)
         console.command("cred image cert")
         console.until("cert from the image staged", timeout=10)
         console.command("cred commit")

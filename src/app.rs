@@ -1,24 +1,26 @@
-//! The device's one thread: credentials, network, then connect → run → back off → reconnect,
-//! forever. The MQTT protocol is `mqtt_core`, what the device does with it is `device_app`;
-//! this module feeds them a TLS socket, the clock, the LEDs and the counters.
+//! The device's one thread: a supervisor that is a state machine (waiting for network,
+//! connecting, connected, backing off until a deadline) around one MQTT session, forever.
+//! The MQTT protocol is `mqtt_core`; what the device does with its connection is
+//! [`device_app::Device`]; this module feeds them a TLS socket, the clock, the LEDs, the
+//! shell's requests and the network's events.
 //!
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
 use crate::control::{self, LinkState, Status};
 use crate::credentials;
 use crate::leds::Leds;
-use crate::net::{self, CertificateProblem, CipherSuite, NetError, TlsSocket};
+use crate::net::{self, CertificateProblem, NetError, TlsSocket};
 use crate::outbox_journal;
 use crate::runtime_credentials;
 use crate::settings::Settings;
-use device_app::{Command, CommandError, DeviceTopics, Endpoint, Telemetry, MAX_ENDPOINTS};
-use heapless::{Deque, String, Vec};
+use device_app::{Board, Device, DeviceTopics, Endpoint, LedAction, Publisher, MAX_ENDPOINTS};
+use heapless::{String, Vec};
 use log::{error, info, warn};
 use mqtt_core::backoff::{Backoff, BackoffConfig};
 use mqtt_core::driver::{Client, Clock};
 use mqtt_core::{
-    ConnectOptions, Error, Event, Instant, LastWill, Password, ProtocolError, QoS, Recovery,
-    ResourceError, Session, SessionConfig, TransportError,
+    ConnectOptions, Error, Event, Instant, LastWill, MessageId, Password, ProtocolError, QoS,
+    Recovery, Session, SessionConfig, SubscribeResult, TransportError,
 };
 
 /// Uptime as the MQTT core's clock.
@@ -36,48 +38,67 @@ fn sleep_ms(ms: u32) {
 
 /// How long one SNTP request may take.
 const SNTP_TIMEOUT_MS: u32 = 5_000;
-
-/// Largest reply payload (a ping is echoed up to this size).
-const REPLY_CAPACITY: usize = 256;
-/// Replies produced by one round of received messages, published right after it.
-const PENDING_REPLIES: usize = 4;
-/// Longest wait for the socket in one loop round: a shell request (`mqtt pub`) waits at most
-/// this long for the MQTT thread. Short, because waking up costs one `poll` call.
-const ROUND_MS: u32 = 250;
+/// Longest wait for the socket in one round: a shell request (`mqtt pub`) waits at most this
+/// long for the MQTT thread. Short, because waking up costs one `poll` call.
+const ROUND_MS: u64 = 250;
 /// While the network is down, requests are served this often.
 const NETWORK_POLL_MS: i32 = 1_000;
 
-/// A reply to a command, owned: it is published after the event that caused it is gone.
-struct Reply {
-    to_error_topic: bool,
-    payload: Vec<u8, REPLY_CAPACITY>,
-}
-
-/// What the device counts for telemetry.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counters {
-    published: u32,
-    received: u32,
-    reconnects: u32,
-}
-
-/// State the MQTT thread carries across connections.
-struct Device {
-    topics: DeviceTopics,
+/// The LEDs, and what telemetry reports about the board.
+struct BoardIo {
     leds: Leds,
-    counters: Counters,
-    replies: Deque<Reply, PENDING_REPLIES>,
-    telemetry_interval_ms: u64,
-    next_telemetry: Instant,
-    cipher_suite: CipherSuite,
-    /// What `mqtt status` shows.
-    status: Status,
-    /// The broker answered CONNECT on the current connection.
-    connack_seen: bool,
-    /// "online" is still to be queued for this connection.
-    online_pending: bool,
-    /// The `mqtt bench` in progress, if any.
-    bench: Option<control::BenchRun>,
+}
+
+impl Board for BoardIo {
+    fn set_led(&mut self, index: u8, action: LedAction) -> Option<bool> {
+        self.leds.apply(index, action).ok()
+    }
+
+    fn heap_free(&self) -> Option<u32> {
+        net::heap_free_bytes()
+    }
+}
+
+/// The session as the device's publisher: through the journal, which writes a QoS 1 message
+/// queued while offline to flash.
+struct Journaled<'s, 'a>(&'s mut Session<'a>);
+
+impl Publisher for Journaled<'_, '_> {
+    fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        outbox_journal::publish(self.0, topic, payload, qos, retain)
+    }
+
+    fn outbox_len(&self) -> usize {
+        self.0.outbox_len()
+    }
+}
+
+/// Where the supervisor stands.
+enum Link {
+    WaitingForNetwork,
+    Connecting,
+    Connected(TlsSocket),
+    /// Waiting out the reconnect delay, which ends early when new credentials are committed.
+    BackingOff {
+        until: Instant,
+    },
+}
+
+impl Link {
+    fn state(&self) -> LinkState {
+        match self {
+            Link::WaitingForNetwork => LinkState::WaitingForNetwork,
+            Link::Connecting => LinkState::Connecting,
+            Link::Connected(_) => LinkState::Connected,
+            Link::BackingOff { .. } => LinkState::BackingOff,
+        }
+    }
 }
 
 /// A NUL-terminated copy of a host name or list for the socket API.
@@ -108,7 +129,7 @@ pub fn run() -> ! {
     }
 
     runtime_credentials::init();
-    let mut mutual_tls = match runtime_credentials::apply(settings.sec_tag) {
+    let mutual_tls = match runtime_credentials::apply(settings.sec_tag) {
         Ok(installed) => {
             info!(
                 "credentials installed (mutual TLS: {})",
@@ -136,17 +157,16 @@ pub fn run() -> ! {
             cause.as_str()
         )),
     };
-    let mut brokers = Brokers {
-        endpoints,
-        last_good: 0,
-        refused_in_row: 0,
-    };
     let Some(alpn) = nul_terminated(settings.alpn) else {
         halt(format_args!("ALPN list is longer than 255 bytes"));
     };
     let Ok(alpn) = core::ffi::CStr::from_bytes_with_nul(alpn.as_bytes()) else {
         halt(format_args!("ALPN list contains a NUL byte"));
     };
+    match device_app::parse_pin(settings.pinned_key) {
+        Ok(pin) => net::pin_broker_key(pin.as_ref()),
+        Err(cause) => halt(format_args!("broker key pin: {cause}")),
+    }
     let Some(sntp_server) = nul_terminated(settings.sntp_server) else {
         halt(format_args!("SNTP server name is longer than 255 bytes"));
     };
@@ -154,24 +174,9 @@ pub fn run() -> ! {
         halt(format_args!("SNTP server name contains a NUL byte"));
     };
 
-    let mut device = Device {
-        topics,
-        leds: Leds::new(),
-        counters: Counters::default(),
-        replies: Deque::new(),
-        telemetry_interval_ms: settings.telemetry_interval_ms,
-        next_telemetry: Instant(0),
-        cipher_suite: CipherSuite::default(),
-        status: Status::new(settings.broker_host, settings.broker_port),
-        connack_seen: false,
-        online_pending: false,
-        bench: None,
-    };
-    info!("leds: {} available", device.leds.available());
-
-    // The will and the session borrow the topics: they live as long as this function, which
-    // never returns.
-    let status_topic: String<128> = String::from(device.topics.status());
+    // The will and the session borrow the status topic: it lives as long as this function,
+    // which never returns.
+    let status_topic: String<128> = String::from(topics.status());
     let will = LastWill {
         topic: &status_topic,
         payload: b"offline",
@@ -193,128 +198,294 @@ pub fn run() -> ! {
         Err(cause) => halt(format_args!("invalid MQTT settings: {cause:?}")),
     };
     let mut client: Client<'_, TlsSocket, Uptime> = Client::new(session, Uptime);
-    let commands = device.topics.commands();
+    let commands = topics.commands();
     if let Err(cause) = client.session().subscribe(&[(commands, QoS::AtLeastOnce)]) {
         halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
     outbox_journal::restore(client.session());
 
-    let backoff_config = BackoffConfig {
-        base_ms: settings.reconnect_base_ms,
-        cap_ms: settings.reconnect_cap_ms,
-        attention_cap_ms: settings.reconnect_attention_cap_ms,
-        ..BackoffConfig::default()
+    let board = BoardIo { leds: Leds::new() };
+    info!("leds: {} available", board.leds.available());
+    let mut supervisor = Supervisor {
+        status: Status::new(settings.broker_host, settings.broker_port),
+        device: Device::new(topics, settings.telemetry_interval_ms),
+        board,
+        client,
+        backoff: Backoff::new(
+            BackoffConfig {
+                base_ms: settings.reconnect_base_ms,
+                cap_ms: settings.reconnect_cap_ms,
+                attention_cap_ms: settings.reconnect_attention_cap_ms,
+                ..BackoffConfig::default()
+            },
+            net::random_u64(),
+        ),
+        brokers: Brokers {
+            endpoints,
+            last_good: 0,
+            refused_in_row: 0,
+        },
+        tls: TlsSettings {
+            sec_tags: &[settings.sec_tag],
+            alpn,
+            forget_sessions: false,
+            mutual_tls,
+        },
+        settings: &settings,
+        sntp_server,
+        last_address: None,
     };
-    let mut backoff = Backoff::new(backoff_config, net::random_u64());
-    let sec_tags = [settings.sec_tag];
-    let mut connected_before = false;
-    let mut last_address = None;
-
+    let mut link = Link::WaitingForNetwork;
     loop {
-        device.status.set_state(LinkState::WaitingForNetwork);
+        supervisor.status.set_state(link.state());
+        link = match link {
+            Link::WaitingForNetwork => supervisor.wait_for_network(),
+            Link::Connecting => supervisor.connect(),
+            Link::Connected(socket) => supervisor.run_connection(socket),
+            Link::BackingOff { until } => supervisor.back_off(until),
+        };
+    }
+}
+
+/// What the supervisor carries across connections.
+struct Supervisor<'a> {
+    settings: &'a Settings,
+    client: Client<'a, TlsSocket, Uptime>,
+    device: Device,
+    board: BoardIo,
+    status: Status,
+    backoff: Backoff,
+    brokers: Brokers<'a>,
+    tls: TlsSettings<'a>,
+    sntp_server: &'a core::ffi::CStr,
+    last_address: Option<String<16>>,
+}
+
+impl Supervisor<'_> {
+    /// Until the network is up (a DHCPv4 lease on the board), serving shell requests; then
+    /// new credentials, if committed, before connecting.
+    fn wait_for_network(&mut self) -> Link {
         let mut waited_ms = 0;
         let mut was_down = false;
         // In short steps, so that shell requests are served while the network is down.
         while let Err(cause) = net::wait_for_network(NETWORK_POLL_MS) {
-            control::serve_requests(client.session(), &mut device.status);
+            self.serve_shell();
             was_down = true;
             waited_ms += NETWORK_POLL_MS;
-            if waited_ms >= settings.network_wait_ms {
+            if waited_ms >= self.settings.network_wait_ms {
                 warn!("network not up yet ({cause}); still waiting");
                 waited_ms = 0;
             }
         }
         let address = net::ipv4_address();
-        if address.is_some() && (was_down || address != last_address) {
+        if address.is_some() && (was_down || address != self.last_address) {
             info!("network: up, address {}", address.as_deref().unwrap_or(""));
-            last_address = address;
+            self.last_address = address;
         }
         // A "network down" from before this connection is not about it.
         let _ = net::network_went_down();
         // Credentials committed from the shell take effect here, between connections.
-        let new_credentials = runtime_credentials::commit_pending();
-        if new_credentials {
-            backoff.reset();
-            match runtime_credentials::apply(settings.sec_tag) {
+        self.tls.forget_sessions = runtime_credentials::commit_pending();
+        if self.tls.forget_sessions {
+            self.backoff.reset();
+            match runtime_credentials::apply(self.settings.sec_tag) {
                 Ok(installed) => {
                     info!(
                         "credentials: new set in use (mutual TLS: {})",
                         installed.mutual_tls
                     );
-                    mutual_tls = installed.mutual_tls;
+                    self.tls.mutual_tls = installed.mutual_tls;
                 }
                 Err((kind, cause)) => {
                     error!("credentials: cannot register the {kind:?} credential: {cause:?}; provision a set that fits (cred)");
                 }
             }
         }
-        device.status.set_state(LinkState::Connecting);
-        let tls = TlsSettings {
-            sec_tags: &sec_tags,
-            alpn,
-            forget_sessions: new_credentials,
-            mutual_tls,
-        };
-        let recovery = match connect(&settings, &mut brokers, sntp_server, &tls) {
-            Ok(socket) => {
-                if connected_before {
-                    device.counters.reconnects = device.counters.reconnects.saturating_add(1);
-                }
-                connected_before = true;
-                device.cipher_suite = socket.cipher_suite();
-                device
-                    .status
-                    .set_tls(device.cipher_suite.version(), device.cipher_suite.name());
-                let started = client.clock().now();
-                device.connack_seen = false;
-                let cause = run_connection(&mut client, socket, &mut device);
-                // Another endpoint may accept what this one refused: the slow schedule only
-                // once every endpoint has refused in a row.
-                let mut recovery = cause.recovery();
-                if device.connack_seen {
-                    backoff.accepted();
-                    brokers.accepted();
-                } else if !brokers.refused() {
-                    recovery = Recovery::Retry;
-                }
-                if device.connack_seen {
-                    // Accepted: nothing to explain.
-                } else if let Error::Protocol(ProtocolError::ConnectionRefused(refusal)) = cause {
-                    warn!(
-                        "broker refused the connection: {refusal} (CONNACK {}); fix: {}",
-                        refusal.code(),
-                        refusal.remedy()
-                    );
-                } else if !mutual_tls {
-                    // With TLS 1.3 a broker checks the client certificate after the client's
-                    // handshake is done, so its refusal arrives as a closed connection.
-                    warn!("broker closed the connection before CONNACK; this device has no client certificate, which the broker may require");
-                }
-                let lasted = client.clock().now().ms_since(started);
-                backoff.connection_ended(lasted);
-                device.status.set_last_error(&cause);
-                recovery
-            }
+        Link::Connecting
+    }
+
+    /// The clock, then every endpoint in turn; backs off when none takes the connection.
+    fn connect(&mut self) -> Link {
+        match connect(
+            self.settings,
+            &mut self.brokers,
+            self.sntp_server,
+            &self.tls,
+        ) {
+            Ok(socket) => Link::Connected(socket),
             Err(failure) => {
-                device.status.set_last_error(&failure.cause);
-                failure.recovery
+                self.status.set_last_error(&failure.cause);
+                self.back_off_after(failure.recovery)
             }
-        };
-        let delay = backoff.next_delay_ms(recovery);
+        }
+    }
+
+    /// Runs one MQTT connection until it ends, then backs off by how it ended.
+    fn run_connection(&mut self, socket: TlsSocket) -> Link {
+        let suite = socket.cipher_suite();
+        self.status.set_tls(suite.version(), suite.name());
+        let started = self.client.clock().now();
+        let (connack_seen, cause) = self.drive(socket, suite.version(), suite.name());
+        self.device.handle_disconnected();
+        // Another endpoint may accept what this one refused: the slow schedule only once
+        // every endpoint has refused in a row.
+        let mut recovery = cause.recovery();
+        match (connack_seen, &cause) {
+            (true, _) => {
+                self.backoff.accepted();
+                self.brokers.accepted();
+            }
+            (false, Error::Protocol(ProtocolError::ConnectionRefused(refusal))) => warn!(
+                "broker refused the connection: {refusal} (CONNACK {}); fix: {}",
+                refusal.code(),
+                refusal.remedy()
+            ),
+            // With TLS 1.3 a broker checks the client certificate after the client's
+            // handshake is done, so its refusal arrives as a closed connection.
+            (false, _) if !self.tls.mutual_tls => warn!("broker closed the connection before CONNACK; this device has no client certificate, which the broker may require"),
+            (false, _) => {}
+        }
+        if !connack_seen && !self.brokers.refused() {
+            recovery = Recovery::Retry;
+        }
+        let lasted = self.client.clock().now().ms_since(started);
+        self.backoff.connection_ended(lasted);
+        self.status.set_last_error(&cause);
+        self.back_off_after(recovery)
+    }
+
+    fn back_off_after(&mut self, recovery: Recovery) -> Link {
+        let delay = self.backoff.next_delay_ms(recovery);
         match recovery {
             Recovery::Retry => info!("reconnecting in {delay} ms"),
             Recovery::NeedsAttention => {
                 info!("reconnecting in {delay} ms (refused: retried rarely, or at once after cred commit)")
             }
         }
-        device.status.set_state(LinkState::BackingOff);
+        Link::BackingOff {
+            until: Uptime.now().plus_ms(u64::from(delay)),
+        }
+    }
+
+    /// Waits out the reconnect delay serving the shell (offline publishes go to the outbox
+    /// at once); a `cred commit` ends it early.
+    fn back_off(&mut self, until: Instant) -> Link {
         control::wait_serving(
-            client.session(),
-            &mut device.status,
-            delay,
+            self.client.session(),
+            &mut self.status,
+            until.0,
             || Uptime.now().0,
             runtime_credentials::commit_pending,
         );
+        Link::WaitingForNetwork
+    }
+
+    /// The connection's rounds: socket input and the core's timers, the network's events,
+    /// the shell, and what the device has to publish. Returns whether CONNACK came, and why
+    /// the connection ended.
+    fn drive(
+        &mut self,
+        socket: TlsSocket,
+        tls_version: &'static str,
+        cipher: &'static str,
+    ) -> (bool, Error) {
+        self.client.attach(socket);
+        let mut connack_seen = false;
+        loop {
+            let now = Uptime.now();
+            let wait_ms = self.device.poll_timeout(now).ms_since(now).min(ROUND_MS);
+            let Self {
+                client,
+                device,
+                board,
+                ..
+            } = self;
+            let result = client.poll(wait_ms as u32, &mut |event| match event {
+                Event::Connected { session_present } => {
+                    info!("mqtt: connected (session present: {session_present})");
+                    if let Some((all, _)) = net::cpu_time_us() {
+                        info!("cpu: {all} us used since boot (all threads)");
+                    }
+                    connack_seen = true;
+                    device.handle_connected(tls_version, cipher);
+                }
+                Event::Message(message) => {
+                    device.handle_message(message.topic, message.payload, board);
+                }
+                Event::Published(id) => {
+                    device.handle_published(id);
+                    outbox_journal::acknowledged(id);
+                    log::debug!("mqtt: {id:?} acknowledged");
+                }
+                Event::Subscribed { packet_id, results } => {
+                    info!(
+                        "mqtt: subscribed (request {packet_id}): {}",
+                        Granted(&results)
+                    );
+                }
+                Event::Unsubscribed { packet_id } => {
+                    info!("mqtt: unsubscribed (request {packet_id})")
+                }
+                Event::ConnectionLost(cause) => warn!("mqtt: connection lost: {cause}"),
+            });
+            if let Err(cause) = result {
+                self.update_status();
+                return (connack_seen, cause);
+            }
+            if net::network_went_down() {
+                // No DISCONNECT: it could not get through, and the broker should publish the
+                // will. Closing now frees the socket instead of waiting for the ping timeout.
+                info!("network down (link, lease or address gone): closing the MQTT connection");
+                drop(self.client.detach());
+                self.update_status();
+                return (connack_seen, Error::Transport(TransportError::Closed));
+            }
+            self.serve_shell();
+            if connack_seen {
+                self.status.set_state(LinkState::Connected);
+            }
+            let now = Uptime.now();
+            self.device
+                .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+            self.update_status();
+        }
+    }
+
+    /// Every shell request already queued: publishes, and a benchmark to start.
+    fn serve_shell(&mut self) {
+        control::serve_requests(self.client.session(), &mut self.status);
+        if let Some(request) = control::take_bench() {
+            if let Err(cause) = self.device.start_bench(request, Uptime.now()) {
+                warn!("bench: refused: {cause}");
+            }
+        }
+    }
+
+    fn update_status(&mut self) {
+        let counters = self.device.counters();
+        self.status.update(
+            self.client.session(),
+            counters.published,
+            counters.reconnects,
+        );
+    }
+}
+
+/// SUBACK results in words: `granted QoS 1`, or `refused` per filter.
+struct Granted<'r>(&'r [SubscribeResult]);
+
+impl core::fmt::Display for Granted<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (index, result) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            match result {
+                SubscribeResult::Granted(qos) => write!(f, "granted QoS {}", *qos as u8)?,
+                SubscribeResult::Refused => f.write_str("refused")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -465,218 +636,6 @@ fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<Tls
         }
     }
     Err(last)
-}
-
-/// Runs one MQTT connection over `socket` until it ends; returns why it ended.
-fn run_connection(
-    client: &mut Client<'_, TlsSocket, Uptime>,
-    socket: TlsSocket,
-    device: &mut Device,
-) -> Error {
-    client.attach(socket);
-    loop {
-        let mut just_connected = false;
-        // A benchmark with room in the outbox goes on at once; otherwise wait for input.
-        let wait_ms = if device
-            .bench
-            .as_ref()
-            .is_some_and(|run| run.has_room_for_more())
-        {
-            0
-        } else {
-            ROUND_MS
-        };
-        let result = client.poll(wait_ms, &mut |event| match event {
-            Event::Connected { session_present } => {
-                info!("mqtt: connected (session present: {session_present})");
-                if let Some((all, _)) = net::cpu_time_us() {
-                    info!("cpu: {all} us used since boot (all threads)");
-                }
-                just_connected = true;
-                device.connack_seen = true;
-            }
-            Event::Message(message) => {
-                device.counters.received = device.counters.received.saturating_add(1);
-                on_message(device, message.topic, message.payload);
-            }
-            Event::Published(id) => {
-                device.counters.published = device.counters.published.saturating_add(1);
-                outbox_journal::acknowledged(id);
-                log::debug!("mqtt: {id:?} acknowledged");
-            }
-            Event::Subscribed { packet_id, results } => {
-                info!("mqtt: subscribed (request {packet_id}): {results:?}")
-            }
-            Event::Unsubscribed { packet_id } => info!("mqtt: unsubscribed (request {packet_id})"),
-            Event::ConnectionLost(cause) => warn!("mqtt: connection lost: {cause}"),
-        });
-        if let Err(cause) = result {
-            // What the shell shows from now on is what the next connection sends again.
-            device.status.update(
-                client.session(),
-                device.counters.published,
-                device.counters.reconnects,
-            );
-            return cause;
-        }
-        if net::network_went_down() {
-            // No DISCONNECT: it could not get through, and the broker should publish the
-            // will. Closing now frees the socket instead of waiting for the ping timeout.
-            info!("network down (link, lease or address gone): closing the MQTT connection");
-            drop(client.detach());
-            return Error::Transport(TransportError::Closed);
-        }
-        let session = client.session();
-        control::serve_requests(session, &mut device.status);
-        serve_bench(session, device);
-        if just_connected {
-            device.status.set_state(LinkState::Connected);
-            device.online_pending = true;
-        }
-        if device.online_pending {
-            // Retried every round until it is in the outbox: messages queued while offline
-            // may fill it at the moment of connecting, and "online" must follow them.
-            match session.publish(device.topics.status(), b"online", QoS::AtLeastOnce, true) {
-                Ok(_) => {
-                    info!("mqtt: published online to {}", device.topics.status());
-                    device.online_pending = false;
-                }
-                Err(Error::Exhausted(ResourceError::OutboxFull)) if just_connected => {
-                    info!("mqtt: outbox full; online follows once it has room");
-                }
-                Err(Error::Exhausted(ResourceError::OutboxFull)) => {}
-                Err(cause) => {
-                    warn!("mqtt: status not published: {cause}");
-                    device.online_pending = false;
-                }
-            }
-        }
-        while let Some(reply) = device.replies.pop_front() {
-            let topic = if reply.to_error_topic {
-                device.topics.reply_error()
-            } else {
-                device.topics.reply_ping()
-            };
-            if let Err(cause) = session.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
-                warn!("mqtt: reply to {topic} not published: {cause}");
-            }
-        }
-        let now = Uptime.now();
-        if now >= device.next_telemetry {
-            device.next_telemetry = now.plus_ms(device.telemetry_interval_ms);
-            publish_telemetry(client, device, now);
-        }
-        device.status.update(
-            client.session(),
-            device.counters.published,
-            device.counters.reconnects,
-        );
-    }
-}
-
-/// Starts a benchmark `mqtt bench` asked for, feeds the running one and reports its end.
-fn serve_bench(session: &mut Session<'_>, device: &mut Device) {
-    if let Some(run) = control::take_bench(device.topics.base(), Uptime.now().0) {
-        if let Some(old) = device.bench.replace(run) {
-            warn!(
-                "bench: the one before stops after {} messages queued",
-                old.queued()
-            );
-        }
-    }
-    let Some(run) = device.bench.as_mut() else {
-        return;
-    };
-    match run.feed(session) {
-        Err(cause) => {
-            warn!(
-                "bench: stopped after {} messages queued: {cause}",
-                run.queued()
-            );
-            device.bench = None;
-        }
-        Ok(()) if run.finished(session) => {
-            run.report_done(Uptime.now().0);
-            device.bench = None;
-        }
-        Ok(()) => {}
-    }
-}
-
-/// Carries out a command; replies wait in `device.replies` until the event is gone.
-fn on_message(device: &mut Device, topic: &str, payload: &[u8]) {
-    let reply = match device_app::parse_command(&device.topics, topic, payload) {
-        Ok(Command::Led { index, action }) => match device.leds.apply(index, action) {
-            Ok(level) => {
-                info!(
-                    "led{index}: {action:?} -> {}",
-                    if level { "on" } else { "off" }
-                );
-                None
-            }
-            Err(cause) => {
-                warn!("led{index}: {cause:?}");
-                error_reply(CommandError::NoSuchLed, topic)
-            }
-        },
-        Ok(Command::Ping { payload }) => {
-            info!("mqtt: ping ({} bytes)", payload.len());
-            match Vec::from_slice(payload) {
-                Ok(echo) => Some(Reply {
-                    to_error_topic: false,
-                    payload: echo,
-                }),
-                Err(()) => error_reply(CommandError::BadPayload, topic),
-            }
-        }
-        Err(cause) => {
-            warn!("command on {topic} refused: {}", cause.as_str());
-            error_reply(cause, topic)
-        }
-    };
-    if let Some(reply) = reply {
-        if device.replies.push_back(reply).is_err() {
-            warn!("reply to {topic} dropped: more than {PENDING_REPLIES} commands in one round");
-        }
-    }
-}
-
-fn error_reply(cause: CommandError, topic: &str) -> Option<Reply> {
-    let mut buf = [0u8; REPLY_CAPACITY];
-    let written = device_app::format_error_reply(cause, topic, &mut buf).ok()?;
-    let payload = Vec::from_slice(buf.get(..written)?).ok()?;
-    Some(Reply {
-        to_error_topic: true,
-        payload,
-    })
-}
-
-fn publish_telemetry(
-    client: &mut Client<'_, TlsSocket, Uptime>,
-    device: &mut Device,
-    now: Instant,
-) {
-    let session = client.session();
-    let telemetry = Telemetry {
-        uptime_s: now.0 / 1000,
-        published: device.counters.published,
-        received: device.counters.received,
-        reconnects: device.counters.reconnects,
-        heap_free: net::heap_free_bytes(),
-        outbox: u32::try_from(session.outbox_len()).unwrap_or(u32::MAX),
-        tls_version: device.cipher_suite.version(),
-        cipher: device.cipher_suite.name(),
-    };
-    let mut buf = [0u8; 384];
-    let Ok(written) = device_app::format_telemetry(&telemetry, &mut buf) else {
-        warn!("telemetry does not fit {} bytes", buf.len());
-        return;
-    };
-    let payload = buf.get(..written).unwrap_or(&[]);
-    match session.publish(device.topics.telemetry(), payload, QoS::AtLeastOnce, false) {
-        Ok(_) => info!("mqtt: telemetry queued ({written} bytes)"),
-        Err(cause) => warn!("mqtt: telemetry not queued: {cause}"),
-    }
 }
 
 /// Stops the device's work for good with an error line, repeated so that a console opened

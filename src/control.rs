@@ -1,19 +1,33 @@
-//! The operator's view of the MQTT thread: the `mqtt status`, `mqtt pub` and `mqtt bench`
-//! shell commands (Zephyr shell, `src/control.c`) and the connection manager's "network down"
-//! event.
+//! The operator's way in: the `mqtt status`, `mqtt pub` and `mqtt bench` shell commands. C
+//! only registers them (`control.c`); their arguments are checked here
+//! ([`device_app::parse_mqtt_command`], host-tested) on the shell's thread.
 //!
-//! The session stays the MQTT thread's alone. The shell queues publish requests in a bounded
-//! `k_msgq` that this thread drains once per loop round ([`serve_requests`]) and while it
-//! waits to reconnect ([`wait_serving`]), so a message published offline goes to the core's
-//! outbox. Every request gets an answer line, queued or rejected with its typed error; none
-//! is dropped. The status the shell prints is a snapshot this thread copies in each round.
+//! The session stays the MQTT thread's alone. A publish goes into a bounded request queue
+//! that this thread drains once per loop round ([`serve_requests`]) and while it waits to
+//! reconnect ([`wait_serving`]), so a message published offline goes to the core's outbox;
+//! the shell waits (bounded) for the answer. Every request gets an answer line, queued or
+//! rejected with its cause; none is dropped. A benchmark plan waits in a slot of its own: the
+//! MQTT thread publishes the numbered messages itself (a shell line per message would measure
+//! the shell, not the client). `mqtt status` prints a snapshot this thread keeps current.
 
-use crate::ffi;
+use crate::net;
+use crate::sync::lock;
+use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write as _};
-use device_app::{PublishBench, BENCH_PAYLOAD_MAX, MAX_TOPIC_LEN};
-use heapless::String;
+use device_app::{
+    parse_mqtt_command, BenchRequest, ShellCommand, SHELL_PAYLOAD_MAX, SHELL_TOPIC_MAX,
+};
+use heapless::{Deque, String, Vec};
 use log::{info, warn};
-use mqtt_core::{Error, MessageId, QoS, ResourceError, Session};
+use mqtt_core::{MessageId, QoS, Session};
+use zephyr::sync::Mutex;
+use zephyr::sys::sync::Semaphore;
+use zephyr::time::Duration;
+
+/// Requests waiting for the MQTT thread; more are refused with "request queue full".
+const QUEUE_DEPTH: usize = 4;
+/// The MQTT thread answers within one loop round unless it is inside a TLS handshake.
+const ANSWER_TIMEOUT_MS: u64 = 5_000;
 
 /// Where the MQTT thread stands, as `mqtt status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,315 +53,418 @@ impl LinkState {
     }
 }
 
-/// Why a shell publish was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// The session refused it (invalid topic, outbox full, packet too large, ...).
-    Session(mqtt_core::Error),
-    /// The topic bytes are not UTF-8 (MQTT topics are UTF-8 strings, §1.5.3).
-    TopicNotUtf8,
-    /// A length or QoS outside what control.c promises; a bug on the C side.
-    MalformedRequest,
+/// A shell publish for the MQTT thread.
+struct Request {
+    ticket: u32,
+    topic: String<SHELL_TOPIC_MAX>,
+    payload: Vec<u8, SHELL_PAYLOAD_MAX>,
+    qos: QoS,
 }
 
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::Session(cause) => write!(f, "{cause}"),
-            Rejection::TopicNotUtf8 => f.write_str("topic is not UTF-8"),
-            Rejection::MalformedRequest => f.write_str("malformed request"),
-        }
-    }
+/// What the MQTT thread answered.
+#[derive(Clone)]
+enum Answer {
+    Queued { message_id: u32, outbox: usize },
+    Rejected(String<96>),
 }
 
-/// The snapshot `mqtt status` prints, kept by the MQTT thread and copied to C each round.
-pub struct Status {
-    raw: ffi::MqttStatus,
+/// The shell's side of one publish: which ticket it waits for, and the answer once given.
+struct Awaited {
+    last_ticket: u32,
+    /// 0: nobody waits.
+    ticket: u32,
+    answer: Option<Answer>,
 }
+
+/// What `mqtt status` prints.
+struct Snapshot {
+    state: LinkState,
+    host: String<64>,
+    port: u16,
+    tls_version: &'static str,
+    cipher: &'static str,
+    inflight: usize,
+    outbox: usize,
+    published: u32,
+    reconnects: u32,
+    last_error: String<96>,
+}
+
+static REQUESTS: Mutex<Deque<Request, QUEUE_DEPTH>> = Mutex::new(Deque::new());
+/// Given when a request is queued (or by [`wake`]): the MQTT thread looks at the queue.
+static REQUEST_WAITING: Semaphore = Semaphore::new(0, 1);
+static AWAITED: Mutex<Awaited> = Mutex::new(Awaited {
+    last_ticket: 0,
+    ticket: 0,
+    answer: None,
+});
+static ANSWERED: Semaphore = Semaphore::new(0, 1);
+static BENCH: Mutex<Option<BenchRequest>> = Mutex::new(None);
+static STATUS: Mutex<Snapshot> = Mutex::new(Snapshot {
+    state: LinkState::WaitingForNetwork,
+    host: String::new(),
+    port: 0,
+    tls_version: "none",
+    cipher: "none",
+    inflight: 0,
+    outbox: 0,
+    published: 0,
+    reconnects: 0,
+    last_error: String::new(),
+});
+
+/// The MQTT thread's handle on the `mqtt status` snapshot.
+pub struct Status;
 
 impl Status {
     pub fn new(host: &str, port: u16) -> Self {
-        let mut raw = ffi::MqttStatus {
-            inflight: 0,
-            outbox: 0,
-            reconnects: 0,
-            published: 0,
-            port,
-            state: [0; 16],
-            host: [0; 64],
-            tls_version: [0; 16],
-            cipher: [0; 48],
-            last_error: [0; 96],
-        };
-        copy_text(&mut raw.host, host);
-        let mut status = Self { raw };
-        status.set_tls("none", "none");
-        status.set_state(LinkState::WaitingForNetwork);
-        status
+        let mut status = lock(&STATUS);
+        status.host.clear();
+        push_cut(&mut status.host, host);
+        status.port = port;
+        Status
     }
 
     pub fn set_state(&mut self, state: LinkState) {
-        copy_text(&mut self.raw.state, state.as_str());
-        self.publish();
+        lock(&STATUS).state = state;
     }
 
-    pub fn set_tls(&mut self, version: &str, cipher: &str) {
-        copy_text(&mut self.raw.tls_version, version);
-        copy_text(&mut self.raw.cipher, cipher);
+    pub fn set_tls(&mut self, version: &'static str, cipher: &'static str) {
+        let mut status = lock(&STATUS);
+        status.tls_version = version;
+        status.cipher = cipher;
     }
 
-    /// Records what ended the last connection or connection attempt (its `Display` text).
+    /// Records what ended the last connection or connection attempt, in words.
     pub fn set_last_error(&mut self, cause: &dyn fmt::Display) {
-        let mut text: String<96> = String::new();
-        // Truncated rather than lost when longer than the field.
-        let _ = write!(text, "{cause}");
-        copy_text(&mut self.raw.last_error, &text);
-        self.publish();
+        let mut status = lock(&STATUS);
+        status.last_error.clear();
+        // Cut rather than lost when longer than the field.
+        let _ = write!(Cut(&mut status.last_error), "{cause}");
     }
 
-    /// The counters of this round, then the whole snapshot to the shell's side.
+    /// The counters and the queues of this round.
     pub fn update(&mut self, session: &Session<'_>, published: u32, reconnects: u32) {
-        self.raw.published = published;
-        self.raw.reconnects = reconnects;
-        self.update_queues(session);
+        let mut status = lock(&STATUS);
+        status.published = published;
+        status.reconnects = reconnects;
+        status.inflight = session.inflight_len();
+        status.outbox = session.outbox_len();
     }
 
-    /// In flight and outbox depth, then the whole snapshot to the shell's side.
     fn update_queues(&mut self, session: &Session<'_>) {
-        self.raw.inflight = u32::try_from(session.inflight_len()).unwrap_or(u32::MAX);
-        self.raw.outbox = u32::try_from(session.outbox_len()).unwrap_or(u32::MAX);
-        self.publish();
-    }
-
-    fn publish(&self) {
-        // SAFETY: raw is a valid, initialized MqttStatus with the C struct's layout; the C side
-        // copies it under its lock before returning and keeps no pointer.
-        unsafe { ffi::app_control_set_status(&self.raw) }
+        let mut status = lock(&STATUS);
+        status.inflight = session.inflight_len();
+        status.outbox = session.outbox_len();
     }
 }
 
-/// Copies `text` into a fixed C field, truncated at a character boundary, NUL-terminated.
-fn copy_text<const N: usize>(field: &mut [u8; N], text: &str) {
-    let mut end = text.len().min(N.saturating_sub(1));
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    field.fill(0);
-    if let (Some(dst), Some(src)) = (field.get_mut(..end), text.as_bytes().get(..end)) {
-        dst.copy_from_slice(src);
+/// A `fmt::Write` that keeps what fits and drops the rest, at a character boundary.
+struct Cut<'a, const N: usize>(&'a mut String<N>);
+
+impl<const N: usize> fmt::Write for Cut<'_, N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_cut(self.0, s);
+        Ok(())
     }
 }
 
-/// Takes one request, waiting at most `timeout_ms` (0: only what is already queued).
-fn take_request(timeout_ms: i32) -> Option<ffi::PublishRequest> {
-    let mut request = ffi::PublishRequest {
-        ticket: 0,
-        topic_len: 0,
-        payload_len: 0,
-        qos: 0,
-        topic: [0; ffi::CONTROL_TOPIC_MAX],
-        payload: [0; ffi::CONTROL_PAYLOAD_MAX],
-    };
-    // SAFETY: request is a valid PublishRequest with the C struct's layout; k_msgq_get writes
-    // exactly one item of that size into it.
-    let ret = unsafe { ffi::app_control_take_request(&mut request, timeout_ms) };
-    (ret == 0).then_some(request)
+fn push_cut<const N: usize>(target: &mut String<N>, text: &str) {
+    for c in text.chars() {
+        if target.push(c).is_err() {
+            return;
+        }
+    }
 }
-
-/// The ticket of [`wake`]'s empty request.
-const WAKE_TICKET: u32 = 0;
 
 /// Ends a reconnect delay early (new credentials are waiting to be used); any thread.
 pub fn wake() {
-    // SAFETY: plain call; k_msgq_put copies a static request and never blocks.
-    unsafe { ffi::app_control_wake() }
+    REQUEST_WAITING.give();
 }
 
 /// Hands one request to the session and answers it (to the shell, and in the log).
-fn serve(session: &mut Session<'_>, status: &mut Status, request: &ffi::PublishRequest) {
-    if request.ticket == WAKE_TICKET {
-        return;
-    }
-    let outcome = publish(session, request);
+fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
+    let outcome = crate::outbox_journal::publish(
+        session,
+        &request.topic,
+        &request.payload,
+        request.qos,
+        false,
+    );
     status.update_queues(session);
-    let mut answer = ffi::PublishAnswer {
-        queued: 0,
-        message_id: 0,
-        outbox: 0,
-        reason: [0; 96],
-    };
-    match outcome {
+    let answer = match outcome {
         Ok(MessageId(id)) => {
             info!("control: pub #{} queued as message {id}", request.ticket);
-            answer.queued = 1;
-            answer.message_id = id;
-            answer.outbox = u32::try_from(session.outbox_len()).unwrap_or(u32::MAX);
+            Answer::Queued {
+                message_id: id,
+                outbox: session.outbox_len(),
+            }
         }
         Err(cause) => {
             warn!("control: pub #{} rejected: {cause}", request.ticket);
-            let mut text: String<96> = String::new();
-            let _ = write!(text, "{cause}");
-            copy_text(&mut answer.reason, &text);
+            let mut reason = String::new();
+            let _ = write!(Cut(&mut reason), "{cause}");
+            Answer::Rejected(reason)
         }
-    }
-    // SAFETY: answer is a valid PublishAnswer with the C struct's layout; the C side copies it
-    // before returning.
-    unsafe { ffi::app_control_answer(request.ticket, &answer) }
-}
-
-/// The QoS a C request carries as 0, 1 or 2; anything else is a bug on the C side.
-fn qos_from_wire(qos: u8) -> Option<QoS> {
-    match qos {
-        0 => Some(QoS::AtMostOnce),
-        1 => Some(QoS::AtLeastOnce),
-        2 => Some(QoS::ExactlyOnce),
-        _ => None,
+    };
+    let mut awaited = lock(&AWAITED);
+    if request.ticket == awaited.ticket {
+        awaited.answer = Some(answer);
+        awaited.ticket = 0;
+        ANSWERED.give();
     }
 }
 
-fn publish(
-    session: &mut Session<'_>,
-    request: &ffi::PublishRequest,
-) -> Result<MessageId, Rejection> {
-    let qos = qos_from_wire(request.qos).ok_or(Rejection::MalformedRequest)?;
-    let topic = request
-        .topic
-        .get(..usize::from(request.topic_len))
-        .ok_or(Rejection::MalformedRequest)?;
-    let payload = request
-        .payload
-        .get(..usize::from(request.payload_len))
-        .ok_or(Rejection::MalformedRequest)?;
-    let topic = core::str::from_utf8(topic).map_err(|_| Rejection::TopicNotUtf8)?;
-    crate::outbox_journal::publish(session, topic, payload, qos, false).map_err(Rejection::Session)
+fn take_request() -> Option<Request> {
+    lock(&REQUESTS).pop_front()
 }
 
 /// Serves every request already queued; called once per loop round.
 pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) {
-    while let Some(request) = take_request(0) {
+    while let Some(request) = take_request() {
         serve(session, status, &request);
     }
 }
 
-/// Waits `ms` milliseconds, serving requests as they come (the reconnect delay: offline
-/// publishes go to the outbox at once instead of after the delay), or until `cut_short`
-/// says so after a [`wake`].
+/// Waits until `clock` reaches `deadline`, serving requests as they come (the reconnect
+/// delay: offline publishes go to the outbox at once instead of after the delay), or until
+/// `cut_short` says so after a [`wake`].
 pub fn wait_serving(
     session: &mut Session<'_>,
     status: &mut Status,
-    ms: u32,
+    deadline: u64,
     clock: impl Fn() -> u64,
     cut_short: impl Fn() -> bool,
 ) {
-    let deadline = clock().saturating_add(u64::from(ms));
     loop {
+        serve_requests(session, status);
         let left = deadline.saturating_sub(clock());
         if left == 0 || cut_short() {
             return;
         }
-        if let Some(request) = take_request(i32::try_from(left).unwrap_or(i32::MAX)) {
-            serve(session, status, &request);
-        }
+        let _ = REQUEST_WAITING.take(at_least_ms(left));
     }
 }
 
-/// A `mqtt bench` in progress: numbered messages published from this thread, as fast as the
-/// outbox takes them, to `<base>/bench/q<qos>`.
-pub struct BenchRun {
-    plan: PublishBench,
-    qos: QoS,
-    topic: String<MAX_TOPIC_LEN>,
-    started_ms: u64,
-    outbox_was_full: bool,
+/// At least `ms` milliseconds, rounded up to whole kernel ticks: a wait shorter than a tick
+/// would be no wait at all, and a loop around it would spin (on native_sim, where time only
+/// moves while every thread sleeps, forever).
+fn at_least_ms(ms: u64) -> Duration {
+    let hz = u64::from(zephyr::time::SYS_FREQUENCY);
+    Duration::from_ticks(ms.saturating_mul(hz).div_ceil(1000))
 }
 
-/// The benchmark `mqtt bench` left, if any, ready to run under `base_topic`.
-pub fn take_bench(base_topic: &str, now_ms: u64) -> Option<BenchRun> {
-    let mut request = ffi::BenchRequest {
-        count: 0,
-        payload_len: 0,
-        qos: 0,
-    };
-    // SAFETY: request is a valid BenchRequest with the C struct's layout; the C side writes it
-    // under its lock and keeps no pointer.
-    if !unsafe { ffi::app_control_take_bench(&mut request) } {
-        return None;
-    }
-    let Some(qos) = qos_from_wire(request.qos) else {
-        warn!("bench: refused: {}", Rejection::MalformedRequest);
-        return None;
-    };
-    let plan = match PublishBench::new(request.count, usize::from(request.payload_len)) {
-        Ok(plan) => plan,
+/// The benchmark `mqtt bench` left, if any.
+pub fn take_bench() -> Option<BenchRequest> {
+    lock(&BENCH).take()
+}
+
+// --- The shell's side ----------------------------------------------------------------------
+
+/// What the shell prints for a command, and how.
+enum Outcome {
+    Done,
+    Warning,
+    Refused,
+}
+
+fn run_command(args: &[&str], out: &mut impl fmt::Write) -> Outcome {
+    let command = match parse_mqtt_command(args) {
+        Ok(command) => command,
         Err(cause) => {
-            warn!("bench: refused: {}", cause.as_str());
-            return None;
+            let _ = write!(out, "{cause}");
+            return Outcome::Refused;
         }
     };
-    let mut topic = String::new();
-    if write!(topic, "{base_topic}/bench/q{}", request.qos).is_err() {
-        warn!("bench: refused: topic longer than {MAX_TOPIC_LEN} bytes");
-        return None;
+    match command {
+        ShellCommand::Status => {
+            print_status(out);
+            Outcome::Done
+        }
+        ShellCommand::Bench(request) => {
+            let mut waiting = lock(&BENCH);
+            if waiting.is_some() {
+                let _ = write!(out, "bench rejected: another one waits for the MQTT thread");
+                return Outcome::Refused;
+            }
+            *waiting = Some(request);
+            let _ = write!(
+                out,
+                "bench queued: {} messages, QoS {}, {} bytes (the MQTT thread logs \"bench: done\")",
+                request.count, request.qos as u8, request.payload_len
+            );
+            Outcome::Done
+        }
+        ShellCommand::Publish {
+            topic,
+            payload,
+            qos,
+        } => publish(topic, payload, qos, out),
     }
-    info!(
-        "bench: {} messages, {qos:?}, {} bytes, to {topic}",
-        plan.total(),
-        plan.payload_len()
-    );
-    Some(BenchRun {
-        plan,
-        qos,
-        topic,
-        started_ms: now_ms,
-        outbox_was_full: false,
-    })
 }
 
-impl BenchRun {
-    /// Queues messages until the outbox is full or all are queued. An error other than a
-    /// full outbox ends the run.
-    pub fn feed(&mut self, session: &mut Session<'_>) -> Result<(), Error> {
-        let mut payload = [0u8; BENCH_PAYLOAD_MAX];
-        self.outbox_was_full = false;
-        while let Some(next) = self.plan.next_payload(&mut payload) {
-            match session.publish(&self.topic, next, self.qos, false) {
-                Ok(_) => self.plan.mark_queued(),
-                Err(Error::Exhausted(ResourceError::OutboxFull)) => {
-                    self.outbox_was_full = true;
-                    return Ok(());
-                }
-                Err(cause) => return Err(cause),
-            }
+fn publish(topic: &str, payload: &[u8], qos: QoS, out: &mut impl fmt::Write) -> Outcome {
+    // The parser bounded both; these cannot fail.
+    let mut topic_owned = String::new();
+    let (Ok(()), Ok(payload)) = (topic_owned.push_str(topic), Vec::from_slice(payload)) else {
+        let _ = write!(out, "pub rejected: topic or payload too long");
+        return Outcome::Refused;
+    };
+    let topic = topic_owned;
+    // Announce the wait before queueing: the answer may come before the request is queued.
+    let ticket = {
+        let mut awaited = lock(&AWAITED);
+        awaited.last_ticket = awaited.last_ticket.wrapping_add(1).max(1);
+        awaited.ticket = awaited.last_ticket;
+        awaited.answer = None;
+        ANSWERED.reset();
+        awaited.ticket
+    };
+    let request = Request {
+        ticket,
+        topic,
+        payload,
+        qos,
+    };
+    if lock(&REQUESTS).push_back(request).is_err() {
+        lock(&AWAITED).ticket = 0;
+        let _ = write!(
+            out,
+            "pub #{ticket} rejected: request queue full ({QUEUE_DEPTH} waiting for the MQTT thread)"
+        );
+        return Outcome::Refused;
+    }
+    REQUEST_WAITING.give();
+    let _ = ANSWERED.take(at_least_ms(ANSWER_TIMEOUT_MS));
+    let answer = {
+        let mut awaited = lock(&AWAITED);
+        awaited.ticket = 0;
+        awaited.answer.take()
+    };
+    match answer {
+        Some(Answer::Queued { message_id, outbox }) => {
+            let _ = write!(
+                out,
+                "pub #{ticket} queued as message {message_id} (outbox {outbox})"
+            );
+            Outcome::Done
+        }
+        Some(Answer::Rejected(reason)) => {
+            let _ = write!(out, "pub #{ticket} rejected: {reason}");
+            Outcome::Refused
+        }
+        None => {
+            let _ = write!(out, "pub #{ticket} still queued: no answer within {ANSWER_TIMEOUT_MS} ms (the MQTT thread is busy, e.g. connecting); it logs the result");
+            Outcome::Warning
+        }
+    }
+}
+
+fn print_status(out: &mut impl fmt::Write) {
+    {
+        let status = lock(&STATUS);
+        let last_error = if status.last_error.is_empty() {
+            "none"
+        } else {
+            status.last_error.as_str()
+        };
+        let _ = write!(
+            out,
+            "state: {}\nbroker: {}:{}\ntls: {} {}\nin flight: {}\noutbox: {}\npublished: {}\nreconnects: {}\nlast error: {last_error}\n",
+            status.state.as_str(),
+            status.host,
+            status.port,
+            status.tls_version,
+            status.cipher,
+            status.inflight,
+            status.outbox,
+            status.published,
+            status.reconnects,
+        );
+    }
+    match net::heap_free_bytes() {
+        Some(free) => {
+            let _ = writeln!(out, "heap free: {free}");
+        }
+        None => {
+            let _ = writeln!(out, "heap free: not counted in this build");
+        }
+    }
+    match net::tls_heap() {
+        Some((used, peak, size)) => {
+            let _ = write!(out, "tls heap: {used} used, peak {peak} of {size}");
+        }
+        None => {
+            let _ = write!(out, "tls heap: not counted in this build");
+        }
+    }
+}
+
+/// A `fmt::Write` over the shell's answer buffer; what does not fit is cut.
+struct AnswerBuffer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for AnswerBuffer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Keep one byte for the NUL.
+        let room = self.buf.len().saturating_sub(self.len + 1);
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            s.as_bytes().get(..take),
+        ) {
+            dst.copy_from_slice(src);
+            self.len += take;
         }
         Ok(())
     }
+}
 
-    /// Whether the next round should not wait for input: more to queue, and room for it now
-    /// or as soon as the round writes the outbox out (QoS 0 leaves it when written; QoS 1
-    /// and 2 only when the broker answers, which is input worth waiting for).
-    pub fn has_room_for_more(&self) -> bool {
-        !self.plan.all_queued() && (!self.outbox_was_full || self.qos == QoS::AtMostOnce)
+/// The `mqtt` shell commands' entry point (`control.c`): 0 done, 1 a warning, -1 refused;
+/// `out` holds the lines to print.
+#[no_mangle]
+extern "C" fn app_mqtt_command(
+    argc: usize,
+    argv: *const *const c_char,
+    out: *mut u8,
+    out_cap: usize,
+) -> c_int {
+    if out.is_null() || out_cap == 0 || argv.is_null() {
+        return -1;
     }
-
-    /// Every message queued and the outbox empty (messages in flight hold outbox slots).
-    pub fn finished(&self, session: &Session<'_>) -> bool {
-        self.plan.all_queued() && session.outbox_len() == 0
+    // SAFETY: control.c passes its static answer buffer of out_cap bytes, held under a mutex
+    // for the duration of this call.
+    let buf = unsafe { core::slice::from_raw_parts_mut(out, out_cap) };
+    let mut answer = AnswerBuffer { buf, len: 0 };
+    // SAFETY: argv is the shell's argument vector of argc NUL-terminated strings, alive for
+    // this call.
+    let raw = unsafe { core::slice::from_raw_parts(argv, argc) };
+    let mut args: Vec<&str, 5> = Vec::new();
+    for &arg in raw {
+        if arg.is_null() {
+            continue;
+        }
+        // SAFETY: each argv entry is a NUL-terminated string alive for this call.
+        let text = unsafe { CStr::from_ptr(arg) }
+            .to_str()
+            .unwrap_or("\u{fffd}");
+        if args.push(text).is_err() {
+            break;
+        }
     }
-
-    /// Logs the result line `bench/bench.py` reads.
-    pub fn report_done(&self, now_ms: u64) {
-        let elapsed_ms = now_ms.saturating_sub(self.started_ms).max(1);
-        let per_second = u64::from(self.plan.total()).saturating_mul(1000) / elapsed_ms;
-        info!(
-            "bench: done: {} messages {:?} of {} bytes sent and settled in {elapsed_ms} ms ({per_second}/s)",
-            self.plan.total(),
-            self.qos,
-            self.plan.payload_len()
-        );
+    let outcome = run_command(&args, &mut answer);
+    let end = answer.len;
+    if let Some(nul) = answer.buf.get_mut(end) {
+        *nul = 0;
     }
-
-    /// How many are queued so far, for a line when the run ends early.
-    pub fn queued(&self) -> u32 {
-        self.plan.queued()
+    match outcome {
+        Outcome::Done => 0,
+        Outcome::Warning => 1,
+        Outcome::Refused => -1,
     }
 }

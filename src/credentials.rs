@@ -10,7 +10,7 @@
 //! the CA certificates of every listed tag to one chain of trust).
 
 use crate::ffi;
-use crate::net::Errno;
+use crate::net::{Errno, ErrnoKind};
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,15 +21,15 @@ pub const MAX_EXTRA_CAS: usize = provisioning::MAX_TRUST_ANCHORS - 1;
 /// How many further trust anchors are registered now, under the tags after the base tag.
 static EXTRA_CAS_REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
-/// Which credential; the numbers are shared with `shim.c`.
+/// Which credential; the numbers are shim.h's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     /// The CA that must have signed the broker's certificate.
-    Ca = 0,
+    Ca = ffi::APP_CREDENTIAL_CA as isize,
     /// The device's own certificate (mutual TLS).
-    DeviceCertificate = 1,
+    DeviceCertificate = ffi::APP_CREDENTIAL_DEVICE_CERT as isize,
     /// The device's private key (mutual TLS).
-    DeviceKey = 2,
+    DeviceKey = ffi::APP_CREDENTIAL_DEVICE_KEY as isize,
 }
 
 /// Why a credential could not be registered.
@@ -92,14 +92,11 @@ pub fn register(
     if ret >= 0 {
         return Ok(());
     }
-    let errno = ret.saturating_neg();
-    let values = crate::net::errno_values();
-    Err(if errno == values.enomem {
-        CredentialError::StoreFull
-    } else if errno == values.einval {
-        CredentialError::Invalid
-    } else {
-        CredentialError::Other(Errno(errno))
+    let errno = Errno(ret.saturating_neg());
+    Err(match errno.kind() {
+        ErrnoKind::OutOfResources => CredentialError::StoreFull,
+        ErrnoKind::InvalidArgument => CredentialError::Invalid,
+        _ => CredentialError::Other(errno),
     })
 }
 

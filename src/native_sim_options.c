@@ -13,6 +13,7 @@
 
 #include <zephyr/kernel.h>
 
+#include "shim.h"
 #include "soc.h"
 #include "cmdline.h" /* native_sim command-line options */
 

@@ -14,6 +14,70 @@ use mqtt_core::Recovery;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
+/// What an errno means to this firmware: the one place errno values are told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrnoKind {
+    /// Nothing yet (a read timed out with no data).
+    WouldBlock,
+    ConnectionRefused,
+    /// No route, or the network or interface is down.
+    Unreachable,
+    TimedOut,
+    /// The connection was reset, aborted or dropped by the stack.
+    ConnectionReset,
+    /// Out of sockets, buffers or memory (the credential store too).
+    OutOfResources,
+    /// An argument or option the stack refused.
+    InvalidArgument,
+    Other,
+}
+
+impl Errno {
+    pub fn kind(self) -> ErrnoKind {
+        let e = errno_values();
+        let is = |candidates: &[i32]| candidates.contains(&self.0);
+        if is(&[e.eagain]) {
+            ErrnoKind::WouldBlock
+        } else if is(&[e.econnrefused]) {
+            ErrnoKind::ConnectionRefused
+        } else if is(&[e.ehostunreach, e.enetunreach, e.enetdown]) {
+            ErrnoKind::Unreachable
+        } else if is(&[e.etimedout]) {
+            ErrnoKind::TimedOut
+        } else if is(&[
+            e.econnreset,
+            e.econnaborted,
+            e.epipe,
+            e.enotconn,
+            e.enetreset,
+        ]) {
+            ErrnoKind::ConnectionReset
+        } else if is(&[e.enomem, e.enfile, e.emfile, e.enobufs]) {
+            ErrnoKind::OutOfResources
+        } else if is(&[e.einval, e.enoprotoopt, e.eprotonosupport]) {
+            ErrnoKind::InvalidArgument
+        } else {
+            ErrnoKind::Other
+        }
+    }
+}
+
+impl core::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let words = match self.kind() {
+            ErrnoKind::WouldBlock => "no data yet",
+            ErrnoKind::ConnectionRefused => "connection refused",
+            ErrnoKind::Unreachable => "network unreachable or down",
+            ErrnoKind::TimedOut => "timed out",
+            ErrnoKind::ConnectionReset => "connection reset or dropped",
+            ErrnoKind::OutOfResources => "out of sockets, buffers or memory",
+            ErrnoKind::InvalidArgument => "invalid argument",
+            ErrnoKind::Other => "error",
+        };
+        write!(f, "{words} (errno {})", self.0)
+    }
+}
+
 /// Why a network operation failed, grouped the way the reconnect policy cares about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetError {
@@ -104,16 +168,15 @@ pub enum CertificateProblem {
     Other(u32),
 }
 
-const BADCERT_EXPIRED: u32 = 0x01;
-const BADCERT_CN_MISMATCH: u32 = 0x04;
-const BADCERT_NOT_TRUSTED: u32 = 0x08;
-const BADCERT_FUTURE: u32 = 0x200;
-/// KEY_USAGE, EXT_KEY_USAGE, NS_CERT_TYPE.
-const BADCERT_USAGE: u32 = 0x800 | 0x1000 | 0x2000;
-/// BAD_MD, BAD_PK, BAD_KEY.
-const BADCERT_ALGORITHM: u32 = 0x4000 | 0x8000 | 0x1_0000;
-/// Set by shim.c beside mbedTLS's flags.
-const PINNED_KEY_MISMATCH: u32 = 1 << 31;
+use ffi::{
+    APP_BADCERT_CN_MISMATCH as BADCERT_CN_MISMATCH, APP_BADCERT_EXPIRED as BADCERT_EXPIRED,
+    APP_BADCERT_FUTURE as BADCERT_FUTURE, APP_BADCERT_NOT_TRUSTED as BADCERT_NOT_TRUSTED,
+    APP_VERIFY_PINNED_KEY_MISMATCH as PINNED_KEY_MISMATCH,
+};
+const BADCERT_USAGE: u32 =
+    ffi::APP_BADCERT_KEY_USAGE | ffi::APP_BADCERT_EXT_KEY_USAGE | ffi::APP_BADCERT_NS_CERT_TYPE;
+const BADCERT_ALGORITHM: u32 =
+    ffi::APP_BADCERT_BAD_MD | ffi::APP_BADCERT_BAD_PK | ffi::APP_BADCERT_BAD_KEY;
 
 impl CertificateProblem {
     fn from_flags(flags: u32) -> Self {
@@ -142,25 +205,15 @@ impl CertificateProblem {
 }
 
 impl NetError {
-    /// The one place errno values become errors.
     pub fn from_errno(errno: Errno) -> Self {
-        let e = errno_values();
-        let code = errno.0;
-        let is = |candidates: &[i32]| candidates.contains(&code);
-        if is(&[e.econnrefused]) {
-            NetError::ConnectionRefused
-        } else if is(&[e.ehostunreach, e.enetunreach, e.enetdown]) {
-            NetError::Unreachable
-        } else if is(&[e.etimedout]) {
-            NetError::TimedOut
-        } else if is(&[e.econnreset, e.econnaborted, e.epipe, e.enotconn]) {
-            NetError::ConnectionReset
-        } else if is(&[e.enomem, e.enfile, e.emfile, e.enobufs]) {
-            NetError::OutOfResources
-        } else if is(&[e.einval, e.enoprotoopt, e.eprotonosupport]) {
-            NetError::InvalidArgument
-        } else {
-            NetError::Other(errno)
+        match errno.kind() {
+            ErrnoKind::ConnectionRefused => NetError::ConnectionRefused,
+            ErrnoKind::Unreachable => NetError::Unreachable,
+            ErrnoKind::TimedOut => NetError::TimedOut,
+            ErrnoKind::ConnectionReset => NetError::ConnectionReset,
+            ErrnoKind::OutOfResources => NetError::OutOfResources,
+            ErrnoKind::InvalidArgument => NetError::InvalidArgument,
+            ErrnoKind::WouldBlock | ErrnoKind::Other => NetError::Other(errno),
         }
     }
 
@@ -217,15 +270,16 @@ impl core::fmt::Display for NetError {
             NetError::OutOfResources => f.write_str("out of sockets or memory"),
             NetError::InvalidArgument => f.write_str("socket option rejected"),
             NetError::Rejected(step) => write!(f, "tls: rejected while {}", step.as_str()),
-            NetError::Other(errno) => write!(f, "socket error (errno {})", errno.0),
+            NetError::Other(errno) => write!(f, "socket error: {errno}"),
         }
     }
 }
 
-/// errno values as the C side sees them (they differ between libcs; see shim.c).
-pub fn errno_values() -> &'static ffi::ErrnoValues {
-    // SAFETY: the shim returns a pointer to a `static const` struct with the layout of
-    // ErrnoValues: valid, immutable and alive for the whole program.
+/// errno values as the C side sees them (they differ between libcs; see shim.h).
+fn errno_values() -> &'static ffi::app_errno_values {
+    // SAFETY: the shim returns a pointer to a `static const struct app_errno_values`, whose
+    // Rust declaration bindgen generated from the same header: valid, immutable and alive for
+    // the whole program.
     unsafe { &*ffi::app_errno_values() }
 }
 
@@ -245,8 +299,8 @@ fn check(ret: c_int) -> Result<c_int, NetError> {
     }
 }
 
-/// Bytes of one socket address from the shim (`APP_ADDRESS_SIZE` in shim.c).
-pub const ADDRESS_SIZE: usize = 48;
+/// Bytes of one socket address from the shim.
+pub const ADDRESS_SIZE: usize = ffi::APP_ADDRESS_SIZE as usize;
 /// Most addresses of one host name that a connect attempt tries.
 pub const MAX_ADDRESSES: usize = 4;
 
@@ -305,6 +359,14 @@ pub fn wait_for_network(timeout_ms: i32) -> Result<(), NetError> {
 pub fn network_went_down() -> bool {
     // SAFETY: plain call; the shim clears an atomic flag that its event handler sets.
     unsafe { ffi::app_network_went_down() }
+}
+
+/// Pins the broker's key for every handshake from now on (`None`: no pin).
+pub fn pin_broker_key(sha256: Option<&[u8; 32]>) {
+    let pointer = sha256.map_or(core::ptr::null(), |digest| digest.as_ptr());
+    // SAFETY: the pointer is NULL or 32 readable bytes, which the shim copies before
+    // returning; no handshake runs concurrently (the MQTT thread calls this before its first).
+    unsafe { ffi::app_tls_pin_key(pointer) }
 }
 
 /// The interface's IPv4 address as text (the DHCPv4 lease), when Zephyr's IP stack has one.
@@ -539,7 +601,7 @@ impl embedded_io::Read for TlsSocket {
         let timeout = i32::try_from(self.read_timeout_ms).unwrap_or(i32::MAX);
         // SAFETY: the pointer and length describe `buf`, which outlives the call.
         let ret = unsafe { ffi::app_recv(self.fd, buf.as_mut_ptr(), buf.len(), timeout) };
-        if ret == -errno_values().eagain {
+        if ret < 0 && Errno(ret.saturating_neg()).kind() == ErrnoKind::WouldBlock {
             return Err(NetError::TimedOut);
         }
         check(ret).map(|n| usize::try_from(n).unwrap_or(0))

@@ -21,6 +21,8 @@
 #include <zephyr/settings/settings.h>
 #include <zephyr/shell/shell.h>
 
+#include "shim.h"
+
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
@@ -198,23 +200,6 @@ int app_fingerprint(bool is_key, const uint8_t *der, size_t len, uint8_t digest[
 
 /* --- The shell ------------------------------------------------------------------------------ */
 
-/* Operations shared with src/runtime_credentials.rs. */
-enum app_cred_op {
-	APP_CRED_BEGIN = 0,
-	APP_CRED_DATA = 1,
-	APP_CRED_END = 2,
-	APP_CRED_ABORT = 3,
-	APP_CRED_DELETE = 4,
-	APP_CRED_IMAGE = 5,
-	APP_CRED_COMMIT = 6,
-	APP_CRED_LIST = 7,
-	APP_CRED_ADD = 8,
-};
-
-/* >= 0: done, `out` holds the answer; < 0: refused, `out` says why. Implemented in src/runtime_credentials.rs. */
-extern int app_cred_command(int op, const char *arg, size_t arg_len, char *out, size_t out_cap);
-
-/* `cred list`: up to four roots, the certificate and the key, one line each. */
 #define ANSWER_MAX 768
 /* One shell command at a time: the answer buffer is static to spare the shell's stack. */
 static char answer[ANSWER_MAX];

@@ -296,16 +296,16 @@ impl core::fmt::Display for CommandError {
     }
 }
 
-// The `cred` operations, numbered as `enum app_cred_op` in provisioning.c.
-const OP_BEGIN: c_int = 0;
-const OP_DATA: c_int = 1;
-const OP_END: c_int = 2;
-const OP_ABORT: c_int = 3;
-const OP_DELETE: c_int = 4;
-const OP_IMAGE: c_int = 5;
-const OP_COMMIT: c_int = 6;
-const OP_LIST: c_int = 7;
-const OP_ADD: c_int = 8;
+// The `cred` operations, numbered in shim.h.
+const OP_BEGIN: c_int = ffi::APP_CRED_BEGIN as c_int;
+const OP_DATA: c_int = ffi::APP_CRED_DATA as c_int;
+const OP_END: c_int = ffi::APP_CRED_END as c_int;
+const OP_ABORT: c_int = ffi::APP_CRED_ABORT as c_int;
+const OP_DELETE: c_int = ffi::APP_CRED_DELETE as c_int;
+const OP_IMAGE: c_int = ffi::APP_CRED_IMAGE as c_int;
+const OP_COMMIT: c_int = ffi::APP_CRED_COMMIT as c_int;
+const OP_LIST: c_int = ffi::APP_CRED_LIST as c_int;
+const OP_ADD: c_int = ffi::APP_CRED_ADD as c_int;
 
 fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandError> {
     let mut operator = lock(&OPERATOR);

@@ -27,6 +27,8 @@ pub struct Settings {
     pub network_wait_ms: i32,
     pub telemetry_interval_ms: u64,
     pub sntp_server: &'static str,
+    /// SHA-256 of the broker's public key as 64 hex digits; empty: no pin.
+    pub pinned_key: &'static str,
 }
 
 // Kconfig's `range` makes these conversions lossless; the assertions make a wrong range a
@@ -173,6 +175,7 @@ impl Settings {
             network_wait_ms: (kconfig::CONFIG_APP_NETWORK_WAIT_S * 1000) as i32,
             telemetry_interval_ms: (kconfig::CONFIG_APP_TELEMETRY_INTERVAL_S as u64) * 1000,
             sntp_server: kconfig::CONFIG_APP_SNTP_SERVER,
+            pinned_key: kconfig::CONFIG_APP_TLS_PINNED_KEY_SHA256,
         }
     }
 }

@@ -29,6 +29,8 @@
 #include <zephyr/net/sntp.h>
 #endif
 
+#include "shim.h"
+
 #include <mbedtls/memory_buffer_alloc.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/sha256.h>
@@ -95,12 +97,6 @@ int app_builtin_mqtt_password(const uint8_t **data, size_t *len)
 }
 
 /* Kinds shared with src/credentials.rs. */
-enum app_credential_kind {
-	APP_CREDENTIAL_CA = 0,
-	APP_CREDENTIAL_DEVICE_CERT = 1,
-	APP_CREDENTIAL_DEVICE_KEY = 2,
-};
-
 int app_builtin_credential(int kind, const uint8_t **data, size_t *len)
 {
 	switch (kind) {
@@ -203,7 +199,6 @@ int app_credential_delete(int sec_tag, int kind)
  * Every address `host` resolves to for `port`, at most `max`: address i goes to addrs[i]
  * (APP_ADDRESS_SIZE bytes) and its length to lens[i]. Returns how many.
  */
-#define APP_ADDRESS_SIZE 48
 BUILD_ASSERT(sizeof(struct sockaddr_in6) <= APP_ADDRESS_SIZE,
 	     "an IPv6 address does not fit APP_ADDRESS_SIZE (src/net.rs: ADDRESS_SIZE)");
 
@@ -340,8 +335,17 @@ int app_tls_purge_session_cache(int fd)
  */
 static uint32_t last_verify_flags;
 
-/* Our flag beside mbedTLS's MBEDTLS_X509_BADCERT_* bits; mirrored in src/net.rs. */
-#define APP_VERIFY_PINNED_KEY_MISMATCH (1u << 31)
+/* The flags shim.h names for the Rust side are mbedTLS's; ours is none of them. */
+BUILD_ASSERT(APP_BADCERT_EXPIRED == MBEDTLS_X509_BADCERT_EXPIRED);
+BUILD_ASSERT(APP_BADCERT_CN_MISMATCH == MBEDTLS_X509_BADCERT_CN_MISMATCH);
+BUILD_ASSERT(APP_BADCERT_NOT_TRUSTED == MBEDTLS_X509_BADCERT_NOT_TRUSTED);
+BUILD_ASSERT(APP_BADCERT_FUTURE == MBEDTLS_X509_BADCERT_FUTURE);
+BUILD_ASSERT(APP_BADCERT_KEY_USAGE == MBEDTLS_X509_BADCERT_KEY_USAGE);
+BUILD_ASSERT(APP_BADCERT_EXT_KEY_USAGE == MBEDTLS_X509_BADCERT_EXT_KEY_USAGE);
+BUILD_ASSERT(APP_BADCERT_NS_CERT_TYPE == MBEDTLS_X509_BADCERT_NS_CERT_TYPE);
+BUILD_ASSERT(APP_BADCERT_BAD_MD == MBEDTLS_X509_BADCERT_BAD_MD);
+BUILD_ASSERT(APP_BADCERT_BAD_PK == MBEDTLS_X509_BADCERT_BAD_PK);
+BUILD_ASSERT(APP_BADCERT_BAD_KEY == MBEDTLS_X509_BADCERT_BAD_KEY);
 BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
 	      (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_REVOKED |
 	       MBEDTLS_X509_BADCERT_CN_MISMATCH | MBEDTLS_X509_BADCERT_NOT_TRUSTED |
@@ -355,45 +359,31 @@ BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
 	       MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY)) == 0,
 	     "pin flag collides with an mbedTLS flag");
 
-#define PINNED_KEY_HEX CONFIG_APP_TLS_PINNED_KEY_SHA256
-#define PINNED_KEY_LEN 32
+/* Set once at boot by the MQTT thread (app_tls_pin_key), before its first handshake; the
+ * handshakes that read it run on the same thread.
+ */
+static uint8_t pinned_key[32];
+static bool key_pinned;
 
-static int hex_value(char c)
+void app_tls_pin_key(const uint8_t *sha256)
 {
-	if (c >= '0' && c <= '9') {
-		return c - '0';
+	key_pinned = sha256 != NULL;
+	if (key_pinned) {
+		memcpy(pinned_key, sha256, sizeof(pinned_key));
 	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
 }
 
-/*
- * Whether the leaf certificate's SubjectPublicKeyInfo hashes to the pinned SHA-256. CMake
- * refuses a malformed pin at configure time; should one get here anyway, nothing matches it
- * (fail closed).
- */
+/* Whether the leaf certificate's SubjectPublicKeyInfo hashes to the pinned SHA-256. */
 static bool matches_pinned_key(const mbedtls_x509_crt *crt)
 {
-	uint8_t digest[PINNED_KEY_LEN];
+	uint8_t digest[sizeof(pinned_key)];
 	uint8_t difference = 0;
 
-	if (strlen(PINNED_KEY_HEX) != 2 * PINNED_KEY_LEN ||
-	    mbedtls_sha256(crt->pk_raw.p, crt->pk_raw.len, digest, 0) != 0) {
+	if (mbedtls_sha256(crt->pk_raw.p, crt->pk_raw.len, digest, 0) != 0) {
 		return false;
 	}
-	for (size_t i = 0; i < PINNED_KEY_LEN; i++) {
-		int high = hex_value(PINNED_KEY_HEX[2 * i]);
-		int low = hex_value(PINNED_KEY_HEX[2 * i + 1]);
-
-		if (high < 0 || low < 0) {
-			return false;
-		}
-		difference |= digest[i] ^ (uint8_t)((high << 4) | low);
+	for (size_t i = 0; i < sizeof(digest); i++) {
+		difference |= digest[i] ^ pinned_key[i];
 	}
 	return difference == 0;
 }
@@ -402,7 +392,7 @@ static int check_peer_certificate(void *ctx, mbedtls_x509_crt *crt, int depth, u
 {
 	ARG_UNUSED(ctx);
 	/* Depth 0 is the broker's own certificate; the pin is on its key, not the CA's. */
-	if (depth == 0 && PINNED_KEY_HEX[0] != '\0' && !matches_pinned_key(crt)) {
+	if (depth == 0 && key_pinned && !matches_pinned_key(crt)) {
 		*flags |= MBEDTLS_X509_BADCERT_OTHER;
 		last_verify_flags |= APP_VERIFY_PINNED_KEY_MISMATCH;
 	}
@@ -496,20 +486,15 @@ int app_close(int fd)
  * The values of errno depend on the C library the image is built with (Zephyr's minimal libc
  * and picolibc on the board, the host's glibc on native_sim), and the Rust bindings may see
  * another errno.h than this file. So the Rust side compares against the values this file was
- * compiled with. The field order is mirrored by ErrnoValues in src/net.rs.
+ * compiled with (struct app_errno_values in shim.h).
  */
-struct app_errno_values {
-	int32_t eagain, econnrefused, ehostunreach, enetunreach, enetdown, etimedout, econnreset,
-		econnaborted, epipe, enotconn, enomem, enfile, emfile, enobufs, einval, enoprotoopt,
-		eprotonosupport;
-};
 
 const struct app_errno_values *app_errno_values(void)
 {
 	static const struct app_errno_values values = {
 		EAGAIN, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN, ETIMEDOUT, ECONNRESET,
 		ECONNABORTED, EPIPE, ENOTCONN, ENOMEM, ENFILE, EMFILE, ENOBUFS, EINVAL, ENOPROTOOPT,
-		EPROTONOSUPPORT,
+		EPROTONOSUPPORT, ENETRESET,
 	};
 
 	return &values;

@@ -32,7 +32,7 @@ def image_pins_the_development_broker(device):
 def test_connects_to_the_broker_whose_key_is_pinned(broker, device):
     device.launch()
     device.readlines_until(regex="tls: connected to localhost", timeout=20)
-    device.readlines_until(regex="mqtt: subscribed .*Granted", timeout=20)
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
 
 
 def test_refuses_a_broker_our_ca_signed_for_our_host_name_but_with_another_key(

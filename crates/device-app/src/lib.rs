@@ -1,6 +1,8 @@
 //! Application logic of the device, sans IO.
 //!
-//! The firmware owns the MQTT session and the LEDs; this crate only decides what things mean:
+//! The firmware owns the MQTT session, the socket and the LEDs; this crate decides what the
+//! device does with them: [`Device`] takes events and the time and gives publishes and its
+//! next deadline (status, telemetry, commands and replies, the publish benchmark), using
 //! which topics the device uses ([`DeviceTopics`]), what a message received on its command
 //! filter asks for ([`parse_command`]), and the JSON it answers and reports with
 //! ([`format_error_reply`], [`format_telemetry`]). Topic rules follow MQTT 3.1.1 §4.7, JSON
@@ -17,12 +19,23 @@ extern crate std;
 
 mod bench;
 mod command;
+mod device;
 mod endpoints;
 mod json;
+mod pin;
+mod shell;
 mod topics;
 
 pub use bench::{BenchError, PublishBench, BENCH_PAYLOAD_MAX, BENCH_PAYLOAD_MIN};
 pub use command::{parse_command, Command, CommandError, LedAction, LED_COUNT};
+pub use device::{
+    BenchRefusal, BenchRequest, Board, Counters, Device, Publisher, PENDING_REPLIES, REPLY_CAPACITY,
+};
 pub use endpoints::{parse_endpoints, try_order, Endpoint, EndpointError, MAX_ENDPOINTS};
 pub use json::{format_error_reply, format_telemetry, FormatError, Telemetry};
+pub use pin::{parse_pin, PinError};
+pub use shell::{
+    parse_mqtt_command, ShellCommand, ShellError, BENCH_COUNT_MAX, SHELL_PAYLOAD_MAX,
+    SHELL_TOPIC_MAX,
+};
 pub use topics::{DeviceTopics, TopicError, MAX_TOPIC_LEN};

@@ -1,0 +1,302 @@
+//! The device's behaviour over its MQTT connection, driven as the firmware drives it: events,
+//! the time, and a publisher that stands in for the session's outbox.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use device_app::{
+    BenchRequest, Board, Device, DeviceTopics, LedAction, Publisher, PENDING_REPLIES,
+};
+use mqtt_core::{Error, Instant, MessageId, QoS, ResourceError};
+
+/// An outbox of `room` slots that records what was queued; `settle` empties it.
+struct Outbox {
+    room: usize,
+    queued: Vec<(String, Vec<u8>, QoS, bool)>,
+    in_outbox: usize,
+    next_id: u32,
+}
+
+impl Outbox {
+    fn with_room(room: usize) -> Self {
+        Self {
+            room,
+            queued: Vec::new(),
+            in_outbox: 0,
+            next_id: 1,
+        }
+    }
+
+    fn topics(&self) -> Vec<&str> {
+        self.queued
+            .iter()
+            .map(|(topic, ..)| topic.as_str())
+            .collect()
+    }
+
+    fn payloads_on(&self, topic: &str) -> Vec<String> {
+        self.queued
+            .iter()
+            .filter(|(t, ..)| t == topic)
+            .map(|(_, payload, ..)| String::from_utf8_lossy(payload).into_owned())
+            .collect()
+    }
+
+    fn settle(&mut self) {
+        self.in_outbox = 0;
+    }
+}
+
+impl Publisher for Outbox {
+    fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        if self.in_outbox >= self.room {
+            return Err(Error::Exhausted(ResourceError::OutboxFull));
+        }
+        self.in_outbox += 1;
+        self.queued
+            .push((topic.to_owned(), payload.to_vec(), qos, retain));
+        let id = MessageId(self.next_id);
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    fn outbox_len(&self) -> usize {
+        self.in_outbox
+    }
+}
+
+/// Two LEDs; records what was done to them.
+#[derive(Default)]
+struct TwoLeds {
+    levels: [bool; 2],
+}
+
+impl Board for TwoLeds {
+    fn set_led(&mut self, index: u8, action: LedAction) -> Option<bool> {
+        let level = self.levels.get_mut(usize::from(index))?;
+        *level = match action {
+            LedAction::On => true,
+            LedAction::Off => false,
+            LedAction::Toggle => !*level,
+        };
+        Some(*level)
+    }
+
+    fn heap_free(&self) -> Option<u32> {
+        Some(1234)
+    }
+}
+
+const STATUS: &str = "devices/d1/status";
+const TELEMETRY: &str = "devices/d1/telemetry";
+const TELEMETRY_MS: u64 = 10_000;
+
+fn device() -> Device {
+    Device::new(DeviceTopics::new("devices", "d1").unwrap(), TELEMETRY_MS)
+}
+
+#[test]
+fn online_goes_out_retained_after_each_connack_and_waits_for_room_in_the_outbox() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut full = Outbox::with_room(0);
+    device.handle_connected("TLSv1.3", "TLS_AES_128_GCM_SHA256");
+    // Telemetry due with no room is skipped for this interval; `online` is not.
+    device.poll_publish(Instant(0), &mut full, &board);
+    assert!(full.queued.is_empty());
+    // Still due, but only an acknowledgement makes room: waiting for time would not help,
+    // and retrying at once would spin.
+    assert_eq!(device.poll_timeout(Instant(5)), Instant(TELEMETRY_MS));
+
+    let mut outbox = Outbox::with_room(8);
+    device.poll_publish(Instant(10), &mut outbox, &board);
+    assert_eq!(outbox.topics(), [STATUS]);
+    let (_, payload, qos, retain) = &outbox.queued[0];
+    assert_eq!(
+        (payload.as_slice(), *qos, *retain),
+        (&b"online"[..], QoS::AtLeastOnce, true)
+    );
+    device.handle_message("devices/d1/cmd/led/0", b"on", &mut board);
+    device.poll_publish(Instant(20), &mut outbox, &board);
+    assert_eq!(outbox.topics(), [STATUS], "online once per connection");
+}
+
+#[test]
+fn a_reconnect_before_online_was_acknowledged_does_not_queue_a_second_online() {
+    let mut device = device();
+    let board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(8);
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(0), &mut outbox, &board);
+    // The connection drops before the broker acknowledged `online`: the session keeps it in
+    // its outbox and sends it again, so the device must not add another.
+    device.handle_disconnected();
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(1), &mut outbox, &board);
+    assert_eq!(outbox.payloads_on(STATUS), ["online"]);
+
+    // Once acknowledged, the next connection announces itself again.
+    device.handle_published(MessageId(1));
+    device.handle_disconnected();
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(2), &mut outbox, &board);
+    assert_eq!(outbox.payloads_on(STATUS), ["online", "online"]);
+    assert_eq!(device.counters().reconnects, 2);
+}
+
+#[test]
+fn telemetry_goes_out_at_the_first_connack_then_every_interval_with_the_counters() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(8);
+    device.handle_connected("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256");
+    device.poll_publish(Instant(1_000), &mut outbox, &board);
+    assert_eq!(
+        device.poll_timeout(Instant(1_500)),
+        Instant(1_000 + TELEMETRY_MS)
+    );
+    device.handle_message("devices/d1/cmd/led/1", b"toggle", &mut board);
+    device.handle_published(MessageId(1));
+    device.poll_publish(Instant(1_000 + TELEMETRY_MS - 1), &mut outbox, &board);
+    assert_eq!(
+        outbox.payloads_on(TELEMETRY).len(),
+        1,
+        "not before the interval"
+    );
+    device.poll_publish(Instant(1_000 + TELEMETRY_MS), &mut outbox, &board);
+
+    let reports = outbox.payloads_on(TELEMETRY);
+    assert_eq!(reports.len(), 2);
+    let last: serde_json::Value = serde_json::from_str(&reports[1]).unwrap();
+    assert_eq!(last["uptime_s"], 11);
+    assert_eq!(last["published"], 1);
+    assert_eq!(last["received"], 1);
+    assert_eq!(last["heap_free"], 1234);
+    assert_eq!(
+        last["outbox"], 2,
+        "online and the first report, not yet acknowledged"
+    );
+    assert_eq!(last["tls"]["version"], "TLSv1.2");
+}
+
+#[test]
+fn nothing_is_published_while_disconnected_and_replies_wait_for_the_connection() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(8);
+    device.poll_publish(Instant(0), &mut outbox, &board);
+    assert!(outbox.queued.is_empty());
+
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(0), &mut outbox, &board);
+    device.handle_message("devices/d1/cmd/ping", b"hello", &mut board);
+    device.handle_disconnected();
+    device.poll_publish(Instant(1), &mut outbox, &board);
+    assert!(outbox.payloads_on("devices/d1/reply/ping").is_empty());
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(2), &mut outbox, &board);
+    assert_eq!(outbox.payloads_on("devices/d1/reply/ping"), ["hello"]);
+}
+
+#[test]
+fn commands_drive_the_leds_echo_pings_and_answer_what_they_cannot_do_on_reply_error() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(16);
+    device.handle_connected("TLSv1.3", "x");
+    device.handle_message("devices/d1/cmd/led/1", b" ON ", &mut board);
+    assert_eq!(board.levels, [false, true]);
+    device.handle_message("devices/d1/cmd/led/2", b"on", &mut board); // the board has two
+    device.handle_message("devices/d1/cmd/led/0", b"blink", &mut board);
+    device.handle_message("devices/d1/cmd/reboot", b"", &mut board);
+    device.handle_message("devices/d1/cmd/ping", b"\x00\xffbytes", &mut board);
+    device.poll_publish(Instant(0), &mut outbox, &board);
+
+    let errors: Vec<serde_json::Value> = outbox
+        .payloads_on("devices/d1/reply/error")
+        .iter()
+        .map(|json| serde_json::from_str(json).unwrap())
+        .collect();
+    let codes: Vec<&str> = errors
+        .iter()
+        .map(|e| e["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["no_such_led", "bad_payload", "unknown_command"]);
+    assert_eq!(errors[0]["topic"], "devices/d1/cmd/led/2");
+    let pings: Vec<&Vec<u8>> = outbox
+        .queued
+        .iter()
+        .filter(|(topic, ..)| topic == "devices/d1/reply/ping")
+        .map(|(_, payload, ..)| payload)
+        .collect();
+    assert_eq!(pings, [&b"\x00\xffbytes".to_vec()]);
+    assert_eq!(device.counters().received, 5);
+}
+
+#[test]
+fn replies_beyond_what_one_round_holds_are_dropped_not_queued_out_of_order() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(16);
+    device.handle_connected("TLSv1.3", "x");
+    for n in 0..PENDING_REPLIES + 2 {
+        device.handle_message("devices/d1/cmd/ping", n.to_string().as_bytes(), &mut board);
+    }
+    device.poll_publish(Instant(0), &mut outbox, &board);
+    let expected: Vec<String> = (0..PENDING_REPLIES).map(|n| n.to_string()).collect();
+    assert_eq!(outbox.payloads_on("devices/d1/reply/ping"), expected);
+}
+
+#[test]
+fn a_bench_queues_numbered_messages_as_the_outbox_takes_them_and_ends_once_settled() {
+    let mut device = device();
+    let board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(4);
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(0), &mut outbox, &board); // online and telemetry
+    outbox.settle();
+    let request = BenchRequest {
+        count: 10,
+        payload_len: 16,
+        qos: QoS::AtLeastOnce,
+    };
+    device.start_bench(request, Instant(0)).unwrap();
+    assert_eq!(
+        device.poll_timeout(Instant(1)),
+        Instant(1),
+        "room: go on at once"
+    );
+
+    let mut rounds = 0;
+    while outbox.payloads_on("devices/d1/bench/q1").len() < 10 {
+        device.poll_publish(Instant(rounds), &mut outbox, &board);
+        outbox.settle(); // the broker acknowledges what was in flight
+        rounds += 1;
+        assert!(rounds < 10);
+    }
+    let sent = outbox.payloads_on("devices/d1/bench/q1");
+    assert!(sent[0].starts_with("0....") && sent[0].len() == 16);
+    assert!(sent[9].starts_with("9...."));
+    // Settled: the run is over and no longer keeps the driver awake.
+    device.poll_publish(Instant(rounds), &mut outbox, &board);
+    assert_eq!(device.poll_timeout(Instant(rounds)), Instant(TELEMETRY_MS));
+
+    let refused = device.start_bench(
+        BenchRequest {
+            count: 0,
+            payload_len: 16,
+            qos: QoS::AtMostOnce,
+        },
+        Instant(0),
+    );
+    assert!(refused.unwrap_err().to_string().contains("no messages"));
+}
