@@ -166,10 +166,9 @@ impl<
                 Ok(0) => self.session.handle_disconnected(TransportError::Closed),
                 Ok(n) => self.session.handle_received(n),
                 Err(error) if error.kind() == ErrorKind::TimedOut => {}
-                Err(error) => {
-                    log::warn!("receive failed: {error:?}");
-                    self.session.handle_disconnected(TransportError::Read);
-                }
+                Err(error) => self
+                    .session
+                    .handle_disconnected(TransportError::Read(error.kind())),
             }
         }
         self.session.handle_timeout(self.clock.now());
@@ -221,7 +220,8 @@ impl<
                     }
                     Err(error) => {
                         self.transport = None;
-                        self.session.handle_disconnected(TransportError::Write);
+                        self.session
+                            .handle_disconnected(TransportError::Write(ErrorKind::Other));
                         while self.session.poll_event().is_some() {}
                         return Err(error);
                     }
@@ -235,11 +235,11 @@ impl<
             };
             let batch = self.tx.get(..used).unwrap_or(&[]);
             if let Err(error) = transport.write_all(batch).and_then(|()| transport.flush()) {
-                log::warn!("send failed: {error:?}");
-                self.session.handle_disconnected(TransportError::Write);
+                let cause = TransportError::Write(error.kind());
+                self.session.handle_disconnected(cause);
                 while self.session.poll_event().is_some() {}
                 self.transport = None;
-                return Err(Error::Transport(TransportError::Write));
+                return Err(Error::Transport(cause));
             }
             wrote_any = true;
         }

@@ -1,6 +1,7 @@
 //! Errors grouped by cause. The reconnect policy reads only [`Error::recovery`].
 
 use core::fmt;
+use embedded_io::ErrorKind;
 
 /// Every way the MQTT core can fail, grouped by who is at fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,16 +189,17 @@ pub enum ResourceError {
     TransmitBufferTooSmall,
 }
 
-/// The transport (TCP/TLS socket) failed. The core does not know errno values; the layer
-/// below maps its errors onto these.
+/// The transport (TCP/TLS socket) failed, with the cause the layer below reported: the core
+/// does not know errno values, so the transport maps its errors onto
+/// [`embedded_io::ErrorKind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportError {
     /// The peer closed the stream.
     Closed,
     /// Reading failed.
-    Read,
+    Read(ErrorKind),
     /// Writing failed or wrote nothing.
-    Write,
+    Write(ErrorKind),
     /// The stream could not be opened.
     Connect,
 }
@@ -240,19 +242,114 @@ impl From<TimeoutKind> for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(e) => write!(f, "configuration: {e:?}"),
-            Error::Protocol(ProtocolError::ConnectionRefused(code)) => {
-                write!(
-                    f,
-                    "protocol: connection refused by the broker: {code} (CONNACK {})",
-                    code.code()
-                )
-            }
-            Error::Protocol(e) => write!(f, "protocol: {e:?}"),
-            Error::Exhausted(e) => write!(f, "resource exhausted: {e:?}"),
-            Error::Transport(e) => write!(f, "transport: {e:?}"),
-            Error::Timeout(e) => write!(f, "timeout: {e:?}"),
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::Protocol(e) => write!(f, "protocol: {e}"),
+            Error::Exhausted(e) => write!(f, "resource exhausted: {e}"),
+            Error::Transport(e) => write!(f, "transport: {e}"),
+            Error::Timeout(e) => write!(f, "timeout: {e}"),
         }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConfigError::InvalidClientId => "invalid client id",
+            ConfigError::InvalidTopicName => "invalid topic name",
+            ConfigError::InvalidTopicFilter => "invalid topic filter",
+            ConfigError::InvalidCredentials => "user name or password too long",
+            ConfigError::PacketTooLarge => "packet larger than the maximum or an outbox slot",
+            ConfigError::InvalidWindow => "in-flight window is zero or larger than the outbox",
+            ConfigError::TooManyFilters => "no filter, or more than one request may carry",
+            ConfigError::DuplicateFilter => "the same filter twice in one request",
+            ConfigError::NotConnected => "not connected",
+            ConfigError::InvalidMaxPacketSize => {
+                "maximum packet size below the MQTT minimum or above the receive buffer"
+            }
+            ConfigError::TransportRejected => "the transport refused a setting",
+        })
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::MalformedRemainingLength => f.write_str("malformed remaining length"),
+            ProtocolError::PacketTooLarge => f.write_str("packet larger than the maximum"),
+            ProtocolError::UnexpectedPacketType(kind) => {
+                write!(f, "packet type {kind} that a server must not send")
+            }
+            ProtocolError::InvalidFlags(kind) => {
+                write!(f, "reserved flags set in a packet of type {kind}")
+            }
+            ProtocolError::InvalidLength(kind) => {
+                write!(f, "wrong remaining length for a packet of type {kind}")
+            }
+            ProtocolError::ZeroPacketId => f.write_str("packet identifier 0"),
+            ProtocolError::InvalidQos => f.write_str("invalid QoS or SUBACK return code"),
+            ProtocolError::InvalidTopic => f.write_str("invalid topic in a PUBLISH"),
+            ProtocolError::InvalidConnack => f.write_str("invalid CONNACK"),
+            ProtocolError::UnexpectedPacket => {
+                f.write_str("a packet before CONNACK, or a second CONNACK")
+            }
+            ProtocolError::SubackMismatch => f.write_str("SUBACK does not match the request"),
+            ProtocolError::Decode => f.write_str("undecodable packet"),
+            ProtocolError::ConnectionRefused(code) => write!(
+                f,
+                "connection refused by the broker: {code} (CONNACK {})",
+                code.code()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ResourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResourceError::OutboxFull => "outbox full",
+            ResourceError::SubscriptionsFull => "subscription table full",
+            ResourceError::InboundQos2Full => "too many QoS 2 messages awaiting PUBREL",
+            ResourceError::NoPacketId => "every packet identifier in use",
+            ResourceError::TransmitBufferTooSmall => "transmit buffer smaller than the packet",
+        })
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Closed => f.write_str("connection closed"),
+            TransportError::Read(kind) => write!(f, "read failed: {}", kind_in_words(*kind)),
+            TransportError::Write(kind) => write!(f, "write failed: {}", kind_in_words(*kind)),
+            TransportError::Connect => f.write_str("could not connect"),
+        }
+    }
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Connack => "no CONNACK in time",
+            TimeoutKind::Ping => "no answer to PINGREQ in time",
+        })
+    }
+}
+
+fn kind_in_words(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ConnectionReset => "connection reset",
+        ErrorKind::ConnectionAborted => "connection aborted",
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::NotConnected => "not connected",
+        ErrorKind::BrokenPipe => "broken pipe",
+        ErrorKind::TimedOut => "timed out",
+        ErrorKind::OutOfMemory => "out of memory, buffers or sockets",
+        ErrorKind::InvalidInput => "invalid input",
+        ErrorKind::InvalidData => "invalid data",
+        ErrorKind::WriteZero => "wrote nothing",
+        ErrorKind::Interrupted => "interrupted",
+        ErrorKind::Unsupported => "unsupported",
+        _ => "socket error",
     }
 }
 
@@ -279,6 +376,39 @@ mod tests {
             Error::Config(ConfigError::TransportRejected).recovery(),
             Recovery::NeedsAttention
         );
+    }
+
+    #[test]
+    fn every_cause_is_printed_in_words_with_what_the_transport_said() {
+        let cases = [
+            (
+                Error::Transport(TransportError::Read(ErrorKind::ConnectionReset)),
+                "transport: read failed: connection reset",
+            ),
+            (
+                Error::Transport(TransportError::Closed),
+                "transport: connection closed",
+            ),
+            (
+                Error::Timeout(TimeoutKind::Ping),
+                "timeout: no answer to PINGREQ in time",
+            ),
+            (
+                Error::Exhausted(ResourceError::OutboxFull),
+                "resource exhausted: outbox full",
+            ),
+            (
+                Error::Protocol(ProtocolError::InvalidLength(2)),
+                "protocol: wrong remaining length for a packet of type 2",
+            ),
+            (
+                Error::Config(ConfigError::InvalidTopicName),
+                "configuration: invalid topic name",
+            ),
+        ];
+        for (error, words) in cases {
+            assert_eq!(std::format!("{error}"), words);
+        }
     }
 
     #[test]

@@ -204,7 +204,9 @@ fn a_connection_lost_while_a_suback_is_pending_restores_only_the_newest_request(
     transmit(&mut session);
     session.unsubscribe(&["a"]).unwrap();
     // Neither acknowledgement arrives: the connection goes first.
-    session.handle_disconnected(mqtt_core::TransportError::Read);
+    session.handle_disconnected(mqtt_core::TransportError::Read(
+        embedded_io::ErrorKind::ConnectionReset,
+    ));
     assert!(matches!(
         session.poll_event(),
         Some(Event::ConnectionLost(_))

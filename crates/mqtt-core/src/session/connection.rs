@@ -184,7 +184,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     // Every lost connection passes here, so that it is logged once, with its cause.
     fn go_down(&mut self, error: &Error) {
-        info!("connection lost: {error}");
+        // The application reports it (Event::ConnectionLost); once is enough at info.
+        debug!("connection lost: {error}");
         self.link = Link::Down;
         self.reader.clear();
     }
@@ -262,7 +263,7 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Fields<'_, '_, SLOTS, SLOT_BYT
         self.restore_after_connect(session_present);
         *self.link = Link::Up;
         self.keepalive.handle_connack();
-        info!("connected (session present: {session_present})");
+        debug!("connected (session present: {session_present})");
         Ok(Some(Event::Connected { session_present }))
     }
 

@@ -486,7 +486,9 @@ fn pubrel_is_resent_after_a_reconnect() {
     from_broker(&mut s, Packet::Pubrec(pid(1)));
     events(&mut s);
     transmit(&mut s, T0); // PUBREL, lost with the connection
-    s.handle_disconnected(TransportError::Read);
+    s.handle_disconnected(TransportError::Read(
+        embedded_io::ErrorKind::ConnectionReset,
+    ));
     events(&mut s);
     connect(&mut s, T0, true);
     assert_eq!(transmit_described(&mut s, T0), ["Pubrel(Pid(1))"]);

@@ -765,7 +765,9 @@ pub fn run(data: &[u8]) {
                 world.broker.forget_session = how & 0x10 != 0;
                 match how % 3 {
                     // The transport fails; reconnect later (or at the end).
-                    0 => world.drop_transport(TransportError::Read),
+                    0 => world.drop_transport(TransportError::Read(
+                        embedded_io::ErrorKind::ConnectionReset,
+                    )),
                     // Fails and is replaced at once.
                     1 => {
                         world.drop_transport(TransportError::Closed);
