@@ -33,7 +33,7 @@ CRED_CUTS = 150
 OUTBOX_CUTS = 110  # two per cycle: one while records are written, one while they are deleted
 LINE = 48  # base64 characters per `cred data` line
 
-WRITE = re.compile(r"flashcut: write #(\d+), (\d+) bytes at 0x[0-9a-f]+ \((\d+) written, (\d+) "
+WRITE = re.compile(r"flashcut: (?:write|erase) #(\d+), (\d+) bytes at 0x[0-9a-f]+ \((\d+) written, (\d+) "
                    r"before the cut\)(?: data((?: [0-9a-f]{2})+))?")
 ATE = 8  # bytes of an NVS allocation table entry
 NAME_IDS = range(0x8001, 0xC000)  # settings' NVS ids of names (NVS_NAMECNT_ID + 1 on)

@@ -14,17 +14,20 @@
  *   uart:~$ flashcut arm N                          armed from now on
  *   uart:~$ flashcut count                          bytes written through the hook so far
  *
- * While armed, every write and erase is logged ("flashcut: write ...") so that a test can
- * measure how many bytes one operation writes and where its cut points fall. Nothing here
- * runs unless one of the two arms it.
+ * An erase counts its bytes like a write, and a cut inside it leaves the sector part erased.
+ * While armed, every write and erase is logged ("flashcut: write #k ...", "flashcut: erase #k
+ * ...") so that a test can measure how many bytes one operation writes and where its cut
+ * points fall. Nothing here runs unless one of the two arms it.
  */
 
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <zephyr/device.h>
 #include <zephyr/drivers/flash.h>
+#include <zephyr/drivers/flash/flash_simulator.h>
 #include <zephyr/fs/nvs.h>
 #include <zephyr/init.h>
 #include <zephyr/kernel.h>
@@ -53,8 +56,8 @@ static const struct flash_driver_api *real_api(void)
 
 static void power_cut(uint32_t torn_len, size_t len, off_t offset)
 {
-	printk("flashcut: power cut in write #%u, after %u of its %zu bytes at 0x%lx (%u bytes "
-	       "written in all)\n",
+	printk("flashcut: power cut in write or erase #%u, after %u of its %zu bytes at 0x%lx (%u "
+	       "bytes written in all)\n",
 	       writes, torn_len, len, (long)offset, written);
 	/* Not nsi_exit(): that runs the simulator's exit hooks. SIGKILL stops the whole process
 	 * now, whichever thread raises it.
@@ -110,14 +113,39 @@ static int cut_read(const struct device *dev, off_t offset, void *data, size_t l
 	return real_api()->read(real_flash, offset, data, len);
 }
 
+/*
+ * An erase counts its bytes against the budget too: cut inside one, the sector is left part
+ * erased (its first bytes 0xff, the rest as it was), as a NOR erase stopped early can be.
+ */
 static int cut_erase(const struct device *dev, off_t offset, size_t size)
 {
 	ARG_UNUSED(dev);
-	if (armed) {
-		printk("flashcut: erase of %zu bytes at 0x%lx (%u written)\n", size, (long)offset,
-		       written);
+	int ret;
+
+	writes++;
+	if (!armed) {
+		written += size;
+		return real_api()->erase(real_flash, offset, size);
 	}
-	return real_api()->erase(real_flash, offset, size);
+	printk("flashcut: erase #%u, %zu bytes at 0x%lx (%u written, %u before the cut)\n", writes,
+	       size, (long)offset, written, budget);
+	if (size > budget) {
+		size_t mock_size;
+		uint8_t *mock = flash_simulator_get_memory(real_flash, &mock_size);
+
+		if (mock != NULL && offset >= 0 && (size_t)offset + budget <= mock_size) {
+			memset(mock + offset, 0xff, budget);
+			written += budget;
+		}
+		power_cut(budget, size, offset);
+	}
+	ret = real_api()->erase(real_flash, offset, size);
+	written += size;
+	budget -= size;
+	if (budget == 0) {
+		power_cut(size, size, offset);
+	}
+	return ret;
 }
 
 static const struct flash_parameters *cut_get_parameters(const struct device *dev)
