@@ -5,7 +5,7 @@ byte over the whole write sequence, and booted again on the same flash file.
 
 The cut comes from src/native_sim_power_cut.c: the settings storage (NVS) sits behind a flash
 device that lets exactly N more bytes reach the flash (`flashcut arm N` or
-`--power-cut-after=N`), tears the write that crosses N and kills the process. Each test first
+`--power-cut-after=N`), tears the write or erase that crosses N and kills the process. Each test first
 measures how many bytes its operation writes (the hook logs every write while armed), then
 spreads its cut points over them; every cut chains on the flash the previous one left, so
 NVS's sector changes and garbage collection come under the cuts too.
@@ -22,7 +22,6 @@ import collections
 import re
 import time
 
-import pytest
 from twister_harness.exceptions import TwisterHarnessException, TwisterHarnessTimeoutException
 
 from conftest import CLIENT_ID, DEV_CERTS, DEVICE_TOPICS, Console, Peer, mkcerts, \
@@ -30,11 +29,13 @@ from conftest import CLIENT_ID, DEV_CERTS, DEVICE_TOPICS, Console, Peer, mkcerts
 from loopback import free_port
 
 CRED_CUTS = 150
-OUTBOX_CUTS = 110  # two per cycle: one while records are written, one while they are deleted
+OUTBOX_CUTS = 110  # each cycle: one cut while records are written, one while they are deleted
 LINE = 48  # base64 characters per `cred data` line
 
-WRITE = re.compile(r"flashcut: (?:write|erase) #(\d+), (\d+) bytes at 0x[0-9a-f]+ \((\d+) written, (\d+) "
-                   r"before the cut\)(?: data((?: [0-9a-f]{2})+))?")
+# The hook's line for each write or erase: number, length, bytes written before it, bytes
+# left before the cut, and the data of a short write (an NVS allocation table entry).
+WRITE = re.compile(r"flashcut: (?:write|erase) #(\d+), (\d+) bytes at 0x[0-9a-f]+ "
+                   r"\((\d+) written, (\d+) before the cut\)(?: data((?: [0-9a-f]{2})+))?")
 ATE = 8  # bytes of an NVS allocation table entry
 NAME_IDS = range(0x8001, 0xC000)  # settings' NVS ids of names (NVS_NAMECNT_ID + 1 on)
 SEQ_TOPIC = f"{DEVICE_TOPICS}/seq"
