@@ -5,10 +5,11 @@ byte over the whole write sequence, and booted again on the same flash file.
 
 The cut comes from src/native_sim_power_cut.c: the settings storage (NVS) sits behind a flash
 device that lets exactly N more bytes reach the flash (`flashcut arm N` or
-`--power-cut-after=N`), tears the write or erase that crosses N and kills the process. Each test first
-measures how many bytes its operation writes (the hook logs every write while armed), then
-spreads its cut points over them; every cut chains on the flash the previous one left, so
-NVS's sector changes and garbage collection come under the cuts too.
+`--power-cut-after=N`), tears the write or erase that crosses N and kills the process. Each
+test first measures how many bytes its operation writes (the hook logs every write while
+armed), then spreads its cut points over them; every cut chains on the flash the previous one
+left, so NVS's sector changes and garbage collection (copies and erases) come under the cuts
+too.
 
 What must hold after every cut: the device boots; the credential set in use is entirely the
 old or entirely the new one (`cred list`), and the device connects with it; no message the
