@@ -1,6 +1,8 @@
 //! An incremental base64 decoder (RFC 4648 standard alphabet, `=` padding) for credentials
 //! pasted into the shell line by line: a line may end anywhere in a 4-character group.
 //! Strict: padding only at the end, zero unused bits, nothing after the padding.
+//! Not the `base64` or `base64ct` crate: neither takes input in pieces, and either costs more
+//! than 2 KB of flash on frdm_k64f (docs/dependencies.md).
 
 /// Why base64 text was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
