@@ -13,6 +13,7 @@ use crate::net::{self, CertificateProblem, NetError, TlsSocket};
 use crate::outbox_journal;
 use crate::runtime_credentials;
 use crate::settings::Settings;
+use core::ffi::CStr;
 use device_app::{Board, Device, DeviceTopics, Endpoint, LedAction, Publisher, MAX_ENDPOINTS};
 use heapless::{String, Vec};
 use log::{error, info, warn};
@@ -42,7 +43,7 @@ const SNTP_TIMEOUT_MS: u32 = 5_000;
 /// long for the MQTT thread. Short, because waking up costs one `poll` call.
 const ROUND_MS: u64 = 250;
 /// While the network is down, requests are served this often.
-const NETWORK_POLL_MS: i32 = 1_000;
+const NETWORK_POLL_MS: i32 = 250;
 
 /// The LEDs, and what telemetry reports about the board.
 struct BoardIo {
@@ -112,103 +113,25 @@ fn nul_terminated(host: &str) -> Option<String<256>> {
 /// Never returns: the device runs until power goes away.
 pub fn run() -> ! {
     let settings = Settings::current();
-    info!(
-        "secure-mqtt starting: broker {}:{}, client id {}",
-        settings.broker_host, settings.broker_port, settings.client_id
-    );
-    if !settings.username.is_empty() {
-        let password = if credentials::builtin_mqtt_password().is_some() {
-            "with"
-        } else {
-            "without"
-        };
-        info!(
-            "mqtt: user name {} ({password} a password)",
-            settings.username
-        );
-    }
-
-    runtime_credentials::init();
-    let mutual_tls = match runtime_credentials::apply(settings.sec_tag) {
-        Ok(installed) => {
-            info!(
-                "credentials installed (mutual TLS: {})",
-                installed.mutual_tls
-            );
-            installed.mutual_tls
-        }
-        Err((kind, cause)) => halt(format_args!(
-            "cannot register {kind:?} credential: {cause:?}"
-        )),
+    let checked = check_settings(&settings);
+    let mutual_tls = install_credentials(&settings);
+    // The will and the session borrow the status topic and the C strings: they live as long
+    // as this function, which never returns.
+    let status_topic: String<128> = String::from(checked.topics.status());
+    let (Ok(alpn), Ok(sntp_server)) = (
+        CStr::from_bytes_with_nul(checked.alpn.as_bytes()),
+        CStr::from_bytes_with_nul(checked.sntp_server.as_bytes()),
+    ) else {
+        halt(format_args!(
+            "ALPN list or SNTP server name contains a NUL byte"
+        ));
     };
-    let topics = match DeviceTopics::new(settings.topic_prefix, settings.client_id) {
-        Ok(topics) => topics,
-        Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause:?}")),
-    };
-    let endpoints = match device_app::parse_endpoints(
-        settings.broker_endpoints,
-        settings.broker_host,
-        settings.broker_port,
-    ) {
-        Ok(endpoints) => endpoints,
-        Err(cause) => halt(format_args!(
-            "broker endpoints \"{}\": {}",
-            settings.broker_endpoints,
-            cause.as_str()
-        )),
-    };
-    let Some(alpn) = nul_terminated(settings.alpn) else {
-        halt(format_args!("ALPN list is longer than 255 bytes"));
-    };
-    let Ok(alpn) = core::ffi::CStr::from_bytes_with_nul(alpn.as_bytes()) else {
-        halt(format_args!("ALPN list contains a NUL byte"));
-    };
-    match device_app::parse_pin(settings.pinned_key) {
-        Ok(pin) => net::pin_broker_key(pin.as_ref()),
-        Err(cause) => halt(format_args!("broker key pin: {cause}")),
-    }
-    let Some(sntp_server) = nul_terminated(settings.sntp_server) else {
-        halt(format_args!("SNTP server name is longer than 255 bytes"));
-    };
-    let Ok(sntp_server) = core::ffi::CStr::from_bytes_with_nul(sntp_server.as_bytes()) else {
-        halt(format_args!("SNTP server name contains a NUL byte"));
-    };
-
-    // The will and the session borrow the status topic: it lives as long as this function,
-    // which never returns.
-    let status_topic: String<128> = String::from(topics.status());
-    let will = LastWill {
-        topic: &status_topic,
-        payload: b"offline",
-        qos: QoS::AtLeastOnce,
-        retain: true,
-    };
-    let mut config = SessionConfig::new(ConnectOptions {
-        client_id: settings.client_id,
-        username: (!settings.username.is_empty()).then_some(settings.username),
-        password: credentials::builtin_mqtt_password().map(Password),
-        clean_session: settings.clean_session,
-        keep_alive_s: settings.keep_alive_s,
-        last_will: Some(will),
-    });
-    config.inflight_window = settings.inflight_window;
-    config.ping_timeout_ms = settings.ping_timeout_ms;
-    let session: Session<'_> = match Session::new(config) {
-        Ok(session) => session,
-        Err(cause) => halt(format_args!("invalid MQTT settings: {cause:?}")),
-    };
-    let mut client: Client<'_, TlsSocket, Uptime> = Client::new(session, Uptime);
-    let commands = topics.commands();
-    if let Err(cause) = client.session().subscribe(&[(commands, QoS::AtLeastOnce)]) {
-        halt(format_args!("cannot subscribe to {commands}: {cause}"));
-    }
-    outbox_journal::restore(client.session());
-
+    let client = new_client(&settings, &status_topic, checked.topics.commands());
     let board = BoardIo { leds: Leds::new() };
     info!("leds: {} available", board.leds.available());
     let mut supervisor = Supervisor {
         status: Status::new(settings.broker_host, settings.broker_port),
-        device: Device::new(topics, settings.telemetry_interval_ms),
+        device: Device::new(checked.topics, settings.telemetry_interval_ms),
         board,
         client,
         backoff: Backoff::new(
@@ -221,7 +144,7 @@ pub fn run() -> ! {
             net::random_u64(),
         ),
         brokers: Brokers {
-            endpoints,
+            endpoints: checked.endpoints,
             last_good: 0,
             refused_in_row: 0,
         },
@@ -247,6 +170,117 @@ pub fn run() -> ! {
     }
 }
 
+/// What the settings give the device, checked once at boot.
+struct CheckedSettings {
+    topics: DeviceTopics,
+    endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
+    /// NUL-terminated for the socket API.
+    alpn: String<256>,
+    sntp_server: String<256>,
+}
+
+/// Logs what the device starts with and checks what it cannot run without; halts with the
+/// reason otherwise. Pins the broker's key if the settings say so.
+fn check_settings(settings: &Settings) -> CheckedSettings {
+    info!(
+        "secure-mqtt starting: broker {}:{}, client id {}",
+        settings.broker_host, settings.broker_port, settings.client_id
+    );
+    if !settings.username.is_empty() {
+        let password = if credentials::builtin_mqtt_password().is_some() {
+            "with"
+        } else {
+            "without"
+        };
+        info!(
+            "mqtt: user name {} ({password} a password)",
+            settings.username
+        );
+    }
+    let topics = match DeviceTopics::new(settings.topic_prefix, settings.client_id) {
+        Ok(topics) => topics,
+        Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause}")),
+    };
+    let endpoints = match device_app::parse_endpoints(
+        settings.broker_endpoints,
+        settings.broker_host,
+        settings.broker_port,
+    ) {
+        Ok(endpoints) => endpoints,
+        Err(cause) => halt(format_args!(
+            "broker endpoints \"{}\": {}",
+            settings.broker_endpoints,
+            cause.as_str()
+        )),
+    };
+    match device_app::parse_pin(settings.pinned_key) {
+        Ok(pin) => net::pin_broker_key(pin.as_ref()),
+        Err(cause) => halt(format_args!("broker key pin: {cause}")),
+    }
+    let Some(alpn) = nul_terminated(settings.alpn) else {
+        halt(format_args!("ALPN list is longer than 255 bytes"));
+    };
+    let Some(sntp_server) = nul_terminated(settings.sntp_server) else {
+        halt(format_args!("SNTP server name is longer than 255 bytes"));
+    };
+    CheckedSettings {
+        topics,
+        endpoints,
+        alpn,
+        sntp_server,
+    }
+}
+
+/// The stored credential set (or the image's) in the TLS credential store; whether the
+/// device has a client certificate. Halts if the store cannot take them.
+fn install_credentials(settings: &Settings) -> bool {
+    runtime_credentials::init();
+    match runtime_credentials::apply(settings.sec_tag) {
+        Ok(installed) => {
+            info!(
+                "credentials installed (mutual TLS: {})",
+                installed.mutual_tls
+            );
+            installed.mutual_tls
+        }
+        Err((kind, cause)) => halt(format_args!("cannot register the {kind}: {cause}")),
+    }
+}
+
+/// The MQTT client: its session (will `offline` on the status topic), subscribed to the
+/// command filter, with the journaled messages from before a reboot queued again.
+fn new_client<'a>(
+    settings: &Settings,
+    status_topic: &'a str,
+    commands: &str,
+) -> Client<'a, TlsSocket, Uptime> {
+    let mut config = SessionConfig::new(ConnectOptions {
+        client_id: settings.client_id,
+        username: (!settings.username.is_empty()).then_some(settings.username),
+        password: credentials::builtin_mqtt_password().map(Password),
+        clean_session: settings.clean_session,
+        keep_alive_s: settings.keep_alive_s,
+        last_will: Some(LastWill {
+            topic: status_topic,
+            payload: b"offline",
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        }),
+    });
+    config.inflight_window = settings.inflight_window;
+    config.ping_timeout_ms = settings.ping_timeout_ms;
+    let session: Session<'a> = match Session::new(config) {
+        Ok(session) => session,
+        Err(cause) => halt(format_args!("invalid MQTT settings: {cause}")),
+    };
+    let mut client = Client::new(session, Uptime);
+    if let Err(cause) = client.session().subscribe(&[(commands, QoS::AtLeastOnce)]) {
+        halt(format_args!("cannot subscribe to {commands}: {cause}"));
+    }
+    outbox_journal::restore(client.session());
+    client
+}
+
 /// What the supervisor carries across connections.
 struct Supervisor<'a> {
     settings: &'a Settings,
@@ -257,7 +291,7 @@ struct Supervisor<'a> {
     backoff: Backoff,
     brokers: Brokers<'a>,
     tls: TlsSettings<'a>,
-    sntp_server: &'a core::ffi::CStr,
+    sntp_server: &'a CStr,
     last_address: Option<String<16>>,
 }
 
@@ -297,7 +331,7 @@ impl Supervisor<'_> {
                     self.tls.mutual_tls = installed.mutual_tls;
                 }
                 Err((kind, cause)) => {
-                    error!("credentials: cannot register the {kind:?} credential: {cause:?}; provision a set that fits (cred)");
+                    error!("credentials: cannot register the {kind}: {cause}; provision a set that fits (cred)");
                 }
             }
         }
@@ -326,6 +360,7 @@ impl Supervisor<'_> {
         self.status.set_tls(suite.version(), suite.name());
         let started = self.client.clock().now();
         let (connack_seen, cause) = self.drive(socket, suite.version(), suite.name());
+        warn!("mqtt: connection lost: {cause}");
         self.device.handle_disconnected();
         // Another endpoint may accept what this one refused: the slow schedule only once
         // every endpoint has refused in a row.
@@ -426,7 +461,8 @@ impl Supervisor<'_> {
                 Event::Unsubscribed { packet_id } => {
                     info!("mqtt: unsubscribed (request {packet_id})")
                 }
-                Event::ConnectionLost(cause) => warn!("mqtt: connection lost: {cause}"),
+                // Logged once, with whatever else ended the connection, by run_connection.
+                Event::ConnectionLost(_) => {}
             });
             if let Err(cause) = result {
                 self.update_status();
@@ -515,7 +551,7 @@ impl Brokers<'_> {
 /// The TLS side of one connection attempt.
 struct TlsSettings<'a> {
     sec_tags: &'a [i32],
-    alpn: &'a core::ffi::CStr,
+    alpn: &'a CStr,
     /// Forget cached TLS sessions, whose resumption would skip presenting new credentials.
     forget_sessions: bool,
     /// A device certificate is installed (for the hint when a broker closes on us).
@@ -533,7 +569,7 @@ struct ConnectFailure {
 fn connect(
     settings: &Settings,
     brokers: &mut Brokers<'_>,
-    sntp_server: &core::ffi::CStr,
+    sntp_server: &CStr,
     tls: &TlsSettings<'_>,
 ) -> Result<TlsSocket, ConnectFailure> {
     if !net::wall_clock_is_set() {
@@ -589,8 +625,8 @@ fn connect(
 /// One endpoint: every address its name resolves to, in turn.
 fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<TlsSocket, NetError> {
     let host_name = nul_terminated(endpoint.host).ok_or(NetError::NameNotResolved)?;
-    let host_name = core::ffi::CStr::from_bytes_with_nul(host_name.as_bytes())
-        .map_err(|_| NetError::NameNotResolved)?;
+    let host_name =
+        CStr::from_bytes_with_nul(host_name.as_bytes()).map_err(|_| NetError::NameNotResolved)?;
     info!("connecting to {}:{}", endpoint.host, endpoint.port);
     let addresses = net::resolve(host_name, endpoint.port)?;
     let mut last = NetError::NameNotResolved;

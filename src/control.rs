@@ -1,16 +1,19 @@
-//! The operator's way in: the `mqtt status`, `mqtt pub` and `mqtt bench` shell commands. C
-//! only registers them (`control.c`); their arguments are checked here
+//! The operator's way in: the `mqtt` and `cred` shell commands. C only registers them
+//! (`control.c`, `provisioning.c`); their arguments are checked here
 //! ([`device_app::parse_mqtt_command`], host-tested) on the shell's thread.
 //!
-//! The session stays the MQTT thread's alone. A publish goes into a bounded request queue
-//! that this thread drains once per loop round ([`serve_requests`]) and while it waits to
-//! reconnect ([`wait_serving`]), so a message published offline goes to the core's outbox;
-//! the shell waits (bounded) for the answer. Every request gets an answer line, queued or
-//! rejected with its cause; none is dropped. A benchmark plan waits in a slot of its own: the
-//! MQTT thread publishes the numbered messages itself (a shell line per message would measure
-//! the shell, not the client). `mqtt status` prints a snapshot this thread keeps current.
+//! The session and the credential sets stay the MQTT thread's alone. A publish or a `cred`
+//! operation goes into one bounded request queue that this thread drains once per loop round
+//! ([`serve_requests`]), while it waits for the network and while it waits to reconnect
+//! ([`wait_serving`]), so a message published offline goes to the core's outbox; the shell
+//! waits (bounded) for the answer. Every request gets an answer, done or refused with its
+//! cause; none is dropped (an answer that comes after the shell stopped waiting is logged).
+//! A benchmark plan waits in a slot of its own: the MQTT thread publishes the numbered
+//! messages itself (a shell line per message would measure the shell, not the client).
+//! `mqtt status` prints a snapshot this thread keeps current.
 
 use crate::net;
+use crate::runtime_credentials;
 use crate::sync::lock;
 use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write as _};
@@ -53,22 +56,36 @@ impl LinkState {
     }
 }
 
-/// A shell publish for the MQTT thread.
+/// The longest answer: `cred list` with four roots, a certificate and a key.
+const ANSWER_MAX: usize = 768;
+/// The longest `cred` argument: one shell line.
+const CRED_ARG_MAX: usize = 256;
+
+/// What the shell asks the MQTT thread to do.
+enum Work {
+    Publish {
+        topic: String<SHELL_TOPIC_MAX>,
+        payload: Vec<u8, SHELL_PAYLOAD_MAX>,
+        qos: QoS,
+    },
+    Cred {
+        op: c_int,
+        arg: String<CRED_ARG_MAX>,
+    },
+}
+
 struct Request {
     ticket: u32,
-    topic: String<SHELL_TOPIC_MAX>,
-    payload: Vec<u8, SHELL_PAYLOAD_MAX>,
-    qos: QoS,
+    work: Work,
 }
 
-/// What the MQTT thread answered.
-#[derive(Clone)]
-enum Answer {
-    Queued { message_id: u32, outbox: usize },
-    Rejected(String<96>),
+/// What the MQTT thread answered: done or refused, in words.
+struct Answer {
+    done: bool,
+    text: String<ANSWER_MAX>,
 }
 
-/// The shell's side of one publish: which ticket it waits for, and the answer once given.
+/// The shell's side of one request: which ticket it waits for, and the answer once given.
 struct Awaited {
     last_ticket: u32,
     /// 0: nobody waits.
@@ -182,36 +199,54 @@ pub fn wake() {
     REQUEST_WAITING.give();
 }
 
-/// Hands one request to the session and answers it (to the shell, and in the log).
+/// Carries out one request and answers it (to the shell, and the outcome of a publish in the
+/// log).
 fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
-    let outcome = crate::outbox_journal::publish(
-        session,
-        &request.topic,
-        &request.payload,
-        request.qos,
-        false,
-    );
-    status.update_queues(session);
-    let answer = match outcome {
-        Ok(MessageId(id)) => {
-            info!("control: pub #{} queued as message {id}", request.ticket);
-            Answer::Queued {
-                message_id: id,
-                outbox: session.outbox_len(),
+    let mut text = String::new();
+    let done = match &request.work {
+        Work::Publish {
+            topic,
+            payload,
+            qos,
+        } => {
+            let outcome = crate::outbox_journal::publish(session, topic, payload, *qos, false);
+            status.update_queues(session);
+            match outcome {
+                Ok(MessageId(id)) => {
+                    info!("control: pub #{} queued as message {id}", request.ticket);
+                    let _ = write!(
+                        Cut(&mut text),
+                        "pub #{} queued as message {id} (outbox {})",
+                        request.ticket,
+                        session.outbox_len()
+                    );
+                    true
+                }
+                Err(cause) => {
+                    warn!("control: pub #{} rejected: {cause}", request.ticket);
+                    let _ = write!(Cut(&mut text), "pub #{} rejected: {cause}", request.ticket);
+                    false
+                }
             }
         }
-        Err(cause) => {
-            warn!("control: pub #{} rejected: {cause}", request.ticket);
-            let mut reason = String::new();
-            let _ = write!(Cut(&mut reason), "{cause}");
-            Answer::Rejected(reason)
-        }
+        Work::Cred { op, arg } => match runtime_credentials::command(*op, arg, &mut Cut(&mut text))
+        {
+            Ok(()) => true,
+            Err(cause) => {
+                text.clear();
+                let _ = write!(Cut(&mut text), "{cause}");
+                false
+            }
+        },
     };
     let mut awaited = lock(&AWAITED);
     if request.ticket == awaited.ticket {
-        awaited.answer = Some(answer);
+        awaited.answer = Some(Answer { done, text });
         awaited.ticket = 0;
         ANSWERED.give();
+    } else if matches!(request.work, Work::Cred { .. }) {
+        // The shell stopped waiting (the thread was in a handshake): the log has the answer.
+        info!("control: cred answered after the shell stopped waiting: {text}");
     }
 }
 
@@ -305,12 +340,28 @@ fn run_command(args: &[&str], out: &mut impl fmt::Write) -> Outcome {
 
 fn publish(topic: &str, payload: &[u8], qos: QoS, out: &mut impl fmt::Write) -> Outcome {
     // The parser bounded both; these cannot fail.
-    let mut topic_owned = String::new();
-    let (Ok(()), Ok(payload)) = (topic_owned.push_str(topic), Vec::from_slice(payload)) else {
+    let mut owned = String::new();
+    let (Ok(()), Ok(payload)) = (owned.push_str(topic), Vec::from_slice(payload)) else {
         let _ = write!(out, "pub rejected: topic or payload too long");
         return Outcome::Refused;
     };
-    let topic = topic_owned;
+    let work = Work::Publish {
+        topic: owned,
+        payload,
+        qos,
+    };
+    ask("pub", work, out, |ticket, out| {
+        let _ = write!(out, "pub #{ticket} still queued: no answer within {ANSWER_TIMEOUT_MS} ms (the MQTT thread is busy, e.g. connecting); it logs the result");
+    })
+}
+
+/// Queues `work` for the MQTT thread and waits (bounded) for its answer, written to `out`.
+fn ask(
+    label: &str,
+    work: Work,
+    out: &mut impl fmt::Write,
+    still_queued: impl Fn(u32, &mut dyn fmt::Write),
+) -> Outcome {
     // Announce the wait before queueing: the answer may come before the request is queued.
     let ticket = {
         let mut awaited = lock(&AWAITED);
@@ -320,17 +371,12 @@ fn publish(topic: &str, payload: &[u8], qos: QoS, out: &mut impl fmt::Write) -> 
         ANSWERED.reset();
         awaited.ticket
     };
-    let request = Request {
-        ticket,
-        topic,
-        payload,
-        qos,
-    };
-    if lock(&REQUESTS).push_back(request).is_err() {
+    let queued = lock(&REQUESTS).push_back(Request { ticket, work }).is_ok();
+    if !queued {
         lock(&AWAITED).ticket = 0;
         let _ = write!(
             out,
-            "pub #{ticket} rejected: request queue full ({QUEUE_DEPTH} waiting for the MQTT thread)"
+            "{label} #{ticket} rejected: request queue full ({QUEUE_DEPTH} waiting for the MQTT thread)"
         );
         return Outcome::Refused;
     }
@@ -342,21 +388,51 @@ fn publish(topic: &str, payload: &[u8], qos: QoS, out: &mut impl fmt::Write) -> 
         awaited.answer.take()
     };
     match answer {
-        Some(Answer::Queued { message_id, outbox }) => {
-            let _ = write!(
-                out,
-                "pub #{ticket} queued as message {message_id} (outbox {outbox})"
-            );
-            Outcome::Done
-        }
-        Some(Answer::Rejected(reason)) => {
-            let _ = write!(out, "pub #{ticket} rejected: {reason}");
-            Outcome::Refused
+        Some(Answer { done, text }) => {
+            let _ = out.write_str(&text);
+            if done {
+                Outcome::Done
+            } else {
+                Outcome::Refused
+            }
         }
         None => {
-            let _ = write!(out, "pub #{ticket} still queued: no answer within {ANSWER_TIMEOUT_MS} ms (the MQTT thread is busy, e.g. connecting); it logs the result");
+            still_queued(ticket, out);
             Outcome::Warning
         }
+    }
+}
+
+/// A `cred` operation from the shell (`runtime_credentials::app_cred_command`): >= 0 done,
+/// < 0 refused; the answer is written to `out`, NUL-terminated.
+///
+/// # Safety
+/// `out` must be valid for writes of `out_cap` bytes for the duration of the call.
+pub unsafe fn ask_cred(op: c_int, arg: &str, out: *mut u8, out_cap: usize) -> c_int {
+    if out.is_null() || out_cap == 0 {
+        return -1;
+    }
+    // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes during this call.
+    let buf = unsafe { core::slice::from_raw_parts_mut(out, out_cap) };
+    let mut answer = AnswerBuffer { buf, len: 0 };
+    let mut owned = String::new();
+    let outcome = if owned.push_str(arg).is_err() {
+        let _ = write!(answer, "argument longer than {CRED_ARG_MAX} bytes");
+        Outcome::Refused
+    } else {
+        ask(
+            "request",
+            Work::Cred { op, arg: owned },
+            &mut answer,
+            |_, out| {
+                let _ = write!(out, "still queued: no answer within {ANSWER_TIMEOUT_MS} ms (the MQTT thread is busy, e.g. connecting); it logs the result");
+            },
+        )
+    };
+    answer.terminate();
+    match outcome {
+        Outcome::Done | Outcome::Warning => 0,
+        Outcome::Refused => -1,
     }
 }
 
@@ -404,6 +480,14 @@ fn print_status(out: &mut impl fmt::Write) {
 struct AnswerBuffer<'a> {
     buf: &'a mut [u8],
     len: usize,
+}
+
+impl AnswerBuffer<'_> {
+    fn terminate(&mut self) {
+        if let Some(nul) = self.buf.get_mut(self.len) {
+            *nul = 0;
+        }
+    }
 }
 
 impl fmt::Write for AnswerBuffer<'_> {
@@ -458,10 +542,7 @@ extern "C" fn app_mqtt_command(
         }
     }
     let outcome = run_command(&args, &mut answer);
-    let end = answer.len;
-    if let Some(nul) = answer.buf.get_mut(end) {
-        *nul = 0;
-    }
+    answer.terminate();
     match outcome {
         Outcome::Done => 0,
         Outcome::Warning => 1,

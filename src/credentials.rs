@@ -43,6 +43,28 @@ pub enum CredentialError {
     Other(Errno),
 }
 
+impl core::fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CredentialKind::Ca => "CA",
+            CredentialKind::DeviceCertificate => "device certificate",
+            CredentialKind::DeviceKey => "device key",
+        })
+    }
+}
+
+impl core::fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CredentialError::StoreFull => {
+                f.write_str("the TLS credential store is full (CONFIG_TLS_MAX_CREDENTIALS_NUMBER)")
+            }
+            CredentialError::Invalid => f.write_str("empty credential or invalid tag"),
+            CredentialError::Other(errno) => write!(f, "{errno}"),
+        }
+    }
+}
+
 /// What was registered (`runtime_credentials::apply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Installed {

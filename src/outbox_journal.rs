@@ -21,15 +21,10 @@ use outbox_journal::{Journal, Message, Restore, Slot};
 use zephyr::sync::Mutex;
 
 // The journal follows the session's outbox: one record per outbox slot, and a record buffer of
-// one slot's bytes (a record is shorter than the PUBLISH packet that carries its message). These
-// two follow mqtt-core's `Session` defaults (`SLOTS = 8`, `SLOT_BYTES = 512`), the outbox of the
-// firmware's `Session<'_>`; they are to become constants that mqtt-core exports. Until then the
-// functions below take the session as `OutboxSession`, so that the build fails here if those
-// defaults change and these do not.
-/// Outbox slots: mqtt-core's `Session` default `SLOTS`.
-const OUTBOX_SLOTS: usize = 8;
-/// Bytes of one outbox slot: mqtt-core's `Session` default `SLOT_BYTES`.
-const OUTBOX_SLOT_BYTES: usize = 512;
+// one slot's bytes (a record is shorter than the PUBLISH packet that carries its message). The
+// functions below take the session as `OutboxSession`, so that the build fails here if the
+// firmware's session ever has another outbox than mqtt-core's default one.
+use mqtt_core::{OUTBOX_SLOTS, OUTBOX_SLOT_BYTES};
 
 /// A session whose outbox is the one the journal is sized for.
 type OutboxSession<'a, const RX: usize> = Session<'a, RX, OUTBOX_SLOTS, OUTBOX_SLOT_BYTES>;

@@ -12,7 +12,7 @@ use crate::ffi;
 use crate::net::Errno;
 use crate::sync::lock;
 use core::ffi::{c_char, c_int};
-use core::fmt::Write as _;
+use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{info, warn};
 use provisioning::{
@@ -155,12 +155,12 @@ pub fn init() {
         Ok(Some(len)) => provisioner.load(record.get(..len)),
         Ok(None) => provisioner.load(None),
         Err(cause) => {
-            warn!("credentials: cannot read the stored set ({cause:?}); using the image's");
+            warn!("credentials: cannot read the stored set ({cause}); using the image's");
             provisioner.load(None)
         }
     };
     if let Err(cause) = loaded {
-        warn!("credentials: stored set unreadable ({cause:?}); using the image's");
+        warn!("credentials: stored set unreadable ({cause}); using the image's");
     }
 }
 
@@ -184,7 +184,7 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
         Ok(Some(len)) => operator.record.get(..len).map(|record| active.load(record)),
         Ok(None) => None,
         Err(cause) => {
-            warn!("credentials: cannot read the stored set ({cause:?}); using the image's");
+            warn!("credentials: cannot read the stored set ({cause}); using the image's");
             None
         }
     };
@@ -192,7 +192,7 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
         None => active.reset_to_image(),
         Some(Ok(())) => {}
         Some(Err(cause)) => {
-            warn!("credentials: stored set unreadable ({cause:?}); using the image's");
+            warn!("credentials: stored set unreadable ({cause}); using the image's");
             active.reset_to_image();
         }
     }
@@ -246,31 +246,9 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
     Ok(installed)
 }
 
-/// A `core::fmt::Write` over the shell's answer buffer; what does not fit is cut.
-struct Answer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl core::fmt::Write for Answer<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // Keep one byte for the NUL.
-        let room = self.buf.len().saturating_sub(self.len + 1);
-        let take = s.len().min(room);
-        if let (Some(dst), Some(src)) = (
-            self.buf.get_mut(self.len..self.len + take),
-            s.as_bytes().get(..take),
-        ) {
-            dst.copy_from_slice(src);
-            self.len += take;
-        }
-        Ok(())
-    }
-}
-
 /// Why a `cred` command was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CommandError {
+pub enum CommandError {
     Provision(ProvisionError),
     /// Writing the record to flash failed; the staged set is kept for another try.
     Storage(Errno),
@@ -307,7 +285,9 @@ const OP_COMMIT: c_int = ffi::APP_CRED_COMMIT as c_int;
 const OP_LIST: c_int = ffi::APP_CRED_LIST as c_int;
 const OP_ADD: c_int = ffi::APP_CRED_ADD as c_int;
 
-fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandError> {
+/// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
+/// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
+pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CommandError> {
     let mut operator = lock(&OPERATOR);
     let Operator {
         provisioner,
@@ -404,7 +384,9 @@ fn command(op: c_int, arg: &str, out: &mut Answer<'_>) -> Result<(), CommandErro
     Ok(())
 }
 
-/// The `cred` shell commands' entry point: >= 0 done, < 0 refused; `out` holds the answer.
+/// The `cred` shell commands' entry point (provisioning.c), on the shell's thread: the
+/// operation goes to the MQTT thread, which owns the credential sets; >= 0 done, < 0 refused;
+/// `out` holds the answer.
 #[no_mangle]
 extern "C" fn app_cred_command(
     op: c_int,
@@ -413,13 +395,6 @@ extern "C" fn app_cred_command(
     out: *mut u8,
     out_cap: usize,
 ) -> c_int {
-    if out.is_null() || out_cap == 0 {
-        return -1;
-    }
-    // SAFETY: provisioning.c passes its static answer buffer of out_cap bytes, held under a
-    // mutex for the duration of this call.
-    let buf = unsafe { core::slice::from_raw_parts_mut(out, out_cap) };
-    let mut answer = Answer { buf, len: 0 };
     let arg = if arg.is_null() {
         ""
     } else {
@@ -428,18 +403,7 @@ extern "C" fn app_cred_command(
         let bytes = unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), arg_len) };
         core::str::from_utf8(bytes).unwrap_or("\u{fffd}")
     };
-    let result = command(op, arg, &mut answer);
-    if let Err(cause) = result {
-        answer.len = 0;
-        let _ = write!(answer, "{cause}");
-    }
-    let end = answer.len;
-    if let Some(nul) = answer.buf.get_mut(end) {
-        *nul = 0;
-    }
-    if result.is_ok() {
-        0
-    } else {
-        -1
-    }
+    // SAFETY: provisioning.c passes its static answer buffer of out_cap bytes, held under a
+    // mutex for the duration of this call.
+    unsafe { crate::control::ask_cred(op, arg, out, out_cap) }
 }

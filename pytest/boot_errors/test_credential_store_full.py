@@ -7,6 +7,6 @@ certificate does not (sample.yaml: app.secure_mqtt.credential_store_full)."""
 def test_failed_credential_registration_halts_with_a_clear_error(device):
     device.launch()
     device.readlines_until(
-        regex="halted: cannot register DeviceCertificate credential: StoreFull", timeout=10)
+        regex="halted: cannot register the device certificate: the TLS credential store is full", timeout=10)
     lines = device.readlines(print_output=True)
     assert not any("connecting to" in line for line in lines), "no connection without credentials"

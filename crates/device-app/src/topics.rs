@@ -25,6 +25,16 @@ pub enum TopicError {
     InvalidCharacter,
 }
 
+impl core::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TopicError::Empty => "empty",
+            TopicError::TooLong => "a topic would be longer than the limit",
+            TopicError::InvalidCharacter => "contains a wildcard, NUL or a misplaced '/'",
+        })
+    }
+}
+
 /// Topics under `<prefix>/<client id>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceTopics {

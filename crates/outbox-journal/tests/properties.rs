@@ -10,9 +10,9 @@ use outbox_journal::record::{HEADER_BYTES, MAX_TOPIC};
 use outbox_journal::{DecodeError, EncodeError, Journal, Message, Reservation, Restore, Slot};
 use proptest::prelude::*;
 
-/// mqtt-core's `Session` defaults: the outbox the firmware's journal follows.
-const SLOTS: usize = 8;
-const SLOT_BYTES: usize = 512;
+/// mqtt-core's default outbox: the one the firmware's journal follows.
+const SLOTS: usize = mqtt_core::OUTBOX_SLOTS;
+const SLOT_BYTES: usize = mqtt_core::OUTBOX_SLOT_BYTES;
 
 /// The codec of src/outbox_journal.rs before this crate (commit ee98041), with
 /// `heapless::Vec<u8, 512>` as a `Vec` checked against 512: the reference for the records

@@ -30,6 +30,18 @@ pub enum StoreError {
     BufferTooSmall,
 }
 
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            StoreError::BadMagic => "not a record of this format",
+            StoreError::BadSource => "an unknown source byte",
+            StoreError::BadLength => "a length past the record or over a credential's capacity",
+            StoreError::TrailingBytes => "bytes after the last credential",
+            StoreError::BufferTooSmall => "the buffer is too small for the record",
+        })
+    }
+}
+
 /// More DER bytes than the device keeps for that kind ([`Kind::capacity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverCapacity;

@@ -91,13 +91,19 @@ pub enum Event<'a> {
     ConnectionLost(Error),
 }
 
+/// The outbox's slots in a [`Session`] of the default shape: what a persistent journal of the
+/// outbox sizes itself from.
+pub const OUTBOX_SLOTS: usize = 8;
+/// The largest encoded PUBLISH one outbox slot holds, by default.
+pub const OUTBOX_SLOT_BYTES: usize = 512;
+
 /// An MQTT client session with a receive buffer of `RX` bytes and an outbox of `SLOTS`
 /// messages of at most `SLOT_BYTES` encoded bytes each. Never allocates.
 pub struct Session<
     'a,
     const RX: usize = 1024,
-    const SLOTS: usize = 8,
-    const SLOT_BYTES: usize = 512,
+    const SLOTS: usize = OUTBOX_SLOTS,
+    const SLOT_BYTES: usize = OUTBOX_SLOT_BYTES,
 > {
     config: SessionConfig<'a>,
     link: Link,
