@@ -7,6 +7,9 @@
  * and, for the fault tests, a short MQTT keepalive (a ping timeout within seconds) and a low
  * reconnect delay ceiling (twenty broker restarts in a row within minutes):
  *   zephyr.exe --keepalive-s=2 --reconnect-cap-ms=2000
+ * and, for a simulated fleet, a client id per process (with credentials provisioned through
+ * the `cred` shell into the process's own --flash file):
+ *   zephyr.exe --client-id=fleet-007 --flash=fleet-007.bin
  */
 
 #include <stdint.h>
@@ -21,7 +24,7 @@ static uint32_t broker_port_override;
 static uint32_t keepalive_override;
 static uint32_t reconnect_cap_override;
 /* Indexed by TextOption in src/settings.rs. */
-static char *text_overrides[2];
+static char *text_overrides[3];
 
 static void add_app_options(void)
 {
@@ -64,6 +67,14 @@ static void add_app_options(void)
 			.dest = (void *)&text_overrides[1],
 			.descript = "ALPN names offered in the handshake (overrides "
 				    "CONFIG_APP_TLS_ALPN)",
+		},
+		{
+			.option = "client-id",
+			.name = "id",
+			.type = 's',
+			.dest = (void *)&text_overrides[2],
+			.descript = "MQTT client id, the CN of the device certificate in use "
+				    "(overrides CONFIG_APP_MQTT_CLIENT_ID)",
 		},
 		ARG_TABLE_ENDMARKER,
 	};

@@ -108,6 +108,8 @@ enum TextOption {
     BrokerEndpoints = 0,
     /// `--tls-alpn=LIST`
     TlsAlpn = 1,
+    /// `--client-id=ID`: one image, many simulated devices (pytest/test_fleet.py).
+    ClientId = 2,
 }
 
 /// A text option given on the native_sim command line, if any.
@@ -144,6 +146,9 @@ impl Settings {
         }
         if let Some(list) = text_override(TextOption::TlsAlpn) {
             settings.alpn = list;
+        }
+        if let Some(id) = text_override(TextOption::ClientId) {
+            settings.client_id = id;
         }
         if let Some(ms) = reconnect_cap_override() {
             settings.reconnect_cap_ms = ms;
