@@ -39,9 +39,13 @@ fn sleep_ms(ms: u32) {
 
 /// How long one SNTP request may take.
 const SNTP_TIMEOUT_MS: u32 = 5_000;
-/// Longest wait for the socket in one round: a shell request (`mqtt pub`) waits at most this
-/// long for the MQTT thread. Short, because waking up costs one `poll` call.
+/// Longest wait for the socket in one round while the shell is quiet: a shell request waits
+/// at most this long for the MQTT thread, which cannot be woken from its socket wait.
 const ROUND_MS: u64 = 250;
+/// Requests come in bursts (a `cred` upload is a line per request): for a while after one,
+/// rounds are this short, so that a burst is not paced at one request per quiet round.
+const BURST_ROUND_MS: u64 = 10;
+const BURST_MS: u64 = 1_000;
 /// While the network is down, requests are served this often.
 const NETWORK_POLL_MS: i32 = 250;
 
@@ -157,6 +161,7 @@ pub fn run() -> ! {
         settings: &settings,
         sntp_server,
         last_address: None,
+        burst_until: Instant(0),
     };
     let mut link = Link::WaitingForNetwork;
     loop {
@@ -293,6 +298,8 @@ struct Supervisor<'a> {
     tls: TlsSettings<'a>,
     sntp_server: &'a CStr,
     last_address: Option<String<16>>,
+    /// Rounds are short until then: the shell is sending a burst of requests.
+    burst_until: Instant,
 }
 
 impl Supervisor<'_> {
@@ -428,7 +435,12 @@ impl Supervisor<'_> {
         let mut connack_seen = false;
         loop {
             let now = Uptime.now();
-            let wait_ms = self.device.poll_timeout(now).ms_since(now).min(ROUND_MS);
+            let round = if now < self.burst_until {
+                BURST_ROUND_MS
+            } else {
+                ROUND_MS
+            };
+            let wait_ms = self.device.poll_timeout(now).ms_since(now).min(round);
             let Self {
                 client,
                 device,
@@ -489,7 +501,9 @@ impl Supervisor<'_> {
 
     /// Every shell request already queued: publishes, and a benchmark to start.
     fn serve_shell(&mut self) {
-        control::serve_requests(self.client.session(), &mut self.status);
+        if control::serve_requests(self.client.session(), &mut self.status) > 0 {
+            self.burst_until = Uptime.now().plus_ms(BURST_MS);
+        }
         if let Some(request) = control::take_bench() {
             if let Err(cause) = self.device.start_bench(request, Uptime.now()) {
                 warn!("bench: refused: {cause}");

@@ -255,10 +255,14 @@ fn take_request() -> Option<Request> {
 }
 
 /// Serves every request already queued; called once per loop round.
-pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) {
+/// Returns how many it served.
+pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) -> usize {
+    let mut served = 0;
     while let Some(request) = take_request() {
         serve(session, status, &request);
+        served += 1;
     }
+    served
 }
 
 /// Waits until `clock` reaches `deadline`, serving requests as they come (the reconnect
