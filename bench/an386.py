@@ -13,6 +13,8 @@ to docs/an386-measurements.md:
 Run as root (a private network namespace), on an image built for mps2/an386 with
 -DEXTRA_CONF_FILE=pytest/an386/test.conf:
   bench/an386.py --image build/an386/zephyr/zephyr.elf [--out docs/an386-measurements.md]
+--p256-only leaves out the RSA chain's steps, for images built with APP_TLS_PROFILE_COMPACT
+(which refuses RSA credentials); bench/conf/ holds the variants docs/p256-on-arm.md compares.
 """
 
 import argparse
@@ -107,7 +109,7 @@ class Rig:
         self.dnsmasq.stop()
 
 
-def measure_memory(net: Rig) -> list:
+def measure_memory(net: Rig, with_rsa: bool = True) -> list:
     device = net.device("memory").start()
     try:
         device.until(r"mqtt: subscribed", timeout=120)
@@ -117,6 +119,8 @@ def measure_memory(net: Rig) -> list:
         for _ in range(2):
             device.until(r"mqtt: telemetry queued", timeout=30)
         phases.append(("after a soak (500 QoS 1 messages, telemetry)", memory(device)))
+        if not with_rsa:
+            return phases
         # The broker moves to the largest chain: its root, and a device certificate and key
         # from it, provisioned through cred; the next connection is a full handshake on it.
         chain = rsa_chain(net.work)
@@ -134,7 +138,7 @@ def measure_memory(net: Rig) -> list:
         device.stop()
 
 
-def measure_cpu(net: Rig) -> dict:
+def measure_cpu(net: Rig, with_rsa: bool = True) -> dict:
     net.switch_broker(net.certs, "cpu-broker")
     device = net.device("cpu", icount="shift=0,sleep=on").start()
     try:
@@ -147,6 +151,10 @@ def measure_cpu(net: Rig) -> dict:
         rig.set_link(True)
         resumed = int(device.until(r"cpu: handshake took (\d+) us", timeout=300).group(1))
         device.until(r"mqtt: connected", timeout=60)
+        result = {"boot_to_connack_us": boot, "full_handshake_us": full,
+                  "resumed_handshake_us": resumed}
+        if not with_rsa:
+            return result
         # The largest chain: verifying an RSA-4096 root's signature and an RSA-2048 one.
         chain = rsa_chain(net.work / "cpu")
         for kind, name in (("ca", "ca.crt.der"), ("cert", "device.crt.der"),
@@ -155,8 +163,7 @@ def measure_cpu(net: Rig) -> dict:
         commit(device)
         net.switch_broker(chain, "cpu-rsa-broker")
         rsa = int(device.until(r"cpu: handshake took (\d+) us", timeout=300).group(1))
-        return {"boot_to_connack_us": boot, "full_handshake_us": full,
-                "resumed_handshake_us": resumed, "rsa_handshake_us": rsa}
+        return {**result, "rsa_handshake_us": rsa}
     finally:
         rig.set_link(True)
         device.stop()
@@ -191,15 +198,17 @@ def report(phases: list, cpu: dict) -> str:
                        "resumed_handshake_us"),
                       ("full TLS 1.3 handshake, RSA-4096 root -> RSA-2048 intermediate and "
                        "leaf, P-256 device key (MQTT thread)", "rsa_handshake_us")):
-        lines.append(f"| {name} | {instructions(cpu[key])} | {k64f_ms(cpu[key])} |")
+        if key in cpu:
+            lines.append(f"| {name} | {instructions(cpu[key])} | {k64f_ms(cpu[key])} |")
     ratio = cpu["resumed_handshake_us"] / max(1, cpu["full_handshake_us"])
-    lines += ["", f"Resumed / full: {ratio:.2f}.", "",
-              "The RSA chain's handshake costs fewer instructions than the P-256 one: "
-              "verifying an RSA signature (public exponent 65537) is cheap, and that chain "
-              "replaces two of the handshake's ECDSA P-256 verifications (the CA's signature "
-              "on the broker certificate, and the broker's CertificateVerify) with RSA ones; "
-              "ECDHE and the device's own ECDSA signature remain.", "",
-              "## Stacks: high-water marks (bytes used of size)", ""]
+    lines += ["", f"Resumed / full: {ratio:.2f}.", ""]
+    if "rsa_handshake_us" in cpu:
+        lines += ["The RSA chain's handshake costs fewer instructions than the P-256 one: "
+                  "verifying an RSA signature (public exponent 65537) is cheap, and that chain "
+                  "replaces two of the handshake's ECDSA P-256 verifications (the CA's signature "
+                  "on the broker certificate, and the broker's CertificateVerify) with RSA ones; "
+                  "ECDHE and the device's own ECDSA signature remain.", ""]
+    lines += ["## Stacks: high-water marks (bytes used of size)", ""]
     threads = sorted({t for _, m in phases for t in m["stacks"]})
     lines.append("| thread | " + " | ".join(name for name, _ in phases) + " | peak |")
     lines.append("|---|" + "---:|" * (len(phases) + 1))
@@ -226,6 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "an386-measurements.md")
+    parser.add_argument("--p256-only", action="store_true",
+                        help="skip the RSA chain's steps (images built for APP_TLS_PROFILE_COMPACT)")
     args = parser.parse_args()
     rig.enter_private_network()
     rig.make_tap()
@@ -234,8 +245,8 @@ def main() -> None:
         net = Rig(Path(work), bridge)
         net.image = args.image
         try:
-            phases = measure_memory(net)
-            cpu = measure_cpu(net)
+            phases = measure_memory(net, with_rsa=not args.p256_only)
+            cpu = measure_cpu(net, with_rsa=not args.p256_only)
         finally:
             net.stop()
     text = report(phases, cpu)
