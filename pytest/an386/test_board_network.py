@@ -98,14 +98,46 @@ def test_certificate_dates_are_checked_against_the_time_sntp_gives(dnsmasq, brok
     assert device.running()
 
 
-def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, observer,
-                                                         device):
-    boot_and_connect(device)
-    # A persistent observer session: the broker keeps what arrives while it is away.
-    session = "observer-link"
+def leave_a_persistent_session(observer, session: str) -> None:
+    """Subscribes observer session `session` to the numbered stream and leaves: the broker
+    keeps what arrives while the observer is away."""
     first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
     time.sleep(1)
     first.close()
+
+
+def missing_when_back(observer, session: str, expected: set) -> set:
+    """What of `expected` the broker does not hand over when `session` comes back."""
+    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
+    try:
+        return again.collect(expected, timeout=30)
+    finally:
+        again.close()
+
+
+def closed_at_once_and_recovered(device, observer, session: str, prefix: str, down: str,
+                                 closed: str, up: str, cause: str) -> None:
+    """`down` (a shell command) must close the open connection within 2 s (the keepalive
+    would take 5 s + 3 s here), the device must then wait for the network rather than spin
+    on connects, and after `up` reconnect and deliver every message queued meanwhile."""
+    boot_and_connect(device)
+    leave_a_persistent_session(observer, session)
+    device.command(down)
+    device.until(closed, timeout=2)
+    expected = queue_numbered(device, prefix, 3)
+    device.until(r"network not up yet .*; still waiting", timeout=30)
+    assert not device.seen(r"timeout: no answer to PINGREQ"), f"closed by the keepalive, not {cause}"
+    device.command(up)
+    device.until(r"network: up, address 192\.0\.2\.\d+", timeout=60)
+    device.until(r"mqtt: connected", timeout=60)
+    missing = missing_when_back(observer, session, expected)
+    assert not missing, f"lost across {down}: {sorted(missing)}"
+
+
+def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, observer,
+                                                         device):
+    boot_and_connect(device)
+    leave_a_persistent_session(observer, "observer-link")
 
     rig.set_link(False)
     # The emulated LAN9118 reports no carrier change to the driver, so the device finds the
@@ -115,71 +147,28 @@ def test_link_down_and_up_loses_nothing_queued_meanwhile(dnsmasq, sntp, broker, 
     time.sleep(3)
     rig.set_link(True)
     device.until(r"mqtt: connected", timeout=60)
-
-    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
-    try:
-        missing = again.collect(expected, timeout=30)
-        assert not missing, f"lost across the link flap: {sorted(missing)}"
-    finally:
-        again.close()
+    missing = missing_when_back(observer, "observer-link", expected)
+    assert not missing, f"lost across the link flap: {sorted(missing)}"
 
 
 def test_interface_down_closes_at_once_waits_for_the_network_and_loses_nothing(
         dnsmasq, sntp, broker, observer, device):
     # The interface going down (what a carrier loss does; the LAN9118 model reports none, so
     # the shell takes it down) aborts the stack's TCP connections: the device must see that at
-    # once, not at the next keepalive (5 s + 3 s ping timeout here), then wait for the network
-    # rather than spin on connects.
-    boot_and_connect(device)
-    session = "observer-iface"  # persistent: the broker keeps what comes meanwhile
-    first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
-    time.sleep(1)
-    first.close()
-
-    device.command("net iface down 1")
-    device.until(r"mqtt: connection lost", timeout=2)
-    expected = queue_numbered(device, "iface", 3)
-    device.until(r"network not up yet .*; still waiting", timeout=30)
-    assert not device.seen(r"timeout: no answer to PINGREQ"), "closed by the keepalive, not at once"
-    device.command("net iface up 1")
-    device.until(r"network: up, address 192\.0\.2\.\d+", timeout=60)
-    device.until(r"mqtt: connected", timeout=60)
-
-    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
-    try:
-        missing = again.collect(expected, timeout=30)
-        assert not missing, f"lost across the interface going down: {sorted(missing)}"
-    finally:
-        again.close()
+    # once.
+    closed_at_once_and_recovered(device, observer, "observer-iface", "iface", "net iface down 1",
+                                 r"mqtt: connection lost", "net iface up 1", "at once")
 
 
 def test_lease_given_up_closes_the_open_connection_and_a_new_lease_reconnects(
         dnsmasq, sntp, broker, observer, device):
     # DHCPv4 stopping gives the address up with the link still up. Zephyr keeps an address a
     # TCP connection uses until that connection closes, so neither the stack nor the
-    # connection manager ends it: the device must, on the lease event, within 2 s (the
-    # keepalive would take 8 s), then wait for the network and reconnect on a new lease.
-    boot_and_connect(device)
-    session = "observer-lease-stop"
-    first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
-    time.sleep(1)
-    first.close()
-
-    device.command("net dhcpv4 client stop 1")
-    device.until(r"network down .*: closing the MQTT connection", timeout=2)
-    expected = queue_numbered(device, "lease-stop", 3)
-    device.until(r"network not up yet .*; still waiting", timeout=30)
-    assert not device.seen(r"timeout: no answer to PINGREQ"), "closed by the keepalive, not by the event"
-    device.command("net dhcpv4 client start 1")
-    device.until(r"network: up, address 192\.0\.2\.\d+", timeout=60)
-    device.until(r"mqtt: connected", timeout=60)
-
-    again = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
-    try:
-        missing = again.collect(expected, timeout=30)
-        assert not missing, f"lost across the lease given up: {sorted(missing)}"
-    finally:
-        again.close()
+    # connection manager ends it: the device must, on the lease event.
+    closed_at_once_and_recovered(device, observer, "observer-lease-stop", "lease-stop",
+                                 "net dhcpv4 client stop 1",
+                                 r"network down .*: closing the MQTT connection",
+                                 "net dhcpv4 client start 1", "by the event")
 
 
 def test_a_lost_lease_is_reported_by_the_connection_manager_and_waited_out(
@@ -190,14 +179,9 @@ def test_a_lost_lease_is_reported_by_the_connection_manager_and_waited_out(
     dhcp = rig.Dnsmasq(tmp_path / "short-lease", lease="2m")
     dhcp.work.mkdir()
     dhcp.start()
-
-    def subscribe() -> rig.Lines:
-        return observer.subscribe(f"{DEVICE_TOPICS}/seq", session="observer-lease")
     try:
         boot_and_connect(device)
-        first = subscribe()  # a persistent session: the broker keeps what comes meanwhile
-        time.sleep(1)
-        first.close()
+        leave_a_persistent_session(observer, "observer-lease")
         rig.set_link(False)
         device.until(r"connection lost", timeout=30)
         expected = queue_numbered(device, "lease", 3)
@@ -205,12 +189,8 @@ def test_a_lost_lease_is_reported_by_the_connection_manager_and_waited_out(
         rig.set_link(True)
         device.until(r"network: up, address 192\.0\.2\.\d+", timeout=120)
         device.until(r"mqtt: connected", timeout=60)
-        again = subscribe()
-        try:
-            missing = again.collect(expected, timeout=30)
-            assert not missing, f"lost across the lost lease: {sorted(missing)}"
-        finally:
-            again.close()
+        missing = missing_when_back(observer, "observer-lease", expected)
+        assert not missing, f"lost across the lost lease: {sorted(missing)}"
     finally:
         dhcp.stop()
 
