@@ -25,6 +25,17 @@ DEV_CERTS = REPO / "certs" / "dev-only-insecure"
 sys.path.insert(0, str(REPO / "pytest"))
 from loopback import free_port, wait_for_port  # noqa: E402
 
+_OUTPUT = threading.Lock()
+
+
+def say(text: str) -> None:
+    """One message, written whole: several threads print, and print() writes the text and its
+    newline separately, so another thread's line could land between them."""
+    with _OUTPUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 HELP = """commands (published to the device's cmd/ topics, answers on reply/):
   ping [TEXT]              the device answers on reply/ping with TEXT
   led [N] on|off|toggle    LED N (default 0); the device logs the change
@@ -62,7 +73,7 @@ class Demo:
         for line in process.stdout:
             line = line.rstrip("\r\n")
             if show:
-                print(f"{name:<7}| {line}", flush=True)
+                say(f"{name:<7}| {line}")
             with self.cond:
                 self.lines.append((name, line))
                 self.cond.notify_all()
@@ -117,7 +128,7 @@ class Demo:
 
     def publish(self, subtopic: str, payload: str) -> None:
         topic = f"{self.topics}/{subtopic}"
-        print(f"{'you':<7}| {topic} {payload}", flush=True)
+        say(f"{'you':<7}| {topic} {payload}")
         subprocess.run([str(a) for a in ["mosquitto_pub", *self.tls_args(), "-q", "1", "-t",
                                          topic, "-m", payload]], check=False, timeout=15)
 
@@ -130,7 +141,7 @@ class Demo:
         if verb in ("quit", "exit"):
             return False
         if verb == "help":
-            print(HELP, flush=True)
+            say(HELP)
         elif verb == "ping":
             self.publish("cmd/ping", " ".join(words[1:]) or "hello")
         elif verb == "led" and len(words) in (2, 3) and words[-1] in ("on", "off", "toggle"):
@@ -141,7 +152,7 @@ class Demo:
             self.device.stdin.write(line.strip() + "\n")
             self.device.stdin.flush()
         else:
-            print(f"? {line.strip()}\n{HELP}", flush=True)
+            say(f"? {line.strip()}\n{HELP}")
         return True
 
 
@@ -159,8 +170,7 @@ def start_native_sim(demo: Demo, build_dir: Path) -> None:
     demo.spawn("mosquitto", [REPO / "certs" / "broker-up", "--port", demo.port,
                              "--run-dir", demo.run_dir / "broker", "--foreground"], show=False)
     wait_for_port(demo.port, 10)
-    print(f"demo   | broker: Mosquitto, TLS on localhost:{demo.port}, development certificates",
-          flush=True)
+    say(f"demo   | broker: Mosquitto, TLS on localhost:{demo.port}, development certificates")
     demo.observe()
     demo.device = demo.spawn("device", [build_dir / "zephyr" / "zephyr.exe",
                                         f"--broker-port={demo.port}",
@@ -185,9 +195,9 @@ def start_an386(demo: Demo, build_dir: Path) -> None:
                              demo.port, "--bind", demo.host, "--run-dir",
                              demo.run_dir / "broker", "--foreground"], show=False)
     wait_for_port_at(demo.host, demo.port, 10)
-    print(f"demo   | private network: tap {rig.TAP} {rig.HOST_ADDRESS}/{rig.PREFIX}, DHCP and "
-          f"DNS ({rig.BROKER_NAME}, {rig.TIME_NAME}), SNTP; broker {rig.BROKER_NAME}:"
-          f"{demo.port}", flush=True)
+    say(f"demo   | private network: tap {rig.TAP} {rig.HOST_ADDRESS}/{rig.PREFIX}, DHCP and "
+        f"DNS ({rig.BROKER_NAME}, {rig.TIME_NAME}), SNTP; broker {rig.BROKER_NAME}:"
+        f"{demo.port}")
     demo.observe()
     demo.device = demo.spawn("device", [REPO / "scripts" / "qemu-an386",
                                         build_dir / "zephyr" / "zephyr.elf"],
@@ -211,20 +221,20 @@ def scripted(demo: Demo, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     status = f"^{re.escape(demo.topics)}/status online$"
     if not demo.wait_for("broker", status, max(0.0, deadline - time.monotonic())):
-        print("demo   | FAILED: the device did not publish `status online`", flush=True)
+        say("demo   | FAILED: the device did not publish `status online`")
         return 1
     token = f"demo-{os.getpid()}"
     demo.command(f"ping {token}")
     reply = f"^{re.escape(demo.topics)}/reply/ping {token}$"
     if not demo.wait_for("broker", reply, max(5.0, deadline - time.monotonic())):
-        print("demo   | FAILED: no reply to the ping", flush=True)
+        say("demo   | FAILED: no reply to the ping")
         return 1
     time.sleep(max(0.0, deadline - time.monotonic()))
     return 0
 
 
 def interactive(demo: Demo) -> int:
-    print(HELP, flush=True)
+    say(HELP)
     try:
         import readline  # noqa: F401 (line editing for input())
     except ImportError:
@@ -265,7 +275,7 @@ def main() -> int:
             start_native_sim(demo, args.build_dir)
         else:
             start_an386(demo, args.build_dir)
-        print(f"demo   | device {client_id}: topics {demo.topics}/#", flush=True)
+        say(f"demo   | device {client_id}: topics {demo.topics}/#")
         status = scripted(demo, args.seconds) if args.seconds else interactive(demo)
     except KeyboardInterrupt:
         status = 0
@@ -277,7 +287,7 @@ def main() -> int:
         for cleanup in demo.cleanups:
             cleanup()
         shutil.rmtree(run_dir, ignore_errors=True)
-        print("demo   | stopped; everything it started is gone", flush=True)
+        say("demo   | stopped; everything it started is gone")
     return status
 
 
