@@ -187,11 +187,16 @@ impl<const N: usize> fmt::Write for Cut<'_, N> {
 }
 
 fn push_cut<const N: usize>(target: &mut String<N>, text: &str) {
-    for c in text.chars() {
-        if target.push(c).is_err() {
-            return;
-        }
+    let _ = target.push_str(fitting(text, N - target.len()));
+}
+
+/// The longest start of `text` that fits in `room` bytes without splitting a character.
+fn fitting(text: &str, room: usize) -> &str {
+    let mut take = text.len().min(room);
+    while !text.is_char_boundary(take) {
+        take -= 1;
     }
+    text.get(..take).unwrap_or_default()
 }
 
 /// Ends a reconnect delay early (new credentials are waiting to be used); any thread.
@@ -498,16 +503,10 @@ impl fmt::Write for AnswerBuffer<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Keep one byte for the NUL.
         let room = self.buf.len().saturating_sub(self.len + 1);
-        let mut take = s.len().min(room);
-        while !s.is_char_boundary(take) {
-            take -= 1;
-        }
-        if let (Some(dst), Some(src)) = (
-            self.buf.get_mut(self.len..self.len + take),
-            s.as_bytes().get(..take),
-        ) {
-            dst.copy_from_slice(src);
-            self.len += take;
+        let take = fitting(s, room).as_bytes();
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + take.len()) {
+            dst.copy_from_slice(take);
+            self.len += take.len();
         }
         Ok(())
     }

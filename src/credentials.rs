@@ -72,13 +72,12 @@ pub struct Installed {
     pub mutual_tls: bool,
 }
 
-/// The credential built into the image, if the build had one.
-pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
+/// A blob built into the image: `fetch` is a shim call that writes a pointer to one of
+/// shim.c's `static const uint8_t[]` arrays and its length, or fails.
+fn image_blob(fetch: impl FnOnce(&mut *const u8, &mut usize) -> c_int) -> Option<&'static [u8]> {
     let mut data: *const u8 = core::ptr::null();
     let mut len = 0usize;
-    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
-    let ret = unsafe { ffi::app_builtin_credential(kind as c_int, &mut data, &mut len) };
-    if ret < 0 || data.is_null() || len == 0 {
+    if fetch(&mut data, &mut len) < 0 || data.is_null() || len == 0 {
         return None;
     }
     // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
@@ -86,19 +85,17 @@ pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(data, len) })
 }
 
+/// The credential built into the image, if the build had one.
+pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
+    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
+    image_blob(|data, len| unsafe { ffi::app_builtin_credential(kind as c_int, data, len) })
+}
+
 /// The MQTT password built into the image (`mqtt-password` in the credentials directory), if
 /// the build had one. Never logged: it goes into CONNECT as a `mqtt_core::Password`.
 pub fn builtin_mqtt_password() -> Option<&'static [u8]> {
-    let mut data: *const u8 = core::ptr::null();
-    let mut len = 0usize;
     // SAFETY: the shim writes a pointer to a static array and its length, or fails.
-    let ret = unsafe { ffi::app_builtin_mqtt_password(&mut data, &mut len) };
-    if ret < 0 || data.is_null() || len == 0 {
-        return None;
-    }
-    // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
-    // alive for the whole program.
-    Some(unsafe { core::slice::from_raw_parts(data, len) })
+    image_blob(|data, len| unsafe { ffi::app_builtin_mqtt_password(data, len) })
 }
 
 /// Registers `data` as `kind` under `sec_tag`, replacing what was there.
@@ -125,16 +122,8 @@ pub fn register(
 /// The image's `index`-th further trust anchor (0: `ca-2.crt.der`), if it has one.
 pub fn builtin_extra_ca(index: usize) -> Option<&'static [u8]> {
     let index = c_int::try_from(index).ok()?;
-    let mut data: *const u8 = core::ptr::null();
-    let mut len = 0usize;
     // SAFETY: the shim writes a pointer to a static array and its length, or fails.
-    let ret = unsafe { ffi::app_builtin_extra_ca(index, &mut data, &mut len) };
-    if ret < 0 || data.is_null() || len == 0 {
-        return None;
-    }
-    // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
-    // alive for the whole program.
-    Some(unsafe { core::slice::from_raw_parts(data, len) })
+    image_blob(|data, len| unsafe { ffi::app_builtin_extra_ca(index, data, len) })
 }
 
 /// The tag of the `index`-th further trust anchor.
