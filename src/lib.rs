@@ -14,6 +14,8 @@ mod ffi;
 mod leds;
 mod net;
 mod outbox_journal;
+#[cfg(CONFIG_APP_P256_CORTEX_M4)]
+mod p256_accel;
 mod runtime_credentials;
 mod settings;
 mod sync;

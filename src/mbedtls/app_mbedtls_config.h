@@ -36,6 +36,16 @@
 #define MBEDTLS_X509_RSASSA_PSS_SUPPORT
 #endif
 
+#if defined(CONFIG_APP_P256_CORTEX_M4)
+/*
+ * P-256 scalar multiplication and ECDSA verification by P256-Cortex-M4 (src/p256_accel.rs),
+ * through the hooks of zephyr/patches/mbedtls: a full mutual-TLS handshake takes
+ * far fewer instructions (docs/p256-on-arm.md). Other curves keep mbedTLS's code.
+ */
+#define MBEDTLS_ECP_P256_MUL_ACCEL
+#define MBEDTLS_ECDSA_P256_VERIFY_ACCEL
+#endif
+
 /* --- Footprint (frdm_k64f, measured: see docs/benchmark.md) ------------------------------- */
 
 /* Client-only TLS: the device never accepts TLS connections. */
