@@ -20,6 +20,7 @@
 //! 2. an algorithm OID: RSA, EC, Ed25519 exactly for theirs, `Other` otherwise;
 //! 3. pieces (a length byte, that many bytes, …) each wrapped as a SEQUENCE: the bundle splits
 //!    into exactly them, with trailing bytes as one last piece.
+//!
 //! Bit 2 of `mode` leaves the certificate's optional version field out.
 
 use super::{reference_split, Fake};
@@ -72,11 +73,14 @@ pub fn tlv_end(der: &[u8]) -> Option<usize> {
     (der.len() >= header + len).then_some(header + len)
 }
 
+/// `keyinfo::certificate_key` or `keyinfo::private_key`.
+type Reader = fn(&[u8]) -> Option<KeyType>;
+
 fn check_readers(data: &[u8]) {
     let end = tlv_end(data);
     let mut longer = data.to_vec();
     longer.extend_from_slice(&[0x30, 0x00, 0xFF]);
-    let readers: [fn(&[u8]) -> Option<KeyType>; 2] = [certificate_key, private_key];
+    let readers: [Reader; 2] = [certificate_key, private_key];
     for read in readers {
         let found = read(data);
         let Some(end) = end else {
