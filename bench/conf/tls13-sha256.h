@@ -1,0 +1,23 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * docs/p256-on-arm.md, variant "tls13-sha256" (bench/conf/tls13-sha256.conf): the
+ * application's mbedTLS settings, then a suite list without TLS_AES_256_GCM_SHA384. The
+ * TLS 1.2 suites are the application's.
+ */
+#include "app_mbedtls_config.h"
+
+#undef MBEDTLS_SSL_CIPHERSUITES
+#if defined(CONFIG_APP_TLS_PROFILE_INTEROP)
+#define MBEDTLS_SSL_CIPHERSUITES \
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, \
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+#else
+#define MBEDTLS_SSL_CIPHERSUITES \
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+#endif
