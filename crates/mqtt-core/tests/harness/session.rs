@@ -139,6 +139,9 @@ struct World {
     wanted: BTreeSet<String>,
     /// The last CONNACK the model sent on this connection was a refusal.
     refused: bool,
+    /// The broker closed this connection (after a refusing CONNACK): what the session writes
+    /// on it goes nowhere. A session that took a raw CONNACK as accepted still writes.
+    broker_closed: bool,
 }
 
 impl World {
@@ -189,6 +192,7 @@ impl World {
             acknowledged: BTreeSet::new(),
             wanted: BTreeSet::new(),
             refused: false,
+            broker_closed: false,
         }
     }
 
@@ -227,6 +231,7 @@ impl World {
         self.raw_this_connection = false;
         self.sent_this_connection = 0;
         self.refused = false;
+        self.broker_closed = false;
     }
 
     fn close(&mut self) {
@@ -337,7 +342,7 @@ impl World {
                 assert!(n <= buf.len(), "wrote {n} into {}", buf.len());
                 let bytes = buf[..n].to_vec();
                 self.check_client_packet(&bytes, before);
-                if self.open {
+                if self.open && !self.broker_closed {
                     self.to_broker.push_back(bytes);
                 }
                 if self.session.state() == ConnectionState::Disconnected {
@@ -418,6 +423,7 @@ impl World {
             if !keep_open {
                 // A refusing broker closes after CONNACK; the client's DISCONNECT ends it too.
                 self.to_broker.clear();
+                self.broker_closed = true;
                 break;
             }
         }
