@@ -468,6 +468,7 @@ impl World {
         self.raw_this_connection = true;
         self.tainted = true;
         self.ever_raw = true;
+        self.broker.session_may_differ = true;
         self.handle_bytes(bytes);
     }
 
@@ -475,6 +476,7 @@ impl World {
         self.raw_this_connection = true;
         self.tainted = true;
         self.ever_raw = true;
+        self.broker.session_may_differ = true;
         let connected = self.session.state() != ConnectionState::Disconnected;
         let buf = self.session.receive_buffer();
         let room = buf.len();
