@@ -11,50 +11,20 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
+#[path = "../../test-support/fuzz_replay.rs"]
+mod fuzz_replay;
 
 /// Fewer files than this means the corpus went missing (the named seeds alone are more).
 const MIN_FILES_PER_TARGET: usize = 40;
 
-fn corpus_files(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
-fn replay(target: &str, run: fn(&[u8])) {
-    let files = corpus_files(target);
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        let outcome = std::panic::catch_unwind(|| run(&data));
-        if let Err(panic) = outcome {
-            eprintln!("corpus file {} failed", file.display());
-            std::panic::resume_unwind(panic);
-        }
-    }
-    assert!(
-        files.len() >= MIN_FILES_PER_TARGET,
-        "only {} files in fuzz/corpus/{target}",
-        files.len()
-    );
-    println!("replayed {} files of fuzz/corpus/{target}", files.len());
-}
-
 #[test]
 fn framing_corpus_replays_without_a_broken_invariant() {
-    replay("framing", harness::framing::run);
+    fuzz_replay::replay("framing", MIN_FILES_PER_TARGET, harness::framing::run);
 }
 
 #[test]
 fn session_corpus_replays_without_a_broken_invariant() {
-    replay("session", harness::session::run);
+    fuzz_replay::replay("session", MIN_FILES_PER_TARGET, harness::session::run);
 }
 
 /// Replays the files named in `HARNESS_REPLAY` (colon-separated) through the target named in

@@ -11,41 +11,15 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
+#[path = "../../test-support/fuzz_replay.rs"]
+mod fuzz_replay;
 
 /// Fewer files than this means the corpus went missing (the named seeds alone are more).
 const MIN_FILES: usize = 10;
 
-fn corpus_files(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn record_corpus_replays_without_a_broken_invariant() {
-    let files = corpus_files("record");
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        let outcome = std::panic::catch_unwind(|| harness::record::run(&data));
-        if let Err(panic) = outcome {
-            eprintln!("corpus file {} failed", file.display());
-            std::panic::resume_unwind(panic);
-        }
-    }
-    assert!(
-        files.len() >= MIN_FILES,
-        "only {} files in fuzz/corpus/record",
-        files.len()
-    );
-    println!("replayed {} files of fuzz/corpus/record", files.len());
+    fuzz_replay::replay("record", MIN_FILES, harness::record::run);
 }
 
 /// Replays the files named in `HARNESS_REPLAY` (colon-separated), for reading a crash without

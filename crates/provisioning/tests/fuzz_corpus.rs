@@ -12,6 +12,9 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
+#[path = "../../test-support/fuzz_replay.rs"]
+mod fuzz_replay;
+
 use provisioning::keyinfo::{certificate_key, private_key};
 use provisioning::KeyType;
 use std::path::{Path, PathBuf};
@@ -23,43 +26,14 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
 }
 
-fn corpus_files(target: &str) -> Vec<PathBuf> {
-    let dir = fuzz_dir().join("corpus").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
-fn replay(target: &str, run: fn(&[u8])) {
-    let files = corpus_files(target);
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        let outcome = std::panic::catch_unwind(|| run(&data));
-        if let Err(panic) = outcome {
-            eprintln!("corpus file {} failed", file.display());
-            std::panic::resume_unwind(panic);
-        }
-    }
-    assert!(
-        files.len() >= MIN_FILES_PER_TARGET,
-        "only {} files in fuzz/corpus/{target}",
-        files.len()
-    );
-    println!("replayed {} files of fuzz/corpus/{target}", files.len());
-}
-
 #[test]
 fn upload_corpus_replays_without_a_broken_invariant() {
-    replay("upload", harness::upload::run);
+    fuzz_replay::replay("upload", MIN_FILES_PER_TARGET, harness::upload::run);
 }
 
 #[test]
 fn keycheck_corpus_replays_without_a_broken_invariant() {
-    replay("keycheck", harness::keycheck::run);
+    fuzz_replay::replay("keycheck", MIN_FILES_PER_TARGET, harness::keycheck::run);
 }
 
 /// The key type openssl named, in the words of `fuzz/keycheck_seeds.txt`.
