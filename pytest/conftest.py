@@ -8,6 +8,7 @@ Run by twister (`west twister -T . -p native_sim/native/64`) or directly on a bu
   pytest --twister-harness --device-type=native --build-dir=BUILD -p twister_harness.plugin pytest
 """
 
+import collections
 import os
 import queue
 import re
@@ -283,7 +284,9 @@ def persistent_subscription(peer: Peer, client_id: str, topic_filter: str):
 
 class Console:
     """The device's shell (`mqtt status`, `mqtt pub`) through the twister harness, reading
-    the one output stream in order: shell answers and log lines interleave on it."""
+    the one output stream in order: shell answers and log lines interleave on it. The lines
+    a shell command skips while it waits for its answer are kept for the next `until`, so a
+    log line printed during `pub` is not lost to the test waiting for it."""
 
     PUB_ANSWER = re.compile(r"^pub #(\d+) (queued as message \d+|rejected: .*|still queued.*)")
     PUB_LOGGED = re.compile(r"control: pub #(\d+) (queued|rejected)")
@@ -291,14 +294,27 @@ class Console:
     def __init__(self, dut):
         self.dut = dut
         self.logged = {}  # ticket -> "queued" / "rejected", from the MQTT thread's log lines
+        self.skipped = collections.deque()  # lines read by a shell command, not yet by a test
 
     def until(self, regex: str, timeout: float) -> re.Match:
+        """The first line from here on that matches, skipped lines first."""
         pattern = re.compile(regex)
+        while self.skipped:
+            if match := pattern.search(self.skipped.popleft()):
+                return match
+        return self._read_until(pattern, timeout)
+
+    def _answer(self, regex: str, timeout: float) -> re.Match:
+        """A shell command's answer line; the lines before it are kept for `until`."""
+        return self._read_until(re.compile(regex), timeout, keep=self.skipped)
+
+    def _read_until(self, pattern: re.Pattern, timeout: float, keep=None) -> re.Match:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"{regex!r} not seen on the console within {timeout} s")
+                raise AssertionError(
+                    f"{pattern.pattern!r} not seen on the console within {timeout} s")
             try:
                 line = self.dut.readline(timeout=left)
             except TwisterHarnessTimeoutException:
@@ -307,6 +323,8 @@ class Console:
                 self.logged[int(logged.group(1))] = logged.group(2)
             if match := pattern.search(line):
                 return match
+            if keep is not None:
+                keep.append(line)
 
     def command(self, line: str) -> None:
         self.dut.write(f"{line}\n".encode())
@@ -314,7 +332,7 @@ class Console:
     def pub(self, topic: str, payload: str, qos: int = 1) -> tuple:
         """(ticket, "queued" | "rejected" | "pending", answer line)."""
         self.command(f"mqtt pub {topic} {payload} {qos}")
-        answer = self.until(self.PUB_ANSWER.pattern, timeout=15)
+        answer = self._answer(self.PUB_ANSWER.pattern, timeout=15)
         outcome = re.match(r"\w+", answer.group(2)).group(0)
         return int(answer.group(1)), {"still": "pending"}.get(outcome, outcome), answer.group(0)
 
@@ -324,7 +342,7 @@ class Console:
         fields = {}
         for key in ("state", "broker", "tls", "in flight", "outbox", "published",
                     "reconnects", "last error", "heap free", "tls heap"):
-            fields[key] = self.until(f"^{key}: (.*)$", timeout=10).group(1).strip()
+            fields[key] = self._answer(f"^{key}: (.*)$", timeout=10).group(1).strip()
         return fields
 
 
