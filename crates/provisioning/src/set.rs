@@ -26,6 +26,8 @@ pub enum StoreError {
     BadLength,
     /// Bytes left over after the three entries.
     TrailingBytes,
+    /// A CA bundle of more roots than the device registers ([`crate::MAX_TRUST_ANCHORS`]).
+    TooManyRoots,
     /// The output buffer is too small to encode the set.
     BufferTooSmall,
 }
@@ -37,6 +39,7 @@ impl core::fmt::Display for StoreError {
             StoreError::BadSource => "an unknown source byte",
             StoreError::BadLength => "a length past the record or over a credential's capacity",
             StoreError::TrailingBytes => "bytes after the last credential",
+            StoreError::TooManyRoots => "a CA bundle of more roots than the device registers",
             StoreError::BufferTooSmall => "the buffer is too small for the record",
         })
     }
@@ -210,6 +213,14 @@ impl CredentialSet {
             let (der, after) = split(after, len).ok_or(StoreError::BadLength)?;
             let source = match (source, len) {
                 (0, 0) => Source::Image,
+                // An upload never stages more roots than these; a record that holds more was
+                // not written by this firmware.
+                (1, 1..)
+                    if kind == Kind::Ca
+                        && crate::bundle::certificates(der).count() > crate::MAX_TRUST_ANCHORS =>
+                {
+                    return Err(StoreError::TooManyRoots)
+                }
                 (1, 1..) => Source::Provisioned(der),
                 (2, 0) => Source::Removed,
                 (0 | 2, _) | (1, 0) => return Err(StoreError::BadLength),

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use provisioning::base64::Base64Error;
 use provisioning::{
     check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
-    ProvisionError, Provisioner, Source, MAX_CA_BUNDLE, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD,
-    MAX_TRUST_ANCHORS,
+    ProvisionError, Provisioner, Source, StoreError, MAX_CA_BUNDLE, MAX_CERTIFICATE, MAX_KEY,
+    MAX_RECORD, MAX_TRUST_ANCHORS,
 };
 
 /// A fake certificate framed as DER (a SEQUENCE around `CERT:<id>`), as bundles need.
@@ -481,4 +481,36 @@ fn a_bundle_refuses_a_bad_root_more_roots_or_bytes_than_kept_and_adds_to_nothing
         refused.contains("at most 4 roots and 3072 bytes"),
         "{refused}"
     );
+}
+
+/// A stored record as the firmware writes it: a provisioned CA bundle, the image's device
+/// certificate and key.
+fn record_with_ca(bundle: &[u8]) -> std::vec::Vec<u8> {
+    let len = u16::try_from(bundle.len()).unwrap().to_le_bytes();
+    [
+        b"CRD1".as_slice(),
+        &[1, len[0], len[1]],
+        bundle,
+        &[0, 0, 0, 0, 0, 0],
+    ]
+    .concat()
+}
+
+#[test]
+fn a_stored_bundle_of_more_roots_than_the_device_registers_is_refused() {
+    let root = b"\x30\x03abc";
+    let most = root.repeat(MAX_TRUST_ANCHORS);
+    let mut p = Provisioner::new();
+    p.load(Some(&record_with_ca(&most))).unwrap();
+    assert_eq!(
+        p.staged().effective(Kind::Ca, &IMAGE),
+        Some(most.as_slice())
+    );
+
+    let too_many = root.repeat(MAX_TRUST_ANCHORS + 1);
+    assert_eq!(
+        p.load(Some(&record_with_ca(&too_many))),
+        Err(StoreError::TooManyRoots)
+    );
+    assert_eq!(p.staged().effective(Kind::Ca, &IMAGE), IMAGE.ca);
 }

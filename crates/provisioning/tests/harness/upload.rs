@@ -453,6 +453,9 @@ pub fn reference_load(record: &[u8]) -> Result<[Option<&[u8]>; 3], StoreError> {
         out[i] = match source {
             0 if len == 0 => None,
             2 if len == 0 => Some(&der[..0]),
+            1 if kind == Kind::Ca && len > 0 && reference_split(der).len() > MAX_TRUST_ANCHORS => {
+                return Err(StoreError::TooManyRoots)
+            }
             1 if len > 0 && len <= kind.capacity() => Some(der),
             0..=2 => return Err(StoreError::BadLength),
             _ => return Err(StoreError::BadSource),
