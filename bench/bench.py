@@ -354,7 +354,8 @@ def ours_throughput(exe: str, run: Path, count: int, payload_len: int) -> dict:
         proc.stop(signal.SIGINT)
         sub.close()
         # The ceiling: mosquitto_pub from the host on the same broker, same payload size.
-        results["ceiling"] = mosquitto_pub_ceiling(broker.port, count * 20, payload_len)
+        # The same count as ours: rates over a few hundred messages are mostly ramp.
+        results["ceiling"] = mosquitto_pub_ceiling(broker.port, count, payload_len)
         broker.stop()
     return results
 
@@ -510,7 +511,7 @@ def cmd_sim(out: str) -> None:
     env = os.environ
     run = Path(env["BENCH_RUN_DIR"])
     certs = Path(env["BENCH_C_CERTS"])
-    count = int(env.get("BENCH_COUNT", "500"))
+    count = int(env.get("BENCH_COUNT", "5000"))
     payload_len = int(env.get("BENCH_PAYLOAD", "15"))
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
     results = {"count": count, "payload_len": payload_len, "config": {}}
@@ -525,6 +526,10 @@ def cmd_sim(out: str) -> None:
     if "throughput" in only:
         attempt(results, "ours_throughput", ours_throughput, env["BENCH_OURS_EXE"], run / "ours-tp",
                 count, payload_len)
+        if env.get("BENCH_OURS_BOARD_TICK_EXE"):
+            attempt(results, "ours_throughput_board_tick", ours_throughput,
+                    env["BENCH_OURS_BOARD_TICK_EXE"], run / "ours-tp-board-tick", count,
+                    payload_len)
         attempt(results, "c_throughput", c_throughput, env["BENCH_C_EXE"], run / "c-tp", certs)
     if "heap" in only:
         attempt(results, "ours_heap", ours_heap, env["BENCH_OURS_HEAP_EXE"], run / "ours-heap")
