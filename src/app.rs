@@ -162,6 +162,7 @@ pub fn run() -> ! {
         sntp_server,
         last_address: None,
         burst_until: Instant(0),
+        bench_cpu_start: None,
     };
     let mut link = Link::WaitingForNetwork;
     loop {
@@ -300,6 +301,9 @@ struct Supervisor<'a> {
     last_address: Option<String<16>>,
     /// Rounds are short until then: the shell is sending a burst of requests.
     burst_until: Instant,
+    /// CPU time (all threads, this thread) when the running `mqtt bench` started, where
+    /// runtime statistics exist: its cost per message is logged when it ends.
+    bench_cpu_start: Option<(u64, u64)>,
 }
 
 impl Supervisor<'_> {
@@ -495,7 +499,25 @@ impl Supervisor<'_> {
             let now = Uptime.now();
             self.device
                 .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+            self.log_bench_cpu();
             self.update_status();
+        }
+    }
+
+    /// Once a benchmark has ended: the CPU time it took, for the emulated board's figures.
+    fn log_bench_cpu(&mut self) {
+        if self.device.bench_running() {
+            return;
+        }
+        let Some((all_start, mine_start)) = self.bench_cpu_start.take() else {
+            return;
+        };
+        if let Some((all, mine)) = net::cpu_time_us() {
+            info!(
+                "cpu: bench took {} us of all threads, {} us of the MQTT thread",
+                all.saturating_sub(all_start),
+                mine.saturating_sub(mine_start)
+            );
         }
     }
 
@@ -505,8 +527,9 @@ impl Supervisor<'_> {
             self.burst_until = Uptime.now().plus_ms(BURST_MS);
         }
         if let Some(request) = control::take_bench() {
-            if let Err(cause) = self.device.start_bench(request, Uptime.now()) {
-                warn!("bench: refused: {cause}");
+            match self.device.start_bench(request, Uptime.now()) {
+                Ok(()) => self.bench_cpu_start = net::cpu_time_us(),
+                Err(cause) => warn!("bench: refused: {cause}"),
             }
         }
     }

@@ -285,6 +285,11 @@ impl Device {
         Ok(())
     }
 
+    /// Whether an `mqtt bench` is queueing or waiting for its last messages to settle.
+    pub fn bench_running(&self) -> bool {
+        self.bench.is_some()
+    }
+
     /// Queues what is due while connected: `online`, replies, telemetry, the benchmark's next
     /// messages. Nothing while disconnected (replies and `online` wait; telemetry is skipped).
     pub fn poll_publish(&mut self, now: Instant, out: &mut impl Publisher, board: &impl Board) {
