@@ -245,7 +245,11 @@ struct Upload {
 pub struct Provisioner {
     staged: CredentialSet,
     changed: bool,
-    upload: Option<Upload>,
+    /// Whether `upload` is open. Not an `Option<Upload>`: its `None` is a non-zero byte, and
+    /// a non-zero initial value puts the device's static of this type in `.data`, whose
+    /// initial image costs its whole size in flash; all zeros, it goes to `.bss`.
+    uploading: bool,
+    upload: Upload,
 }
 
 impl Default for Provisioner {
@@ -260,13 +264,19 @@ impl Provisioner {
         Self {
             staged: CredentialSet::image(),
             changed: false,
-            upload: None,
+            uploading: false,
+            upload: Upload {
+                kind: Kind::Ca,
+                adds: false,
+                decoder: Decoder::new(),
+                der: Vec::new(),
+            },
         }
     }
 
     /// Starts over from the stored record (boot, abort, after a commit failed to write).
     pub fn load(&mut self, record: Option<&[u8]>) -> Result<(), StoreError> {
-        self.upload = None;
+        self.uploading = false;
         self.changed = false;
         match record {
             None => {
@@ -312,18 +322,21 @@ impl Provisioner {
 
     fn open(&mut self, kind: Kind, adds: bool) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
-        self.upload = Some(Upload {
-            kind,
-            adds,
-            decoder: Decoder::new(),
-            der: Vec::new(),
-        });
+        // In place: an `Upload` is as large as a certificate.
+        self.upload.kind = kind;
+        self.upload.adds = adds;
+        self.upload.decoder = Decoder::new();
+        self.upload.der.clear();
+        self.uploading = true;
         Ok(())
     }
 
     /// One line of base64. A bad line drops the whole upload.
     pub fn data(&mut self, line: &str) -> Result<(), ProvisionError> {
-        let upload = self.upload.as_mut().ok_or(ProvisionError::NoUpload)?;
+        if !self.uploading {
+            return Err(ProvisionError::NoUpload);
+        }
+        let upload = &mut self.upload;
         let limit = upload.kind.upload_limit();
         let der = &mut upload.der;
         let fed = upload.decoder.feed(line.trim().as_bytes(), &mut |byte| {
@@ -334,7 +347,7 @@ impl Provisioner {
                 .map_err(|_| ProvisionError::TooLarge { limit })
         });
         fed.map_err(|e| {
-            self.upload = None;
+            self.uploading = false;
             match e {
                 FeedError::Base64(e) => ProvisionError::BadBase64(e),
                 FeedError::Sink(e) => e,
@@ -344,14 +357,16 @@ impl Provisioner {
 
     /// The open upload: its kind and the DER bytes decoded so far.
     pub fn upload(&self) -> Option<(Kind, usize)> {
-        self.upload
-            .as_ref()
-            .map(|upload| (upload.kind, upload.der.len()))
+        self.uploading
+            .then_some((self.upload.kind, self.upload.der.len()))
     }
 
     /// Closes the upload; stages it if it is a well-formed credential of its kind.
     pub fn end(&mut self, inspector: &mut impl Inspector) -> Result<Kind, ProvisionError> {
-        let upload = self.upload.take().ok_or(ProvisionError::NoUpload)?;
+        if !core::mem::replace(&mut self.uploading, false) {
+            return Err(ProvisionError::NoUpload);
+        }
+        let upload = &self.upload;
         upload.decoder.finish().map_err(ProvisionError::BadBase64)?;
         let der = upload.der.as_slice();
         if der.is_empty() {
@@ -403,7 +418,7 @@ impl Provisioner {
 
     /// Drops an open upload, if any.
     pub fn abort_upload(&mut self) -> bool {
-        self.upload.take().is_some()
+        core::mem::replace(&mut self.uploading, false)
     }
 
     /// Stages the removal of `kind`: not even the image's is used.
@@ -427,7 +442,7 @@ impl Provisioner {
     }
 
     fn reject_during_upload(&self) -> Result<(), ProvisionError> {
-        if self.upload.is_some() {
+        if self.uploading {
             Err(ProvisionError::UploadInProgress)
         } else {
             Ok(())
