@@ -130,40 +130,14 @@ pub fn run() -> ! {
             "ALPN list or SNTP server name contains a NUL byte"
         ));
     };
-    let client = new_client(&settings, &status_topic, checked.topics.commands());
-    let board = BoardIo { leds: Leds::new() };
-    info!("leds: {} available", board.leds.available());
-    let mut supervisor = Supervisor {
-        status: Status::new(settings.broker_host, settings.broker_port),
-        device: Device::new(checked.topics, settings.telemetry_interval_ms),
-        board,
-        client,
-        backoff: Backoff::new(
-            BackoffConfig {
-                base_ms: settings.reconnect_base_ms,
-                cap_ms: settings.reconnect_cap_ms,
-                attention_cap_ms: settings.reconnect_attention_cap_ms,
-                ..BackoffConfig::default()
-            },
-            net::random_u64(),
-        ),
-        brokers: Brokers {
-            endpoints: checked.endpoints,
-            last_good: 0,
-            refused_in_row: 0,
-        },
-        tls: TlsSettings {
-            sec_tags: &[settings.sec_tag],
-            alpn,
-            forget_sessions: false,
-            mutual_tls,
-        },
-        settings: &settings,
-        sntp_server,
-        last_address: None,
-        burst_until: Instant(0),
-        bench_cpu_start: None,
-    };
+    let mut supervisor = Supervisor::new(
+        &settings,
+        &status_topic,
+        checked.topics,
+        checked.endpoints,
+        (alpn, sntp_server),
+        mutual_tls,
+    );
     let mut link = Link::WaitingForNetwork;
     loop {
         supervisor.status.set_state(link.state());
@@ -255,6 +229,9 @@ fn install_credentials(settings: &Settings) -> bool {
 
 /// The MQTT client: its session (will `offline` on the status topic), subscribed to the
 /// command filter, with the journaled messages from before a reboot queued again.
+/// Not inlined: the session is built and moved in steps, and inlined, every step's copy of
+/// it would stay in `run`'s frame for good, on the stack's deepest path.
+#[inline(never)]
 fn new_client<'a>(
     settings: &Settings,
     status_topic: &'a str,
@@ -275,16 +252,16 @@ fn new_client<'a>(
     });
     config.inflight_window = settings.inflight_window;
     config.ping_timeout_ms = settings.ping_timeout_ms;
-    let session: Session<'a> = match Session::new(config) {
+    let mut session: Session<'a> = match Session::new(config) {
         Ok(session) => session,
         Err(cause) => halt(format_args!("invalid MQTT settings: {cause}")),
     };
-    let mut client = Client::new(session, Uptime);
-    if let Err(cause) = client.session().subscribe(&[(commands, QoS::AtLeastOnce)]) {
+    if let Err(cause) = session.subscribe(&[(commands, QoS::AtLeastOnce)]) {
         halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
-    outbox_journal::restore(client.session());
-    client
+    outbox_journal::restore(&mut session);
+    // Built as the return value: no second copy of the session in this frame.
+    Client::new(session, Uptime)
 }
 
 /// What the supervisor carries across connections.
@@ -306,7 +283,54 @@ struct Supervisor<'a> {
     bench_cpu_start: Option<(u64, u64)>,
 }
 
-impl Supervisor<'_> {
+impl<'a> Supervisor<'a> {
+    /// Not inlined, like [`new_client`]: the copies made while building it stay in this
+    /// frame, which is gone before the first connection.
+    #[inline(never)]
+    fn new(
+        settings: &'a Settings,
+        status_topic: &'a str,
+        topics: DeviceTopics,
+        endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
+        (alpn, sntp_server): (&'a CStr, &'a CStr),
+        mutual_tls: bool,
+    ) -> Self {
+        let client = new_client(settings, status_topic, topics.commands());
+        let board = BoardIo { leds: Leds::new() };
+        info!("leds: {} available", board.leds.available());
+        Supervisor {
+            status: Status::new(settings.broker_host, settings.broker_port),
+            device: Device::new(topics, settings.telemetry_interval_ms),
+            board,
+            client,
+            backoff: Backoff::new(
+                BackoffConfig {
+                    base_ms: settings.reconnect_base_ms,
+                    cap_ms: settings.reconnect_cap_ms,
+                    attention_cap_ms: settings.reconnect_attention_cap_ms,
+                    ..BackoffConfig::default()
+                },
+                net::random_u64(),
+            ),
+            brokers: Brokers {
+                endpoints,
+                last_good: 0,
+                refused_in_row: 0,
+            },
+            tls: TlsSettings {
+                sec_tags: core::slice::from_ref(&settings.sec_tag),
+                alpn,
+                forget_sessions: false,
+                mutual_tls,
+            },
+            settings,
+            sntp_server,
+            last_address: None,
+            burst_until: Instant(0),
+            bench_cpu_start: None,
+        }
+    }
+
     /// Until the network is up (a DHCPv4 lease on the board), serving shell requests; then
     /// new credentials, if committed, before connecting.
     fn wait_for_network(&mut self) -> Link {
