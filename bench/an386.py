@@ -19,6 +19,7 @@ Run as root (a private network namespace), on an image built for mps2/an386 with
 
 import argparse
 import base64
+import json
 import re
 import sys
 import tempfile
@@ -262,6 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "an386-measurements.md")
+    parser.add_argument("--json", type=Path, help="also write the CPU figures as JSON here")
     parser.add_argument("--p256-only", action="store_true",
                         help="skip the RSA chain's steps (images built for APP_TLS_PROFILE_COMPACT)")
     args = parser.parse_args()
@@ -278,6 +280,9 @@ def main() -> None:
             net.stop()
     text = report(phases, cpu)
     args.out.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu, "bench_count": BENCH_COUNT,
+                                         "k64f_hz": K64F_HZ}, indent=2))
     print(text)
 
 
