@@ -219,6 +219,8 @@ def write(results: Path, docs: Path) -> None:
             if q:
                 md.append(f"- {name}, QoS {qos}: {q.get('received')} of {q.get('expected')} received"
                           f" in {q.get('span_s', 0):.2f} s (first to last arrival)"
+                          + (f", {q['from_start_s']:.2f} s from the start"
+                             if q.get("from_start_s") else "")
                           + (f", {q['duplicates']} duplicates" if q.get("duplicates") else "")
                           + (f", {q['retried_refusals']} `mqtt pub` refusals retried"
                              if q.get("retried_refusals") else "")
@@ -229,7 +231,9 @@ def write(results: Path, docs: Path) -> None:
             q = get(t, "ceiling", f"qos{qos}") or {}
             if q:
                 md.append(f"- ceiling{name}, QoS {qos}: {q.get('received')} of "
-                          f"{q.get('expected')} received in {q.get('span_s', 0):.2f} s")
+                          f"{q.get('expected')} received in {q.get('span_s', 0):.2f} s"
+                          + (f", {q['from_start_s']:.2f} s from the start"
+                             if q.get("from_start_s") else ""))
     if oc.get("tls"):
         md.append(f"- ours negotiated: `{oc['tls'].strip()}`")
     for key in ("c_fair_tls13", "c_fair_tls12"):
