@@ -218,6 +218,16 @@ def rate(messages: list, expected: int, started: float = None) -> dict:
     return result
 
 
+def arrival_rate(times: list, expected: int) -> dict:
+    """Messages per second from the first to the last of `times` (arrivals in order), for the
+    C sample, which sends the same payload every round: every arrival counts."""
+    result = {"expected": expected, "received": len(times)}
+    if len(times) >= 2 and times[-1] > times[0]:
+        result["msgs_per_s"] = (len(times) - 1) / (times[-1] - times[0])
+        result["span_s"] = times[-1] - times[0]
+    return result
+
+
 # --- callgrind -------------------------------------------------------------------------------
 
 HANDSHAKE_FNS = ("mbedtls_ssl_handshake", "ztls_connect_ctx")
@@ -477,12 +487,7 @@ def c_throughput(exe: str, run: Path, certs: Path) -> dict:
         for qos in (0, 1):
             got = sub.matching(lambda m, q=qos: m[2] == f"DOORS:OPEN_QoS{q}")
             # The sample sends the same payload every round: every arrival counts.
-            times = [t for t, _, _ in got]
-            r = {"expected": 10, "received": len(times)}
-            if len(times) >= 2:
-                r["msgs_per_s"] = (len(times) - 1) / (times[-1] - times[0])
-                r["span_s"] = times[-1] - times[0]
-            results[f"qos{qos}"] = r
+            results[f"qos{qos}"] = arrival_rate([t for t, _, _ in got], 10)
     finally:
         proc.stop()
         sub.close()

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import (C_CONNACK, C_PORT, DEV_CERTS, Proc, Subscriber, attempt,  # noqa: E402
-                   callgrind_dump, callgrind_parts, heap_peak, summarize_callgrind,
+from bench import (C_CONNACK, C_PORT, DEV_CERTS, Proc, Subscriber, arrival_rate,  # noqa: E402
+                   attempt, callgrind_dump, callgrind_parts, heap_peak, summarize_callgrind,
                    valgrind_argv, wait_for_port)
 
 # Publish rounds per connection: CONFIG_NET_SAMPLE_APP_MAX_ITERATIONS of the image.
@@ -135,12 +135,7 @@ def c_throughput(exe: str, run: Path, certs: Path) -> dict:
         results["reconnect_gap_s"] = max(gaps)[0] if gaps else None
         for qos in (0, 1, 2):
             got = sub.matching(lambda m, q=qos: m[2] == f"DOORS:OPEN_QoS{q}" and m[0] < second)
-            times = [t for t, _, _ in got]
-            r = {"expected": rounds, "received": len(times)}
-            if len(times) >= 2 and times[-1] > times[0]:
-                r["msgs_per_s"] = (len(times) - 1) / (times[-1] - times[0])
-                r["span_s"] = times[-1] - times[0]
-            results[f"qos{qos}"] = r
+            results[f"qos{qos}"] = arrival_rate([t for t, _, _ in got], rounds)
     finally:
         proc.stop()
         sub.close()
