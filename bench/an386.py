@@ -20,7 +20,6 @@ Run as root (a private network namespace), on an image built for mps2/an386 with
 import argparse
 import base64
 import json
-import re
 import sys
 import tempfile
 import time
@@ -33,29 +32,6 @@ import rig  # noqa: E402
 
 K64F_HZ = 120_000_000
 BENCH_COUNT = 1000  # messages per `mqtt bench` run, QoS 0 and QoS 1
-THREAD_LINE = re.compile(r"^\s*(\S.*?)\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
-ISR_LINE = re.compile(r"^\s*ISR\d*\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
-POOL_LINE = re.compile(r"^(net (?:pkt|buf) (?:rx|tx)): peak (\d+) of (\d+)")
-TLS_HEAP_LINE = re.compile(r"^tls heap: (\d+) used, peak (\d+) of (\d+)")
-
-
-def memory(device: rig.Qemu) -> dict:
-    """`mqtt memory` parsed: {"stacks": {thread: (used, size)}, "pools": {...}, "tls_heap": (peak, size)}."""
-    device.command("mqtt memory")
-    result = {"stacks": {}, "pools": {}, "tls_heap": None}
-    while result["tls_heap"] is None:
-        line = device.until(r".", timeout=20).string
-        if match := ISR_LINE.match(line):
-            result["stacks"]["ISR"] = (int(match.group(2)), int(match.group(3)))
-        elif match := THREAD_LINE.match(line):
-            result["stacks"][match.group(1)] = (int(match.group(3)), int(match.group(4)))
-        elif match := POOL_LINE.match(line):
-            result["pools"][match.group(1)] = (int(match.group(2)), int(match.group(3)))
-        elif match := TLS_HEAP_LINE.match(line):
-            result["tls_heap"] = (int(match.group(2)), int(match.group(3)))
-    return result
-
-
 def upload(device: rig.Qemu, kind: str, der: bytes) -> None:
     """One credential through `cred`, checked by mbedTLS on the shell's thread, staged."""
     device.command(f"cred begin {kind}")
@@ -115,12 +91,12 @@ def measure_memory(net: Rig, with_rsa: bool = True) -> list:
     device = net.device("memory").start()
     try:
         device.until(r"mqtt: subscribed", timeout=120)
-        phases = [("after a mutual-TLS 1.3 handshake and connect", memory(device))]
+        phases = [("after a mutual-TLS 1.3 handshake and connect", rig.memory(device))]
         device.command("mqtt bench 500 1")
         device.until(r"bench: done", timeout=300)
         for _ in range(2):
             device.until(r"mqtt: telemetry queued", timeout=30)
-        phases.append(("after a soak (500 QoS 1 messages, telemetry)", memory(device)))
+        phases.append(("after a soak (500 QoS 1 messages, telemetry)", rig.memory(device)))
         if not with_rsa:
             return phases
         # The broker moves to the largest chain: its root, and a device certificate and key
@@ -134,7 +110,7 @@ def measure_memory(net: Rig, with_rsa: bool = True) -> list:
         device.until(rf"tls: connected to {rig.BROKER_NAME}", timeout=120)
         device.until(r"mqtt: subscribed", timeout=60)
         phases.append(("after an RSA-4096/2048 chain provisioned (cred) and its handshake",
-                       memory(device)))
+                       rig.memory(device)))
         return phases
     finally:
         device.stop()

@@ -436,3 +436,27 @@ class Qemu:
             self.process.wait(5)
         if self.console:
             self.log_path.write_text("\n".join(self.console.seen) + "\n")
+
+
+THREAD_LINE = re.compile(r"^\s*(\S.*?)\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
+ISR_LINE = re.compile(r"^\s*ISR\d*\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
+POOL_LINE = re.compile(r"^(net (?:pkt|buf) (?:rx|tx)): peak (\d+) of (\d+)")
+TLS_HEAP_LINE = re.compile(r"^tls heap: (\d+) used, peak (\d+) of (\d+)")
+
+
+def memory(device: "Qemu") -> dict:
+    """`mqtt memory` (the test image's thread analyzer, pools and heaps) parsed:
+    {"stacks": {thread: (used, size)}, "pools": {...}, "tls_heap": (peak, size)}."""
+    device.command("mqtt memory")
+    result = {"stacks": {}, "pools": {}, "tls_heap": None}
+    while result["tls_heap"] is None:
+        line = device.until(r".", timeout=20).string
+        if match := ISR_LINE.match(line):
+            result["stacks"]["ISR"] = (int(match.group(2)), int(match.group(3)))
+        elif match := THREAD_LINE.match(line):
+            result["stacks"][match.group(1)] = (int(match.group(3)), int(match.group(4)))
+        elif match := POOL_LINE.match(line):
+            result["pools"][match.group(1)] = (int(match.group(2)), int(match.group(3)))
+        elif match := TLS_HEAP_LINE.match(line):
+            result["tls_heap"] = (int(match.group(2)), int(match.group(3)))
+    return result

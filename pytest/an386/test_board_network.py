@@ -287,3 +287,23 @@ def test_without_a_dhcp_server_the_device_waits_and_says_so_then_gets_a_lease(
         device.until(r"mqtt: connected", timeout=150)
     finally:
         with_dhcp.stop()
+
+
+# The threads whose stacks prj.conf sizes from measured peaks plus 25 % (the rest keep
+# Zephyr's defaults), as the thread analyzer names them.
+SIZED_STACKS = ("main", "shell_uart", "rx_q[0]", "net_socket_service", "tcp_work", "net_mgmt")
+
+
+def test_every_sized_stack_keeps_a_tenth_of_its_size_free(dnsmasq, sntp, broker, observer,
+                                                          device):
+    # An overflow stops the device (MPU guard); a stack this close to its end is the next one.
+    boot_and_connect(device)
+    leave_a_persistent_session(observer, "observer-stacks")
+    queued = queue_numbered(device, "stack", 20)
+    assert not missing_when_back(observer, "observer-stacks", queued)
+    rig.memory(device)
+    # The second reading holds the first one's own printing, which runs on the shell thread.
+    stacks = rig.memory(device)["stacks"]
+    for thread in SIZED_STACKS:
+        used, size = stacks[thread]
+        assert used <= 0.9 * size, f"{thread}: {used} of {size} bytes of stack used"
