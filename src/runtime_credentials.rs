@@ -346,42 +346,53 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Command
             provisioner.use_image(kind)?;
             let _ = write!(out, "{} from the image staged", kind.name());
         }
-        OP_COMMIT => {
-            // SAFETY: plain call; the size follows from the devicetree and Kconfig.
-            let limit = unsafe { ffi::app_credentials_record_max() };
-            let record = record.get_mut(..limit.min(MAX_RECORD)).unwrap_or_default();
-            let len = provisioner.prepare_commit(&image(), &mut MbedTls, record)?;
-            // SAFETY: `record` holds `len` initialized bytes; settings copies them to flash.
-            let saved = unsafe { ffi::app_credentials_save(record.as_ptr(), len) };
-            if saved < 0 {
-                return Err(CommandError::Storage(Errno(saved.saturating_neg())));
-            }
-            provisioner.committed();
-            COMMITTED.store(true, Ordering::Release);
-            crate::control::wake();
-            info!("credentials: new set stored ({len} bytes); used from the next connection on");
-            let _ = write!(
-                out,
-                "stored ({len} bytes); used from the next connection on"
-            );
-        }
-        OP_LIST => {
-            let image = image();
-            for kind in Kind::ALL {
-                let _ = describe(provisioner.staged(), kind, &image, &mut MbedTls, out);
-                let _ = out.write_str("\n");
-            }
-            let _ = out.write_str(if provisioner.has_changes() {
-                "staged changes not committed"
-            } else if commit_pending() {
-                "stored; used from the next connection on"
-            } else {
-                "in use"
-            });
-        }
+        OP_COMMIT => commit(provisioner, record, out)?,
+        OP_LIST => list(provisioner, out),
         _ => return Err(ProvisionError::UnknownKind.into()),
     }
     Ok(())
+}
+
+/// `cred commit`: the staged set checked, encoded and stored; used from the next connection.
+fn commit(
+    provisioner: &mut Provisioner,
+    record: &mut [u8],
+    out: &mut impl Write,
+) -> Result<(), CommandError> {
+    // SAFETY: plain call; the size follows from the devicetree and Kconfig.
+    let limit = unsafe { ffi::app_credentials_record_max() };
+    let record = record.get_mut(..limit.min(MAX_RECORD)).unwrap_or_default();
+    let len = provisioner.prepare_commit(&image(), &mut MbedTls, record)?;
+    // SAFETY: `record` holds `len` initialized bytes; settings copies them to flash.
+    let saved = unsafe { ffi::app_credentials_save(record.as_ptr(), len) };
+    if saved < 0 {
+        return Err(CommandError::Storage(Errno(saved.saturating_neg())));
+    }
+    provisioner.committed();
+    COMMITTED.store(true, Ordering::Release);
+    crate::control::wake();
+    info!("credentials: new set stored ({len} bytes); used from the next connection on");
+    let _ = write!(
+        out,
+        "stored ({len} bytes); used from the next connection on"
+    );
+    Ok(())
+}
+
+/// `cred list`: each credential of the staged set, then whether it is in use.
+fn list(provisioner: &Provisioner, out: &mut impl Write) {
+    let image = image();
+    for kind in Kind::ALL {
+        let _ = describe(provisioner.staged(), kind, &image, &mut MbedTls, out);
+        let _ = out.write_str("\n");
+    }
+    let _ = out.write_str(if provisioner.has_changes() {
+        "staged changes not committed"
+    } else if commit_pending() {
+        "stored; used from the next connection on"
+    } else {
+        "in use"
+    });
 }
 
 /// The `cred` shell commands' entry point (provisioning.c), on the shell's thread: the
