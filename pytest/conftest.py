@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -219,24 +220,48 @@ class PersistentBroker(Broker):
     saves after every change (`autosave_on_changes` with an interval of 1). broker-up writes
     `persistence false` and starts the broker itself, so this generates the same
     configuration with `mkcerts mosquitto-conf`, appends the persistence lines and starts
-    mosquitto directly."""
+    mosquitto directly.
 
-    def start(self) -> "PersistentBroker":
+    The store lives in memory (tmpfs) when the machine has one: Mosquitto writes and fsyncs
+    its whole store after every change, in the one thread that serves every client, and on
+    a disk busy with other work one fsync took seconds, long enough for the TLS handshakes
+    waiting behind it to time out. The tests kill the broker's process, not the machine, so
+    a store in memory survives a kill as one on disk does."""
+
+    MEMORY = Path("/dev/shm")
+
+    def __init__(self, port: int, run_dir: Path, certs: Path = DEV_CERTS):
+        super().__init__(port, run_dir, certs)
+        self.store = None
+
+    def configure(self, *mkcerts_options: str) -> Path:
+        """The configuration file, written at the first start and kept for restarts."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "mosquitto.conf"
         if not conf.exists():
-            subprocess.run([str(REPO / "certs" / "mkcerts"), "mosquitto-conf", "--out",
-                            str(self.run_dir), "--ca-dir", str(self.certs), "--port",
-                            str(self.port), "--force"], check=True, capture_output=True)
+            mkcerts("mosquitto-conf", "--out", str(self.run_dir), "--ca-dir", str(self.certs),
+                    "--port", str(self.port), "--force", *mkcerts_options)
+            self.store = self.run_dir
+            if self.MEMORY.is_dir() and os.access(self.MEMORY, os.W_OK):
+                self.store = Path(tempfile.mkdtemp(prefix="mosquitto-store-", dir=self.MEMORY))
             with conf.open("a") as f:
                 # Later lines win: these override the generated `persistence false`.
-                f.write(f"persistence true\npersistence_location {self.run_dir}/\n"
+                f.write(f"persistence true\npersistence_location {self.store}/\n"
                         "autosave_on_changes true\nautosave_interval 1\n")
+        return conf
+
+    def start(self) -> "PersistentBroker":
+        conf = self.configure()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(["stdbuf", "-oL", "mosquitto", "-c", str(conf)],
                                         stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, 10)
         return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self.store is not None and self.store != self.run_dir:
+            shutil.rmtree(self.store, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no last save."""

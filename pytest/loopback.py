@@ -2,8 +2,10 @@
 """Loopback ports and TLS listeners for the brokers and proxies the tests and the benchmark
 start. Plain Python, so that bench/bench.py can use it without pytest or the twister harness."""
 
+import ctypes
 import socket
 import ssl
+import struct
 import threading
 import time
 
@@ -59,3 +61,89 @@ class TlsListener:
         self.stopped.set()
         self.thread.join(5)
         self.listener.close()
+
+
+class ConnectionAttempts:
+    """Every TCP connection attempt (a SYN without ACK) to 127.0.0.1:`port`, as (time, source
+    port), the time stamped by the kernel as the packet passed the loopback interface. So an
+    attempt counts when the client made it: also one refused while nothing listened, and
+    without the delay of a server that is slow to accept. A packet socket, so it needs
+    CAP_NET_RAW: `ConnectionAttempts.open(port)` is None without it."""
+
+    ETH_P_ALL = 0x0003
+    PACKET_HOST = 0  # a loopback packet is seen twice: as sent (outgoing) and as received
+    SO_ATTACH_FILTER = 26
+    SO_TIMESTAMPNS = 35
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.attempts = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def open(cls, port: int):
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(cls.ETH_P_ALL))
+        except PermissionError:
+            return None
+        sock.setsockopt(socket.SOL_SOCKET, cls.SO_ATTACH_FILTER, cls._syn_filter(port))
+        sock.setsockopt(socket.SOL_SOCKET, cls.SO_TIMESTAMPNS, 1)
+        sock.bind(("lo", 0))
+        sock.settimeout(0.2)
+        return cls(sock)
+
+    @staticmethod
+    def _syn_filter(port: int) -> bytes:
+        """A classic BPF program (what `tcpdump -dd 'tcp dst port P and tcp[13] & 0x12 == 2'`
+        prints), so that the kernel passes on only the SYNs and Python sees no bulk traffic."""
+        drop = 13
+        program = [
+            (0x28, 0, 0, 12),  # ldh [12]: ethertype
+            (0x15, 0, drop - 2, 0x0800),  # IPv4
+            (0x30, 0, 0, 23),  # ldb [23]: IP protocol
+            (0x15, 0, drop - 4, 6),  # TCP
+            (0x28, 0, 0, 20),  # ldh [20]: fragment offset
+            (0x45, drop - 6, 0, 0x1FFF),  # not a later fragment
+            (0xB1, 0, 0, 14),  # ldxb 4*([14]&0xf): IP header length
+            (0x48, 0, 0, 16),  # ldh [x+16]: destination port
+            (0x15, 0, drop - 9, port),
+            (0x50, 0, 0, 27),  # ldb [x+27]: TCP flags
+            (0x54, 0, 0, 0x12),  # SYN | ACK
+            (0x15, 0, drop - 12, 0x02),  # SYN alone
+            (0x06, 0, 0, 128),  # accept: the headers are enough
+            (0x06, 0, 0, 0),  # drop
+        ]
+        code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+        # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+        buffer = ctypes.create_string_buffer(code)
+        ConnectionAttempts._filter_code = buffer  # the kernel copies it; keep it until then
+        return struct.pack("HL", len(program), ctypes.addressof(buffer))
+
+    def _read(self) -> None:
+        stamp_size = struct.calcsize("qq")
+        while not self.closed:
+            try:
+                frame, ancillary, _, address = self.sock.recvmsg(128, socket.CMSG_SPACE(stamp_size))
+            except (socket.timeout, OSError):
+                continue
+            if address[2] != self.PACKET_HOST:
+                continue
+            header = 14 + 4 * (frame[14] & 0x0F)
+            source_port = struct.unpack_from("!H", frame, header)[0]
+            stamp = time.time()
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == self.SO_TIMESTAMPNS:
+                    seconds, nanoseconds = struct.unpack("qq", data[:stamp_size])
+                    stamp = seconds + nanoseconds / 1e9
+            self.attempts.append((stamp, source_port))
+
+    def since(self, wall_time: float) -> list:
+        """(time.time() seconds, source port) of the attempts made at or after `wall_time`."""
+        return sorted(a for a in list(self.attempts) if a[0] >= wall_time)
+
+    def close(self) -> None:
+        self.closed = True
+        self.thread.join(5)
+        self.sock.close()

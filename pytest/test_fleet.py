@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEV_CERTS, PersistentBroker, Peer, mkcerts, persistent_subscription
-from loopback import free_port
+from loopback import ConnectionAttempts, free_port
 
 FLEET_SIZE = int(os.environ.get("FLEET_SIZE", "10"))
 SEQ = "seq"  # devices/<client id>/seq, payload: the message's number
@@ -165,14 +165,7 @@ class TimedBroker(PersistentBroker):
         self.started_at = 0.0
 
     def start(self) -> "TimedBroker":
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.run_dir / "mosquitto.conf"
-        if not conf.exists():
-            mkcerts("mosquitto-conf", "--out", str(self.run_dir), "--ca-dir", str(self.certs),
-                    "--port", str(self.port), "--admin-cn", "test-observer", "--force")
-            with conf.open("a") as f:
-                f.write(f"persistence true\npersistence_location {self.run_dir}/\n"
-                        "autosave_on_changes true\nautosave_interval 1\n")
+        conf = self.configure("--admin-cn", "test-observer")
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(["stdbuf", "-oL", "mosquitto", "-c", str(conf)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -228,16 +221,26 @@ class TimedBroker(PersistentBroker):
         return {m.group(2): t for t, line in list(self.timed)
                 for m in [self.CLIENT.search(line)] if m and m.group(2).startswith("fleet-0")}
 
-    def fleet_accepts_since(self, since: float) -> list:
-        """The time of the first accepted connection of each fleet device since `since`."""
-        accepted, first = {}, {}
+    def accepted_since(self, since: float) -> dict:
+        """source port -> (when accepted, client id) of the connections accepted since
+        `since`, so that an attempt seen on the wire can be told a device's or not."""
+        accepted, clients = {}, {}
         for t, line in list(self.timed):
             if t < since:
                 continue
             if m := self.ACCEPT.search(line):
                 accepted[m.group(1)] = t
-            elif (m := self.CLIENT.search(line)) and m.group(2).startswith("fleet-0"):
-                first.setdefault(m.group(2), accepted.get(m.group(1), t))
+            elif m := self.CLIENT.search(line):
+                address = m.group(1)
+                clients[int(address.rsplit(":", 1)[1])] = (accepted.get(address, t), m.group(2))
+        return clients
+
+    def fleet_accepts_since(self, since: float) -> list:
+        """The time of the first accepted connection of each fleet device since `since`."""
+        first = {}
+        for t, cid in sorted(self.accepted_since(since).values()):
+            if cid.startswith("fleet-0"):
+                first.setdefault(cid, t)
         return sorted(first.values())
 
 
@@ -366,6 +369,7 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
     peer = Peer(port)
     observer = persistent_subscription(peer, "fleet-observer", "devices/#")
     devices = fleet_from(provisioned, fleet_image, tmp_path / "devices")
+    wire = None
     try:
         wait_until(lambda: "fleet-observer" in broker.clients_since(0), 15, "no observer")
         launched = time.monotonic()
@@ -389,8 +393,9 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
 
         # The kill: every device loses the broker at the same instant. While it is down,
         # 6..8 go to each device's outbox; then the broker is back on its port.
+        wire = ConnectionAttempts.open(port)
         broker.kill()
-        killed = time.monotonic()
+        killed, killed_wall = time.monotonic(), time.time()
         in_parallel(lambda d: d.until("mqtt: connection lost", timeout=30), devices)
         during = in_parallel(lambda d: publish_numbers(d, range(6, 9)), devices)
         broker.start()
@@ -400,19 +405,20 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
                            f"{FLEET_SIZE} devices came back")
         after = in_parallel(lambda d: publish_numbers(d, range(9, 11)), devices)
 
-        attempts = broker.fleet_accepts_since(killed)
-        first = attempts[0]
-        buckets = {}
-        for t in attempts:
-            bucket = int((t - first) * 1000 // BUCKET_MS)
-            buckets[bucket] = buckets.get(bucket, 0) + 1
+        attempts, refused, source = storm_attempts(broker, wire, killed, killed_wall)
+        first = attempts[0]  # seconds after the kill, as every time in `attempts`
+        buckets = Counter(int((t - first) * 1000 // BUCKET_MS) for t in attempts)
         spread_ms = (attempts[-1] - first) * 1000
         peak = max(buckets.values())
+        accepted = broker.fleet_accepts_since(killed)
         print(f"fleet storm: {FLEET_SIZE} devices, broker down {1000 * (restarted - killed):.0f}"
-              f" ms, first reconnection {1000 * (first - killed):.0f} ms after the kill, "
-              f"spread over {spread_ms:.0f} ms, peak {peak} in {BUCKET_MS} ms "
-              f"({100 * peak / FLEET_SIZE:.0f} %, {peak * 1000 // BUCKET_MS} per s), per "
-              f"bucket: {[buckets.get(b, 0) for b in range(max(buckets) + 1)]}")
+              f" ms; {len(attempts)} connection attempts {source} ({refused} refused while "
+              f"it was down), the first {1000 * first:.0f} ms after the kill, spread over "
+              f"{spread_ms:.0f} ms, peak {peak} in {BUCKET_MS} ms "
+              f"({100 * peak / FLEET_SIZE:.0f} % of the fleet, {peak * 1000 // BUCKET_MS} per s), "
+              f"per bucket: "
+              f"{[buckets.get(b, 0) for b in range(max(buckets) + 1)]}; accepted by the "
+              f"broker over {1000 * (accepted[-1] - accepted[0]):.0f} ms")
         # The bound. All devices saw the broker die at the same instant; without jitter they
         # would all come back within one bucket. Each draws its first delay uniformly from
         # [0, 1000 ms] (one that tries before the broker listens again draws the next from
@@ -438,8 +444,28 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
         report_usage(devices, "single broker")
         print(f"fleet broker: {broker_usage(broker)}")
     finally:
-        stop_all(devices, observer)
+        stop_all(devices, observer, wire)
         broker.stop()
+
+
+def storm_attempts(broker: TimedBroker, wire, killed: float, killed_wall: float) -> tuple:
+    """(the fleet's connection attempts since the kill, in seconds after it; how many of them
+    were refused; where they were seen). On the wire when the test may capture packets: every
+    attempt, stamped when the device made it, refused ones included, so that a broker slow
+    to accept cannot bunch or spread them. Otherwise each device's first accepted connection,
+    stamped when the broker logged it. An attempt whose source port the broker accepted for
+    another client (the observer) is not the fleet's."""
+    accepted = broker.accepted_since(killed)
+    if wire is None:
+        return [t - killed for t in broker.fleet_accepts_since(killed)], 0, "accepted by the broker"
+    seen = wire.since(killed_wall)
+    ours = [(t, port) for t, port in seen
+            if accepted.get(port, (0, "fleet-0"))[1].startswith("fleet-0")]
+    fleet_ports = {port for port, (_, cid) in accepted.items() if cid.startswith("fleet-0")}
+    # The capture must have seen every connection the broker accepted from the fleet.
+    assert fleet_ports <= {port for _, port in ours}, "the capture missed connections"
+    refused = sum(1 for _, port in ours if port not in accepted)
+    return [t - killed_wall for t, _ in ours], refused, "on the wire at the broker's port"
 
 
 def broker_usage(broker) -> str:
