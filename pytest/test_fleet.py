@@ -6,8 +6,9 @@ certificate's CN as the user name and its ACL (`pattern readwrite devices/%u/#`)
 device below its own topics.
 
 1. One broker, killed (SIGKILL) and restarted on its port: the reconnect storm is measured
-   at the broker (the time each connection is accepted, taken as the broker prints it) and
-   must be spread by the reconnect jitter; every numbered QoS 1 message of every device
+   on the wire at the broker's port (every SYN, stamped by the kernel; without CAP_NET_RAW,
+   the time each connection is accepted, taken as the broker prints it) and must be spread
+   by the reconnect jitter; every numbered QoS 1 message of every device
    (before the kill, while the broker is down, after) reaches an observer with a persistent
    session; a device that publishes into another device's topics reaches nobody.
 2. Two broker nodes given to every device as an endpoint list (`--broker-endpoints`), an
@@ -19,8 +20,7 @@ device below its own topics.
 
 Memory (RSS) and CPU per simulated device are printed; docs/fleet.md keeps the figures.
 The default is the short fleet of 10 (the one `scripts/test` and twister run); FLEET_SIZE=50
-is the full one (docs/fleet.md: it fails on this machine since 2026-11-26, not understood
-yet), 100 the largest tried.
+is the full one; docs/fleet.md says how far this machine goes.
 """
 
 import base64
