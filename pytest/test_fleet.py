@@ -412,8 +412,8 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
         peak = max(buckets.values())
         accepted = broker.fleet_accepts_since(killed)
         print(f"fleet storm: {FLEET_SIZE} devices, broker down {1000 * (restarted - killed):.0f}"
-              f" ms; {len(attempts)} connection attempts {source} ({refused} refused while "
-              f"it was down), the first {1000 * first:.0f} ms after the kill, spread over "
+              f" ms; {len(attempts)} connection attempts {source} ({refused} not accepted: "
+              f"refused while it was down, or given up), the first {1000 * first:.0f} ms after the kill, spread over "
               f"{spread_ms:.0f} ms, peak {peak} in {BUCKET_MS} ms "
               f"({100 * peak / FLEET_SIZE:.0f} % of the fleet, {peak * 1000 // BUCKET_MS} per s), "
               f"per bucket: "
@@ -450,7 +450,7 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
 
 def storm_attempts(broker: TimedBroker, wire, killed: float, killed_wall: float) -> tuple:
     """(the fleet's connection attempts since the kill, in seconds after it; how many of them
-    were refused; where they were seen). On the wire when the test may capture packets: every
+    never became a client of the broker; where they were seen). On the wire when the test may capture packets: every
     attempt, stamped when the device made it, refused ones included, so that a broker slow
     to accept cannot bunch or spread them. Otherwise each device's first accepted connection,
     stamped when the broker logged it. An attempt whose source port the broker accepted for
