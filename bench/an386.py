@@ -37,8 +37,8 @@ IMPAIRED_LINK_STACKS = """\
 These runs had a clean link. On a link losing 10 % of the frames each way and reordering
 them (300 ± 100 ms of delay, `test_every_message_arrives_through_loss_delay_and_reordering`),
 TCP's work queue sends the retransmissions through the Ethernet driver from its own stack:
-`tcp_work` then reached 488 B (2026-11-26, a probe build with 2 KiB stacks), and with the
-512 B above one CI run stopped with `Stack overflow` in `tcp_work`. Since then `tcp_work` and
+`tcp_work` then reached 488 B (2026-11-26, a probe build with 2 KiB stacks), and with a
+512 B stack (prj.conf's size until then) one CI run stopped with `Stack overflow` in it. Since then `tcp_work` and
 `rx_q[0]` (which sends the ACKs the same way) keep Zephyr's defaults, 1,024 and 1,792 B,
 and the impaired-link test checks every sized stack keeps a tenth of it free, as
 `test_every_sized_stack_keeps_a_tenth_of_its_size_free` does after a clean run: at 512 B,
