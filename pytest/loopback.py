@@ -88,7 +88,12 @@ class ConnectionAttempts:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(cls.ETH_P_ALL))
         except PermissionError:
             return None
-        sock.setsockopt(socket.SOL_SOCKET, cls.SO_ATTACH_FILTER, cls._syn_filter(port))
+        code = cls._syn_filter(port)
+        buffer = ctypes.create_string_buffer(code, len(code))
+        # struct sock_fprog { unsigned short len; struct sock_filter *filter; }: the kernel
+        # copies the instructions (8 bytes each), so `buffer` need only outlive this call.
+        program = struct.pack("HL", len(code) // 8, ctypes.addressof(buffer))
+        sock.setsockopt(socket.SOL_SOCKET, cls.SO_ATTACH_FILTER, program)
         sock.setsockopt(socket.SOL_SOCKET, cls.SO_TIMESTAMPNS, 1)
         sock.bind(("lo", 0))
         sock.settimeout(0.2)
@@ -115,11 +120,7 @@ class ConnectionAttempts:
             (0x06, 0, 0, 128),  # accept: the headers are enough
             (0x06, 0, 0, 0),  # drop
         ]
-        code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
-        # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-        buffer = ctypes.create_string_buffer(code)
-        ConnectionAttempts._filter_code = buffer  # the kernel copies it; keep it until then
-        return struct.pack("HL", len(program), ctypes.addressof(buffer))
+        return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
 
     def _read(self) -> None:
         stamp_size = struct.calcsize("qq")
