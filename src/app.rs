@@ -460,6 +460,7 @@ impl<'a> Supervisor<'a> {
         cipher: &'static str,
     ) -> (bool, Error) {
         self.client.attach(socket);
+        let max_packet_size = self.client.session().config().max_packet_size;
         let mut connack_seen = false;
         loop {
             let now = Uptime.now();
@@ -487,6 +488,15 @@ impl<'a> Supervisor<'a> {
                 Event::Message(message) => {
                     device.handle_message(message.topic, message.payload, board);
                 }
+                Event::MessageDropped {
+                    topic,
+                    packet_len,
+                    qos,
+                } => warn!(
+                    "mqtt: message on {topic} dropped: {packet_len} bytes, more than the {} this device accepts (QoS {}: acknowledged, not delivered)",
+                    max_packet_size,
+                    qos as u8
+                ),
                 Event::Published(id) => {
                     device.handle_published(id);
                     outbox_journal::acknowledged(id);

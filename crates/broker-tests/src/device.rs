@@ -50,6 +50,8 @@ pub struct Inbox {
     pub unsubscribed: Vec<u16>,
     /// Why connections ended.
     pub lost: Vec<mqtt_core::Error>,
+    /// Messages too large to keep: topic, packet length, QoS.
+    pub dropped: Vec<(String, usize, QoS)>,
 }
 
 impl Inbox {
@@ -71,6 +73,11 @@ impl Inbox {
             }
             Event::Unsubscribed { packet_id } => self.unsubscribed.push(packet_id),
             Event::ConnectionLost(error) => self.lost.push(error),
+            Event::MessageDropped {
+                topic,
+                packet_len,
+                qos,
+            } => self.dropped.push((topic.to_owned(), packet_len, qos)),
         }
     }
 

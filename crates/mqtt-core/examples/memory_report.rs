@@ -218,7 +218,7 @@ fn main() {
         Event::Message(_) => counts.messages += 1,
         Event::Published(_) => counts.published += 1,
         Event::Subscribed { .. } => counts.subscribed += 1,
-        Event::Unsubscribed { .. } => {}
+        Event::Unsubscribed { .. } | Event::MessageDropped { .. } => {}
         Event::ConnectionLost(_) => counts.lost += 1,
     };
 

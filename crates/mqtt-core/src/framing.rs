@@ -50,6 +50,16 @@ pub fn parse_fixed_header(
     buf: &[u8],
     max_packet_size: usize,
 ) -> Result<Option<FixedHeader>, ProtocolError> {
+    let header = parse_fixed_header_of_any_size(buf)?;
+    if header.is_some_and(|header| header.frame_len() > max_packet_size) {
+        return Err(ProtocolError::PacketTooLarge);
+    }
+    Ok(header)
+}
+
+/// [`parse_fixed_header`] without the size bound: for deciding what to do with a frame
+/// too large to buffer.
+fn parse_fixed_header_of_any_size(buf: &[u8]) -> Result<Option<FixedHeader>, ProtocolError> {
     let Some(&first_byte) = buf.first() else {
         return Ok(None);
     };
@@ -60,18 +70,80 @@ pub fn parse_fixed_header(
         };
         remaining_len |= usize::from(byte & 0x7F) << (7 * position);
         if byte & 0x80 == 0 {
-            let header = FixedHeader {
+            return Ok(Some(FixedHeader {
                 first_byte,
                 header_len: 2 + position,
                 remaining_len,
-            };
-            if header.frame_len() > max_packet_size {
-                return Err(ProtocolError::PacketTooLarge);
-            }
-            return Ok(Some(header));
+            }));
         }
     }
     Err(ProtocolError::MalformedRemainingLength)
+}
+
+/// The front of a PUBLISH too large to buffer: what is needed to acknowledge it and say
+/// which message was dropped (§3.3.2: topic name, then the packet identifier at QoS 1/2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishHead {
+    /// Where the topic name sits in the head.
+    pub topic: core::ops::Range<usize>,
+    /// QoS 0, 1 or 2.
+    pub qos: u8,
+    /// The packet identifier (QoS 1/2), validated nonzero.
+    pub packet_id: Option<u16>,
+    /// Bytes of the whole packet, most of which are read past.
+    pub frame_len: usize,
+}
+
+/// Bytes of a PUBLISH's head (fixed header, topic name, packet identifier) given the
+/// fixed header and the first two bytes of its variable header; `None` until those arrived.
+fn publish_head_len(header: &FixedHeader, buf: &[u8]) -> Option<usize> {
+    let topic_len = usize::from(read_u16(buf, header.header_len)?);
+    let id_len = if (header.flags() >> 1) & 0b11 > 0 {
+        2
+    } else {
+        0
+    };
+    Some(header.header_len + 2 + topic_len + id_len)
+}
+
+/// Checks the head of an oversized PUBLISH as [`validate_from_server`] checks a whole one.
+pub fn validate_publish_head(
+    header: &FixedHeader,
+    head: &[u8],
+) -> Result<PublishHead, ProtocolError> {
+    let body = head.get(header.header_len..).unwrap_or(&[]);
+    if header.packet_type() != 3 || body.len() > header.remaining_len {
+        return Err(ProtocolError::InvalidLength(header.packet_type()));
+    }
+    let flags = header.flags();
+    let qos = (flags >> 1) & 0b11;
+    if qos == 3 {
+        return Err(ProtocolError::InvalidQos);
+    }
+    if qos == 0 && flags & 0b1000 != 0 {
+        return Err(ProtocolError::InvalidFlags(header.first_byte));
+    }
+    let topic_len = usize::from(read_u16(body, 0).ok_or(ProtocolError::InvalidLength(3))?);
+    let topic_start = header.header_len + 2;
+    let topic = head
+        .get(topic_start..topic_start + topic_len)
+        .ok_or(ProtocolError::InvalidLength(3))?;
+    let name = core::str::from_utf8(topic).map_err(|_| ProtocolError::InvalidTopic)?;
+    if crate::topic::validate_name(name).is_err() {
+        return Err(ProtocolError::InvalidTopic);
+    }
+    let packet_id = if qos > 0 {
+        nonzero_packet_id(body, 2 + topic_len)?;
+        read_u16(body, 2 + topic_len)
+    } else {
+        None
+    };
+    Ok(PublishHead {
+        topic: topic_start..topic_start + topic_len,
+        qos,
+        packet_id,
+        frame_len: header.frame_len(),
+    })
 }
 
 fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
@@ -209,6 +281,19 @@ pub struct FrameReader<const N: usize> {
     filled: usize,
     /// Bytes at the front that belong to the frame handed out last.
     consumed: usize,
+    /// Bytes of an oversized PUBLISH still to be read past and discarded.
+    skipping: usize,
+}
+
+/// What [`FrameReader::cut`] found at the front of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// A whole frame of this many bytes: [`FrameReader::current_frame`].
+    Frame(usize),
+    /// A PUBLISH larger than the maximum packet size but within the size the caller reads
+    /// past: [`FrameReader::current_frame`] is its head (fixed header, topic, packet
+    /// identifier); the rest is discarded as it arrives, never buffered.
+    OversizedPublish(FixedHeader),
 }
 
 impl<const N: usize> Default for FrameReader<N> {
@@ -224,13 +309,16 @@ impl<const N: usize> FrameReader<N> {
             buf: [0; N],
             filled: 0,
             consumed: 0,
+            skipping: 0,
         }
     }
 
     fn compact(&mut self) {
-        if self.consumed > 0 {
-            self.buf.copy_within(self.consumed..self.filled, 0);
-            self.filled -= self.consumed;
+        let drop = self.consumed + self.skipping.min(self.filled - self.consumed);
+        self.skipping -= drop - self.consumed;
+        if drop > 0 {
+            self.buf.copy_within(drop..self.filled, 0);
+            self.filled -= drop;
             self.consumed = 0;
         }
     }
@@ -266,6 +354,7 @@ impl<const N: usize> FrameReader<N> {
     pub fn clear(&mut self) {
         self.filled = 0;
         self.consumed = 0;
+        self.skipping = 0;
     }
 
     /// The next complete frame, if one has arrived. An error means the stream cannot be
@@ -280,18 +369,53 @@ impl<const N: usize> FrameReader<N> {
     /// Like [`Self::next_frame`], but returns only the frame's length; the frame itself is
     /// [`Self::current_frame`]. Lets a caller mutate other state between the two borrows.
     pub fn advance(&mut self, max_packet_size: usize) -> Result<Option<usize>, ProtocolError> {
+        match self.cut(max_packet_size, 0)? {
+            Some(Cut::Frame(len)) => Ok(Some(len)),
+            Some(Cut::OversizedPublish(_)) | None => Ok(None),
+        }
+    }
+
+    /// Like [`Self::advance`], and a PUBLISH longer than `max_packet_size` but no longer
+    /// than `max_read_past` is cut as its head ([`Cut::OversizedPublish`]), its body read
+    /// past as it arrives, so that the caller can acknowledge and drop it. Anything longer
+    /// is [`ProtocolError::PacketTooLarge`], as is a head that does not fit the buffer.
+    pub fn cut(
+        &mut self,
+        max_packet_size: usize,
+        max_read_past: usize,
+    ) -> Result<Option<Cut>, ProtocolError> {
         self.compact();
+        if self.skipping > 0 {
+            return Ok(None);
+        }
         let limit = max_packet_size.min(N);
         let pending = self.buf.get(..self.filled).unwrap_or(&[]);
-        let Some(header) = parse_fixed_header(pending, limit)? else {
+        let Some(header) = parse_fixed_header_of_any_size(pending)? else {
             return Ok(None);
         };
         let frame_len = header.frame_len();
+        if frame_len > limit {
+            if header.packet_type() != 3 || frame_len > max_read_past {
+                return Err(ProtocolError::PacketTooLarge);
+            }
+            let Some(head_len) = publish_head_len(&header, pending) else {
+                return Ok(None);
+            };
+            if head_len > N.min(frame_len) {
+                return Err(ProtocolError::PacketTooLarge);
+            }
+            if head_len > self.filled {
+                return Ok(None);
+            }
+            self.consumed = head_len;
+            self.skipping = frame_len - head_len;
+            return Ok(Some(Cut::OversizedPublish(header)));
+        }
         if frame_len > self.filled {
             return Ok(None);
         }
         self.consumed = frame_len;
-        Ok(Some(frame_len))
+        Ok(Some(Cut::Frame(frame_len)))
     }
 
     /// The frame returned by the last [`Self::advance`] (empty if none).

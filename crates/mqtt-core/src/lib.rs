@@ -37,7 +37,7 @@ pub use error::{
 pub use mqttrs::QoS;
 pub use session::{
     ConnectOptions, Event, LastWill, Message, MessageId, Password, Session, SessionConfig,
-    SubscribeResult, OUTBOX_SLOTS, OUTBOX_SLOT_BYTES,
+    SubscribeResult, DEFAULT_MAX_DROPPED_PUBLISH_SIZE, OUTBOX_SLOTS, OUTBOX_SLOT_BYTES,
 };
 
 /// A point in time, in milliseconds from an arbitrary origin chosen by the caller.

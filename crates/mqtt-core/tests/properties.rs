@@ -354,7 +354,9 @@ fn qos(n: u8) -> QoS {
     [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(n % 3)]
 }
 
-fn connected_session(keep_alive_s: u16) -> TestSession {
+/// With `read_past`, PUBLISHes over the maximum are acknowledged and read past (the default);
+/// without, every byte accepted must fit the receive buffer until the next poll.
+fn connected_session(keep_alive_s: u16, read_past: bool) -> TestSession {
     let connect = ConnectOptions {
         client_id: "prop-1",
         username: Some("user"),
@@ -365,6 +367,9 @@ fn connected_session(keep_alive_s: u16) -> TestSession {
     };
     let mut config = SessionConfig::new(connect);
     config.max_packet_size = RX;
+    if !read_past {
+        config.max_dropped_publish_size = 0;
+    }
     let mut session = TestSession::new(config).unwrap();
     session.handle_connected(Instant(0));
     let mut buf = [0u8; 256];
@@ -402,11 +407,13 @@ fn check_transmitted(bytes: &[u8]) {
 }
 
 /// Offers `bytes` as the transport would: what does not fit is offered again after polling.
-fn feed(session: &mut TestSession, bytes: &[u8], accepted_since_poll: &mut usize) {
+/// Bytes read past (an oversized PUBLISH) are discarded as they arrive: with `read_past`
+/// only the count is checked.
+fn feed(session: &mut TestSession, bytes: &[u8], accepted_since_poll: &mut usize, read_past: bool) {
     let connected = session.state() != ConnectionState::Disconnected;
     let taken = session.handle_bytes(bytes);
     assert!(taken <= bytes.len());
-    if connected {
+    if connected && !read_past {
         *accepted_since_poll += taken;
         assert!(
             *accepted_since_poll <= RX,
@@ -421,30 +428,40 @@ proptest! {
     #[test]
     fn connected_session_survives_arbitrary_broker_bytes(
         keep_alive_s in prop_oneof![Just(0u16), 1..120u16],
+        read_past in any::<bool>(),
         ops in prop::collection::vec(op(), 1..60),
     ) {
         const TOPICS: &[&str] = &["a", "a/b", "$SYS/x", "dev/1/status"];
         const FILTERS: &[&str] = &["a", "a/+", "#", "+/b", "dev/+/status"];
-        let mut session = connected_session(keep_alive_s);
+        let mut session = connected_session(keep_alive_s, read_past);
         let mut accepted = 0;
         let mut buf = [0u8; 256];
         for op in ops {
             match op {
                 Op::Bytes(bytes, points) => {
                     for chunk in split_at_points(&bytes, &points) {
-                        feed(&mut session, &chunk, &mut accepted);
+                        feed(&mut session, &chunk, &mut accepted, read_past);
                     }
                 }
                 Op::Packet(packet, points) => {
                     for chunk in split_at_points(&packet.encode(), &points) {
-                        feed(&mut session, &chunk, &mut accepted);
+                        feed(&mut session, &chunk, &mut accepted, read_past);
                     }
                 }
                 Op::PollEvent => {
                     accepted = 0;
-                    if let Some(Event::Message(m)) = session.poll_event() {
-                        prop_assert!(validate_name(m.topic).is_ok());
-                        prop_assert!(m.payload.len() <= RX);
+                    match session.poll_event() {
+                        Some(Event::Message(m)) => {
+                            prop_assert!(validate_name(m.topic).is_ok());
+                            prop_assert!(m.payload.len() <= RX);
+                        }
+                        Some(Event::MessageDropped { topic, packet_len, .. }) => {
+                            prop_assert!(read_past, "dropped with read-past off");
+                            prop_assert!(validate_name(topic).is_ok());
+                            prop_assert!(packet_len > RX);
+                            prop_assert!(packet_len <= mqtt_core::DEFAULT_MAX_DROPPED_PUBLISH_SIZE);
+                        }
+                        _ => {}
                     }
                 }
                 Op::PollTransmit(size) => {
@@ -479,7 +496,7 @@ proptest! {
                         other => prop_assert!(false, "no CONNECT: {:?}", other),
                     }
                     let connack = [0x20, 0x02, u8::from(session_present), 0x00];
-                    feed(&mut session, &connack, &mut accepted);
+                    feed(&mut session, &connack, &mut accepted, read_past);
                 }
             }
             prop_assert!(session.outbox_len() <= SLOTS);

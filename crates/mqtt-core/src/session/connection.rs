@@ -51,6 +51,10 @@ pub struct ConnectOptions<'a> {
     pub last_will: Option<LastWill<'a>>,
 }
 
+/// The default [`SessionConfig::max_dropped_publish_size`]: four full TLS records, more than
+/// any message a device's topics are meant to carry, far less than MQTT's 256 MiB ceiling.
+pub const DEFAULT_MAX_DROPPED_PUBLISH_SIZE: usize = 65_536;
+
 /// Session settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig<'a> {
@@ -58,6 +62,11 @@ pub struct SessionConfig<'a> {
     pub connect: ConnectOptions<'a>,
     /// Largest packet accepted from the broker (at most the receive buffer).
     pub max_packet_size: usize,
+    /// A PUBLISH longer than `max_packet_size` and at most this long is acknowledged, read
+    /// past and reported as [`crate::Event::MessageDropped`], so that a broker does not send
+    /// it again after every reconnect. Any other packet over `max_packet_size`, or a PUBLISH
+    /// over this, ends the connection. 0 (or `max_packet_size`): no PUBLISH is read past.
+    pub max_dropped_publish_size: usize,
     /// QoS 1/2 publishes on the wire at once (1 = stop-and-wait, at most the outbox size).
     pub inflight_window: usize,
     /// How long to wait for CONNACK.
@@ -67,11 +76,13 @@ pub struct SessionConfig<'a> {
 }
 
 impl<'a> SessionConfig<'a> {
-    /// Defaults: 1 KiB packets, window 4, 10 s CONNACK and ping timeouts.
+    /// Defaults: 1 KiB packets (larger PUBLISHes up to 64 KiB dropped), window 4, 10 s
+    /// CONNACK and ping timeouts.
     pub fn new(connect: ConnectOptions<'a>) -> Self {
         Self {
             connect,
             max_packet_size: 1024,
+            max_dropped_publish_size: DEFAULT_MAX_DROPPED_PUBLISH_SIZE,
             inflight_window: 4,
             connack_timeout_ms: 10_000,
             ping_timeout_ms: 10_000,

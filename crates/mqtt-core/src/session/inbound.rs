@@ -83,7 +83,40 @@ impl Inbound {
         &mut self,
         publish: mqttrs::Publish<'p>,
     ) -> Result<Option<Event<'p>>, Error> {
-        let qos = match publish.qospid {
+        let Some(qos) = self.acknowledge_qospid(publish.qospid)? else {
+            return Ok(None);
+        };
+        Ok(Some(Event::Message(Message {
+            topic: publish.topic_name,
+            payload: publish.payload,
+            qos,
+            retain: publish.retain,
+            duplicate: publish.dup,
+        })))
+    }
+
+    /// Queues what a PUBLISH of this QoS and packet identifier is owed (the identifier was
+    /// validated with the packet). `None`: a QoS 2 duplicate, not to be delivered again.
+    pub(super) fn acknowledge(
+        &mut self,
+        qos: u8,
+        packet_id: Option<u16>,
+    ) -> Result<Option<QoS>, Error> {
+        let pid = || {
+            packet_id
+                .and_then(|id| Pid::try_from(id).ok())
+                .ok_or(Error::Protocol(crate::ProtocolError::ZeroPacketId))
+        };
+        let qospid = match qos {
+            0 => QosPid::AtMostOnce,
+            1 => QosPid::AtLeastOnce(pid()?),
+            _ => QosPid::ExactlyOnce(pid()?),
+        };
+        self.acknowledge_qospid(qospid)
+    }
+
+    fn acknowledge_qospid(&mut self, qospid: QosPid) -> Result<Option<QoS>, Error> {
+        Ok(Some(match qospid {
             QosPid::AtMostOnce => QoS::AtMostOnce,
             QosPid::AtLeastOnce(pid) => {
                 self.queue_ack(Ack::Puback(pid))?;
@@ -105,14 +138,7 @@ impl Inbound {
                 self.queue_ack(Ack::Pubrec(pid))?;
                 QoS::ExactlyOnce
             }
-        };
-        Ok(Some(Event::Message(Message {
-            topic: publish.topic_name,
-            payload: publish.payload,
-            qos,
-            retain: publish.retain,
-            duplicate: publish.dup,
-        })))
+        }))
     }
 
     pub(super) fn handle_pubrel(&mut self, pid: Pid) -> Result<(), Error> {

@@ -39,7 +39,7 @@
 //! points, which dispatch to those.
 
 use crate::error::{ConfigError, Error, ProtocolError, ResourceError, TimeoutKind};
-use crate::framing::{self, FrameReader};
+use crate::framing::{self, Cut, FrameReader};
 use crate::{Instant, QoS};
 use heapless::Vec;
 use mqttrs::{Packet, Pid};
@@ -50,7 +50,10 @@ mod keepalive;
 mod outbound;
 mod subscriptions;
 
-pub use connection::{ConnectOptions, ConnectionState, LastWill, Password, SessionConfig};
+pub use connection::{
+    ConnectOptions, ConnectionState, LastWill, Password, SessionConfig,
+    DEFAULT_MAX_DROPPED_PUBLISH_SIZE,
+};
 pub use inbound::{Message, MAX_INBOUND_QOS2};
 pub use outbound::MessageId;
 pub use subscriptions::{
@@ -73,6 +76,17 @@ pub enum Event<'a> {
     },
     /// A message arrived.
     Message(Message<'a>),
+    /// A message longer than [`SessionConfig::max_packet_size`] (and at most
+    /// [`SessionConfig::max_dropped_publish_size`]) arrived: it was acknowledged as MQTT
+    /// requires, so the broker does not send it again, and read past without being kept.
+    MessageDropped {
+        /// Its topic name.
+        topic: &'a str,
+        /// Bytes of the whole PUBLISH packet.
+        packet_len: usize,
+        /// The QoS it was delivered with.
+        qos: QoS,
+    },
     /// A QoS 1 or 2 publish was acknowledged (PUBACK or PUBCOMP).
     Published(MessageId),
     /// SUBACK for the request with this packet identifier, one result per filter in order.
@@ -193,8 +207,18 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 return None;
             }
             let max_packet_size = self.config.max_packet_size;
-            match self.reader.advance(max_packet_size) {
-                Ok(Some(_)) => {}
+            let max_dropped = self.config.max_dropped_publish_size;
+            match self.reader.cut(max_packet_size, max_dropped) {
+                Ok(Some(Cut::Frame(_))) => {}
+                Ok(Some(Cut::OversizedPublish(header))) => match self.drop_publish(&header) {
+                    Step::Continue => continue,
+                    Step::Lost(error) => return Some(self.lose_now(error)),
+                    Step::Dropped(head) => return Some(head.event(self.reader.current_frame())),
+                    Step::Event(event) => return Some(event),
+                    Step::Message(layout) => {
+                        return Some(layout.message(self.reader.current_frame()))
+                    }
+                },
                 Ok(None) => return None,
                 Err(error) => return Some(self.lose_now(error.into())),
             }
@@ -230,6 +254,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 Step::Lost(error) => return Some(self.lose_now(error)),
                 Step::Event(event) => return Some(event),
                 Step::Message(layout) => return Some(layout.message(self.reader.current_frame())),
+                Step::Dropped(head) => return Some(head.event(self.reader.current_frame())),
             }
         }
     }
@@ -258,6 +283,28 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     }
 
     // ----- internals ----------------------------------------------------------------------
+
+    /// The head of a PUBLISH too large to keep: checked like a whole one, acknowledged, and
+    /// reported; its body is read past by the reader.
+    fn drop_publish(&mut self, header: &framing::FixedHeader) -> Step {
+        if self.link != Link::Up {
+            return Step::Lost(ProtocolError::UnexpectedPacket.into());
+        }
+        let head = match framing::validate_publish_head(header, self.reader.current_frame()) {
+            Ok(head) => head,
+            Err(error) => return Step::Lost(error.into()),
+        };
+        match self.inbound.acknowledge(head.qos, head.packet_id) {
+            Err(error) => Step::Lost(error),
+            // A QoS 2 duplicate of a message already reported.
+            Ok(None) => Step::Continue,
+            Ok(Some(qos)) => Step::Dropped(DroppedHead {
+                topic: head.topic,
+                packet_len: head.frame_len,
+                qos,
+            }),
+        }
+    }
 
     fn allocate_packet_id(&mut self) -> Result<Pid, ResourceError> {
         for _ in 0..u16::MAX {
@@ -306,6 +353,27 @@ enum Step {
     Lost(Error),
     Event(Event<'static>),
     Message(MessageLayout),
+    Dropped(DroppedHead),
+}
+
+/// An oversized PUBLISH acknowledged and dropped, with where its topic sits in the head.
+struct DroppedHead {
+    topic: core::ops::Range<usize>,
+    packet_len: usize,
+    qos: QoS,
+}
+
+impl DroppedHead {
+    fn event(self, head: &[u8]) -> Event<'_> {
+        let topic = head
+            .get(self.topic)
+            .and_then(|t| core::str::from_utf8(t).ok());
+        Event::MessageDropped {
+            topic: topic.unwrap_or_default(),
+            packet_len: self.packet_len,
+            qos: self.qos,
+        }
+    }
 }
 
 impl Event<'_> {
@@ -317,7 +385,9 @@ impl Event<'_> {
             Event::Subscribed { packet_id, results } => Event::Subscribed { packet_id, results },
             Event::Unsubscribed { packet_id } => Event::Unsubscribed { packet_id },
             Event::ConnectionLost(e) => Event::ConnectionLost(e),
-            Event::Message(_) => Event::ConnectionLost(Error::Protocol(ProtocolError::Decode)),
+            Event::Message(_) | Event::MessageDropped { .. } => {
+                Event::ConnectionLost(Error::Protocol(ProtocolError::Decode))
+            }
         }
     }
 }

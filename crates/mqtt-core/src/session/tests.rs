@@ -750,16 +750,195 @@ fn each_input_that_panics_mqttrs_becomes_a_protocol_error() {
 }
 
 #[test]
-fn oversized_packet_from_the_broker_drops_the_connection() {
+fn oversized_packet_other_than_publish_drops_the_connection() {
     let mut s = session();
     connect(&mut s, T0, false);
-    feed(&mut s, &[0x30, 0x80, 0x04]); // 512 bytes announced, maximum 256
+    feed(&mut s, &[0x90, 0x80, 0x04]); // a SUBACK of 512 bytes announced, maximum 256
     assert_eq!(
         s.poll_event(),
         Some(Event::ConnectionLost(Error::Protocol(
             ProtocolError::PacketTooLarge
         )))
     );
+}
+
+#[test]
+fn publish_larger_than_the_read_past_limit_drops_the_connection() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    // 65,537 bytes of remaining length: over the 64 KiB read past by default.
+    feed(&mut s, &[0x32, 0x81, 0x80, 0x04]);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::PacketTooLarge
+        )))
+    );
+}
+
+/// A PUBLISH of `payload_len` payload bytes on `topic` at `qos` with packet id 7.
+fn large_publish(topic: &str, qos: u8, payload_len: usize) -> StdVec<u8> {
+    let id_len = if qos > 0 { 2 } else { 0 };
+    let mut remaining = 2 + topic.len() + id_len + payload_len;
+    let mut frame = std::vec![0x30 | (qos << 1)];
+    loop {
+        let byte = (remaining % 128) as u8;
+        remaining /= 128;
+        frame.push(if remaining > 0 { byte | 0x80 } else { byte });
+        if remaining == 0 {
+            break;
+        }
+    }
+    frame.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    frame.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        frame.extend_from_slice(&[0, 7]);
+    }
+    frame.resize(frame.len() + payload_len, b'x');
+    frame
+}
+
+/// Feeds `stream` in chunks of at most `chunk` bytes, draining events and acknowledgements
+/// between them as a driver does; returns both.
+fn feed_in_chunks(
+    s: &mut TestSession,
+    stream: &[u8],
+    chunk: usize,
+) -> (StdVec<StdString>, StdVec<StdString>) {
+    let (mut seen, mut sent) = (StdVec::new(), StdVec::new());
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let taken = s.handle_bytes(&rest[..chunk.min(rest.len())]);
+        rest = &rest[taken..];
+        loop {
+            let before = (seen.len(), sent.len());
+            seen.extend(events(s));
+            sent.extend(transmit_described(s, T0));
+            if (seen.len(), sent.len()) == before {
+                break;
+            }
+        }
+    }
+    (seen, sent)
+}
+
+#[test]
+fn publish_over_the_maximum_is_acknowledged_dropped_and_read_past() {
+    for chunk in [1, 7, 100, 256] {
+        let mut s = session();
+        connect(&mut s, T0, false);
+        let mut stream = large_publish("cmd/big", 1, 12 * 1024);
+        let packet_len = stream.len();
+        from_broker_into(&mut stream, Packet::Pingresp);
+        let (seen, sent) = feed_in_chunks(&mut s, &stream, chunk);
+        assert_eq!(
+            seen,
+            [
+                format!("MessageDropped {{ topic: \"cmd/big\", packet_len: {packet_len}, qos: AtLeastOnce }}"),
+            ],
+            "chunks of {chunk}"
+        );
+        assert_eq!(sent, ["Puback(Pid(7))"], "chunks of {chunk}");
+        assert_eq!(s.state(), ConnectionState::Connected);
+        assert_eq!(s.reader.buffered(), 0, "the PINGRESP behind it was parsed");
+    }
+}
+
+#[test]
+fn oversized_qos2_publish_is_acknowledged_once_and_its_duplicate_suppressed() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    let stream = large_publish("cmd/big", 2, 1000);
+    let (seen, sent) = feed_in_chunks(&mut s, &stream, 64);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(sent, ["Pubrec(Pid(7))"]);
+    let mut duplicate = stream.clone();
+    duplicate[0] |= 0x08;
+    let (seen, sent) = feed_in_chunks(&mut s, &duplicate, 64);
+    assert!(
+        seen.is_empty(),
+        "a QoS 2 duplicate was reported again: {seen:?}"
+    );
+    assert_eq!(sent, ["Pubrec(Pid(7))"]);
+}
+
+#[test]
+fn oversized_qos0_publish_is_dropped_without_acknowledgement() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    let (seen, sent) = feed_in_chunks(&mut s, &large_publish("t", 0, 300), 50);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(sent.is_empty(), "{sent:?}");
+}
+
+#[test]
+fn oversized_publish_whose_head_does_not_fit_the_buffer_drops_the_connection() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    let topic = "t".repeat(300); // more than the 256-byte receive buffer
+    let stream = large_publish(&topic, 1, 10);
+    s.handle_bytes(&stream[..256]);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::PacketTooLarge
+        )))
+    );
+}
+
+#[test]
+fn oversized_publish_with_an_invalid_head_drops_the_connection() {
+    for (topic, qos, cause) in [
+        ("a/#", 1, ProtocolError::InvalidTopic),
+        ("ok", 3, ProtocolError::InvalidQos),
+    ] {
+        let mut s = session();
+        connect(&mut s, T0, false);
+        let mut stream = large_publish(topic, qos.min(2), 400);
+        stream[0] = 0x30 | (qos << 1);
+        s.handle_bytes(&stream[..100]);
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::ConnectionLost(Error::Protocol(cause))),
+            "{topic} QoS {qos}"
+        );
+    }
+}
+
+#[test]
+fn oversized_publish_before_connack_drops_the_connection() {
+    let mut s = session();
+    s.handle_connected(T0);
+    transmit(&mut s, T0);
+    s.handle_bytes(&large_publish("t", 1, 400)[..100]);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::UnexpectedPacket
+        )))
+    );
+}
+
+#[test]
+fn read_past_limit_of_zero_keeps_the_old_refusal() {
+    let mut config = SessionConfig::new(options());
+    config.max_packet_size = 256;
+    config.max_dropped_publish_size = 0;
+    let mut s = session_with(config);
+    connect(&mut s, T0, false);
+    s.handle_bytes(&large_publish("t", 1, 400)[..100]);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::ConnectionLost(Error::Protocol(
+            ProtocolError::PacketTooLarge
+        )))
+    );
+}
+
+fn from_broker_into(stream: &mut StdVec<u8>, packet: Packet<'_>) {
+    let mut buf = [0u8; 512];
+    let n = mqttrs::encode_slice(&packet, &mut buf).unwrap();
+    stream.extend_from_slice(&buf[..n]);
 }
 
 #[test]

@@ -286,6 +286,13 @@ impl World {
                 assert!(mqtt_core::topic::validate_name(message.topic).is_ok());
                 assert!(message.payload.len() <= self.max_packet_size);
             }
+            Event::MessageDropped {
+                topic, packet_len, ..
+            } => {
+                assert!(mqtt_core::topic::validate_name(topic).is_ok());
+                assert!(packet_len > self.max_packet_size);
+                assert!(packet_len <= mqtt_core::DEFAULT_MAX_DROPPED_PUBLISH_SIZE);
+            }
             Event::Published(id) => {
                 let known = self.published.get(&id);
                 assert!(
