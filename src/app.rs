@@ -23,6 +23,7 @@ use mqtt_core::{
     ConnectOptions, Error, Event, Instant, LastWill, MessageId, Password, ProtocolError, QoS,
     Recovery, Session, SessionConfig, SubscribeResult, TransportError,
 };
+use static_cell::{ConstStaticCell, StaticCell};
 
 /// Uptime as the MQTT core's clock.
 struct Uptime;
@@ -114,30 +115,22 @@ fn nul_terminated(host: &str) -> Option<String<256>> {
     Some(name)
 }
 
+/// The MQTT client: its session (receive buffer, outbox) and transmit buffer, made at compile
+/// time in `.bss` and configured at start, so that it never sits in a stack frame: the MQTT
+/// thread's stack holds only what one call needs, the TLS handshake's frames above all.
+static CLIENT: ConstStaticCell<MqttClient> =
+    ConstStaticCell::new(Client::new(Session::unconfigured(), Uptime));
+/// What the device runs on, made once at start (see [`start`]).
+static SETTINGS: StaticCell<Settings> = StaticCell::new();
+static STATUS_TOPIC: ConstStaticCell<String<128>> = ConstStaticCell::new(String::new());
+static NUL_STRINGS: StaticCell<NulStrings> = StaticCell::new();
+static SUPERVISOR: StaticCell<Supervisor<'static>> = StaticCell::new();
+
+type MqttClient = Client<'static, TlsSocket, Uptime>;
+
 /// Never returns: the device runs until power goes away.
 pub fn run() -> ! {
-    let settings = Settings::current();
-    let checked = check_settings(&settings);
-    let mutual_tls = install_credentials(&settings);
-    // The will and the session borrow the status topic and the C strings: they live as long
-    // as this function, which never returns.
-    let status_topic: String<128> = String::from(checked.topics.status());
-    let (Ok(alpn), Ok(sntp_server)) = (
-        CStr::from_bytes_with_nul(checked.alpn.as_bytes()),
-        CStr::from_bytes_with_nul(checked.sntp_server.as_bytes()),
-    ) else {
-        halt(format_args!(
-            "ALPN list or SNTP server name contains a NUL byte"
-        ));
-    };
-    let mut supervisor = Supervisor::new(
-        &settings,
-        &status_topic,
-        checked.topics,
-        checked.endpoints,
-        (alpn, sntp_server),
-        mutual_tls,
-    );
+    let supervisor = start();
     let mut link = Link::WaitingForNetwork;
     loop {
         supervisor.status.set_state(link.state());
@@ -150,18 +143,56 @@ pub fn run() -> ! {
     }
 }
 
-/// What the settings give the device, checked once at boot.
-struct CheckedSettings {
-    topics: DeviceTopics,
-    endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
-    /// NUL-terminated for the socket API.
+/// Checks the settings, installs the credentials and makes the supervisor in its static.
+/// Not inlined: what it builds passes through its frame, which is gone before the first
+/// connection instead of staying in `run`'s.
+#[inline(never)]
+fn start() -> &'static mut Supervisor<'static> {
+    let settings: &'static Settings = SETTINGS.init(Settings::current());
+    let checked = check_settings(settings);
+    let mutual_tls = install_credentials(settings);
+    let status_topic = STATUS_TOPIC.take();
+    if status_topic.push_str(checked.topics.status()).is_err() {
+        halt(format_args!("status topic longer than 128 bytes"));
+    }
+    let strings: &'static NulStrings = NUL_STRINGS.init(checked.strings);
+    let (Ok(alpn), Ok(sntp_server)) = (
+        CStr::from_bytes_with_nul(strings.alpn.as_bytes()),
+        CStr::from_bytes_with_nul(strings.sntp_server.as_bytes()),
+    ) else {
+        halt(format_args!(
+            "ALPN list or SNTP server name contains a NUL byte"
+        ));
+    };
+    let client = configure_client(settings, status_topic, checked.topics.commands());
+    SUPERVISOR.init_with(|| {
+        Supervisor::new(
+            settings,
+            client,
+            checked.topics,
+            checked.endpoints,
+            (alpn, sntp_server),
+            mutual_tls,
+        )
+    })
+}
+
+/// The socket API's NUL-terminated strings, kept for as long as the device runs.
+struct NulStrings {
     alpn: String<256>,
     sntp_server: String<256>,
 }
 
+/// What the settings give the device, checked once at boot.
+struct CheckedSettings {
+    topics: DeviceTopics,
+    endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
+    strings: NulStrings,
+}
+
 /// Logs what the device starts with and checks what it cannot run without; halts with the
 /// reason otherwise. Pins the broker's key if the settings say so.
-fn check_settings(settings: &Settings) -> CheckedSettings {
+fn check_settings(settings: &'static Settings) -> CheckedSettings {
     info!(
         "secure-mqtt starting: broker {}:{}, client id {}",
         settings.broker_host, settings.broker_port, settings.client_id
@@ -206,8 +237,7 @@ fn check_settings(settings: &Settings) -> CheckedSettings {
     CheckedSettings {
         topics,
         endpoints,
-        alpn,
-        sntp_server,
+        strings: NulStrings { alpn, sntp_server },
     }
 }
 
@@ -227,16 +257,13 @@ fn install_credentials(settings: &Settings) -> bool {
     }
 }
 
-/// The MQTT client: its session (will `offline` on the status topic), subscribed to the
-/// command filter, with the journaled messages from before a reboot queued again.
-/// Not inlined: the session is built and moved in steps, and inlined, every step's copy of
-/// it would stay in `run`'s frame for good, on the stack's deepest path.
-#[inline(never)]
-fn new_client<'a>(
-    settings: &Settings,
-    status_topic: &'a str,
+/// The MQTT client in its static, configured: will `offline` on the status topic, subscribed
+/// to the command filter, with the journaled messages from before a reboot queued again.
+fn configure_client(
+    settings: &'static Settings,
+    status_topic: &'static str,
     commands: &str,
-) -> Client<'a, TlsSocket, Uptime> {
+) -> &'static mut MqttClient {
     let mut config = SessionConfig::new(ConnectOptions {
         client_id: settings.client_id,
         username: (!settings.username.is_empty()).then_some(settings.username),
@@ -252,22 +279,22 @@ fn new_client<'a>(
     });
     config.inflight_window = settings.inflight_window;
     config.ping_timeout_ms = settings.ping_timeout_ms;
-    let mut session: Session<'a> = match Session::new(config) {
-        Ok(session) => session,
-        Err(cause) => halt(format_args!("invalid MQTT settings: {cause}")),
-    };
+    let client = CLIENT.take();
+    let session = client.session();
+    if let Err(cause) = session.configure(config) {
+        halt(format_args!("invalid MQTT settings: {cause}"));
+    }
     if let Err(cause) = session.subscribe(&[(commands, QoS::AtLeastOnce)]) {
         halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
-    outbox_journal::restore(&mut session);
-    // Built as the return value: no second copy of the session in this frame.
-    Client::new(session, Uptime)
+    outbox_journal::restore(session);
+    client
 }
 
 /// What the supervisor carries across connections.
 struct Supervisor<'a> {
     settings: &'a Settings,
-    client: Client<'a, TlsSocket, Uptime>,
+    client: &'a mut MqttClient,
     device: Device,
     board: BoardIo,
     status: Status,
@@ -284,18 +311,17 @@ struct Supervisor<'a> {
 }
 
 impl<'a> Supervisor<'a> {
-    /// Not inlined, like [`new_client`]: the copies made while building it stay in this
-    /// frame, which is gone before the first connection.
+    /// Not inlined: built in its static through [`StaticCell::init_with`], its temporaries
+    /// in this frame only.
     #[inline(never)]
     fn new(
         settings: &'a Settings,
-        status_topic: &'a str,
+        client: &'a mut MqttClient,
         topics: DeviceTopics,
         endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
         (alpn, sntp_server): (&'a CStr, &'a CStr),
         mutual_tls: bool,
     ) -> Self {
-        let client = new_client(settings, status_topic, topics.commands());
         let board = BoardIo { leds: Leds::new() };
         info!("leds: {} available", board.leds.available());
         Supervisor {

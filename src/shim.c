@@ -255,6 +255,17 @@ int app_tls_require_peer_verification(int fd)
 
 int app_tls_set_sec_tags(int fd, const int32_t *tags, size_t count)
 {
+	/*
+	 * The certificates behind the tags are DER in static storage (the image's, or the
+	 * provisioned set's), so mbedTLS may parse them in place instead of copying each one
+	 * into its heap for the life of the connection.
+	 */
+	int nocopy = TLS_CERT_NOCOPY_OPTIONAL;
+	int ret = set_tls_option(fd, TLS_CERT_NOCOPY, &nocopy, sizeof(nocopy));
+
+	if (ret < 0) {
+		return ret;
+	}
 	return set_tls_option(fd, TLS_SEC_TAG_LIST, tags, count * sizeof(sec_tag_t));
 }
 

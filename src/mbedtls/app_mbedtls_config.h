@@ -54,7 +54,11 @@
 #undef MBEDTLS_SSL_TICKET_C
 /* 0-RTT early data: not used, and replayable. */
 #undef MBEDTLS_SSL_EARLY_DATA
-/* Outgoing records: the largest MQTT packet is about 1 KiB. Incoming stays at 4096. */
+/*
+ * Outgoing records: the largest MQTT packet is about 1 KiB and the largest handshake message
+ * the device writes is its certificate. Incoming records stay at the 16 KiB TLS allows
+ * (prj.conf).
+ */
 #undef MBEDTLS_SSL_OUT_CONTENT_LEN
 #define MBEDTLS_SSL_OUT_CONTENT_LEN 2048
 /* Only the suites this configuration can negotiate anyway (mbedTLS's preference list holds

@@ -59,8 +59,9 @@ impl<
         const TX: usize,
     > Client<'a, T, C, RX, SLOTS, SLOT_BYTES, TX>
 {
-    /// A client with no transport yet.
-    pub fn new(session: Session<'a, RX, SLOTS, SLOT_BYTES>, clock: C) -> Self {
+    /// A client with no transport yet. `const`, so that a client with its buffers can be a
+    /// `static` made at compile time (with [`Session::unconfigured`]), never on a stack.
+    pub const fn new(session: Session<'a, RX, SLOTS, SLOT_BYTES>, clock: C) -> Self {
         Self {
             session,
             transport: None,

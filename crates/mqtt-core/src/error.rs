@@ -75,6 +75,8 @@ pub enum ConfigError {
     DuplicateFilter,
     /// The request needs a connected session.
     NotConnected,
+    /// The request needs a session with no transport attached.
+    NotDisconnected,
     /// The maximum packet size is below the MQTT minimum or above the receive buffer.
     InvalidMaxPacketSize,
     /// The layer below refused a setting (e.g. a TLS socket option).
@@ -263,6 +265,7 @@ impl fmt::Display for ConfigError {
             ConfigError::TooManyFilters => "no filter, or more than one request may carry",
             ConfigError::DuplicateFilter => "the same filter twice in one request",
             ConfigError::NotConnected => "not connected",
+            ConfigError::NotDisconnected => "only between connections",
             ConfigError::InvalidMaxPacketSize => {
                 "maximum packet size below the MQTT minimum or above the receive buffer"
             }

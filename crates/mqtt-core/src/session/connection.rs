@@ -78,7 +78,7 @@ pub struct SessionConfig<'a> {
 impl<'a> SessionConfig<'a> {
     /// Defaults: 1 KiB packets (larger PUBLISHes up to 64 KiB dropped), window 4, 10 s
     /// CONNACK and ping timeouts.
-    pub fn new(connect: ConnectOptions<'a>) -> Self {
+    pub const fn new(connect: ConnectOptions<'a>) -> Self {
         Self {
             connect,
             max_packet_size: 1024,

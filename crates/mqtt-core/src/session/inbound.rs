@@ -45,7 +45,7 @@ pub(super) struct Inbound {
 }
 
 impl Inbound {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
             qos2: Vec::new(),
             acks: Deque::new(),

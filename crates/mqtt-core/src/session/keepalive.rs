@@ -35,7 +35,7 @@ enum Ping {
 }
 
 impl Keepalive {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
             last_transmit: Instant(0),
             ping: Ping::Idle,

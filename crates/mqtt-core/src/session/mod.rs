@@ -151,6 +151,42 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         })
     }
 
+    /// A session to be configured with [`Session::configure`] before it connects: `const`,
+    /// so that a session with its buffers and outbox can be a `static` made at compile time
+    /// (in `.bss`) instead of being built on a stack and moved.
+    pub const fn unconfigured() -> Self {
+        Self {
+            config: SessionConfig::new(ConnectOptions {
+                client_id: "",
+                username: None,
+                password: None,
+                clean_session: true,
+                keep_alive_s: 0,
+                last_will: None,
+            }),
+            link: Link::Down,
+            reader: FrameReader::new(),
+            outbox: Outbox::new(),
+            next_packet_id: 0,
+            subscriptions: Subscriptions::new(),
+            inbound: Inbound::new(),
+            keepalive: Keepalive::new(),
+            disconnect_requested: false,
+            lost: None,
+        }
+    }
+
+    /// Checks `config` as [`Session::new`] does and puts it in force. Only while no
+    /// transport is attached: settings change between connections, never during one.
+    pub fn configure(&mut self, config: SessionConfig<'a>) -> Result<(), ConfigError> {
+        if self.link != Link::Down {
+            return Err(ConfigError::NotDisconnected);
+        }
+        config.validate(RX, SLOTS)?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &SessionConfig<'a> {
         &self.config

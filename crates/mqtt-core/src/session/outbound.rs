@@ -113,9 +113,9 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 }
 
 impl<const SLOTS: usize, const SLOT_BYTES: usize> Outbox<SLOTS, SLOT_BYTES> {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
-            slots: core::array::from_fn(|_| None),
+            slots: [const { None }; SLOTS],
             next_message_id: 0,
         }
     }

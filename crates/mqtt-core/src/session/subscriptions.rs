@@ -99,7 +99,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 }
 
 impl Subscriptions {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
             entries: Vec::new(),
         }

@@ -1066,3 +1066,31 @@ fn a_burst_of_qos2_messages_beyond_the_id_table_is_delivered_without_dropping_th
     assert_eq!(delivered, MAX_INBOUND_QOS2 + 10);
     assert_eq!(s.state(), ConnectionState::Connected);
 }
+
+/// Made at compile time, as a firmware's `static` is.
+const UNCONFIGURED: TestSession = Session::unconfigured();
+
+#[test]
+fn a_session_made_at_compile_time_connects_once_configured() {
+    let mut s = UNCONFIGURED;
+    let mut config = SessionConfig::new(options());
+    config.max_packet_size = 256;
+    config.inflight_window = 2;
+    s.configure(config).unwrap();
+    assert_eq!(s.config().connect.client_id, "dev-1");
+    connect(&mut s, T0, false);
+}
+
+#[test]
+fn configure_checks_the_settings_and_refuses_while_a_transport_is_attached() {
+    let mut s = UNCONFIGURED;
+    let mut bad = SessionConfig::new(options());
+    bad.max_packet_size = 512; // over the 256-byte receive buffer
+    assert_eq!(s.configure(bad), Err(ConfigError::InvalidMaxPacketSize));
+    let mut connected = session();
+    connect(&mut connected, T0, false);
+    assert_eq!(
+        connected.configure(SessionConfig::new(options())),
+        Err(ConfigError::NotDisconnected)
+    );
+}
