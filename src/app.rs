@@ -115,12 +115,14 @@ fn nul_terminated(host: &str) -> Option<String<256>> {
     Some(name)
 }
 
-/// The MQTT client: its session (receive buffer, outbox) and transmit buffer, made in place
-/// in `.bss` at start and configured there, so that it never sits in a stack frame: the MQTT
-/// thread's stack holds only what one call needs, the TLS handshake's frames above all.
-/// (A `ConstStaticCell` would put its few non-zero bytes, and with them all 7.7 KB, into
-/// `.data`: a copy in flash as well.)
-static CLIENT: StaticCell<MqttClient> = StaticCell::new();
+/// The MQTT client: its session (receive buffer, outbox) and transmit buffer, made at compile
+/// time and configured at start, so that it never sits in a stack frame: the MQTT thread's
+/// stack holds only what one call needs, the TLS handshake's frames above all. Made at run
+/// time instead (`StaticCell::init_with`), it passed through the stack and overflowed the
+/// 12 KiB main stack at boot on mps2/an386; made at compile time, its few non-zero bytes put
+/// all 7.7 KB of it into `.data`, which costs as much flash.
+static CLIENT: ConstStaticCell<MqttClient> =
+    ConstStaticCell::new(Client::new(Session::unconfigured(), Uptime));
 /// What the device runs on, made once at start (see [`start`]).
 static SETTINGS: StaticCell<Settings> = StaticCell::new();
 static STATUS_TOPIC: ConstStaticCell<String<128>> = ConstStaticCell::new(String::new());
@@ -280,7 +282,7 @@ fn configure_client(
     });
     config.inflight_window = settings.inflight_window;
     config.ping_timeout_ms = settings.ping_timeout_ms;
-    let client = CLIENT.init_with(|| Client::new(Session::unconfigured(), Uptime));
+    let client = CLIENT.take();
     let session = client.session();
     if let Err(cause) = session.configure(config) {
         halt(format_args!("invalid MQTT settings: {cause}"));
