@@ -8,7 +8,7 @@
 //! minimq's `PacketReader`.
 
 use crate::error::ProtocolError;
-use mqttrs::Packet;
+use mqttrs::{Packet, Pid, QosPid};
 
 /// The smallest maximum packet size we accept: enough for any acknowledgement and a PUBLISH
 /// with a short topic.
@@ -39,6 +39,11 @@ impl FixedHeader {
     /// The four flag bits.
     pub fn flags(&self) -> u8 {
         self.first_byte & 0x0F
+    }
+
+    /// A PUBLISH's QoS bits (3 is invalid).
+    fn qos_bits(&self) -> u8 {
+        (self.flags() >> 1) & 0b11
     }
 }
 
@@ -86,10 +91,8 @@ fn parse_fixed_header_of_any_size(buf: &[u8]) -> Result<Option<FixedHeader>, Pro
 pub struct PublishHead {
     /// Where the topic name sits in the head.
     pub topic: core::ops::Range<usize>,
-    /// QoS 0, 1 or 2.
-    pub qos: u8,
-    /// The packet identifier (QoS 1/2), validated nonzero.
-    pub packet_id: Option<u16>,
+    /// The QoS and, at QoS 1/2, the packet identifier (validated nonzero).
+    pub qospid: QosPid,
     /// Bytes of the whole packet, most of which are read past.
     pub frame_len: usize,
 }
@@ -98,11 +101,7 @@ pub struct PublishHead {
 /// fixed header and the first two bytes of its variable header; `None` until those arrived.
 fn publish_head_len(header: &FixedHeader, buf: &[u8]) -> Option<usize> {
     let topic_len = usize::from(read_u16(buf, header.header_len)?);
-    let id_len = if (header.flags() >> 1) & 0b11 > 0 {
-        2
-    } else {
-        0
-    };
+    let id_len = if header.qos_bits() > 0 { 2 } else { 0 };
     Some(header.header_len + 2 + topic_len + id_len)
 }
 
@@ -115,33 +114,10 @@ pub fn validate_publish_head(
     if header.packet_type() != 3 || body.len() > header.remaining_len {
         return Err(ProtocolError::InvalidLength(header.packet_type()));
     }
-    let flags = header.flags();
-    let qos = (flags >> 1) & 0b11;
-    if qos == 3 {
-        return Err(ProtocolError::InvalidQos);
-    }
-    if qos == 0 && flags & 0b1000 != 0 {
-        return Err(ProtocolError::InvalidFlags(header.first_byte));
-    }
-    let topic_len = usize::from(read_u16(body, 0).ok_or(ProtocolError::InvalidLength(3))?);
-    let topic_start = header.header_len + 2;
-    let topic = head
-        .get(topic_start..topic_start + topic_len)
-        .ok_or(ProtocolError::InvalidLength(3))?;
-    let name = core::str::from_utf8(topic).map_err(|_| ProtocolError::InvalidTopic)?;
-    if crate::topic::validate_name(name).is_err() {
-        return Err(ProtocolError::InvalidTopic);
-    }
-    let packet_id = if qos > 0 {
-        nonzero_packet_id(body, 2 + topic_len)?;
-        read_u16(body, 2 + topic_len)
-    } else {
-        None
-    };
+    let (topic, qospid) = check_publish(header, body)?;
     Ok(PublishHead {
-        topic: topic_start..topic_start + topic_len,
-        qos,
-        packet_id,
+        topic: header.header_len + topic.start..header.header_len + topic.end,
+        qospid,
         frame_len: header.frame_len(),
     })
 }
@@ -153,9 +129,12 @@ fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 fn nonzero_packet_id(body: &[u8], at: usize) -> Result<(), ProtocolError> {
+    packet_id(body, at).map(|_| ())
+}
+
+fn packet_id(body: &[u8], at: usize) -> Result<Pid, ProtocolError> {
     match read_u16(body, at) {
-        Some(0) => Err(ProtocolError::ZeroPacketId),
-        Some(_) => Ok(()),
+        Some(id) => Pid::try_from(id).map_err(|_| ProtocolError::ZeroPacketId),
         None => Err(ProtocolError::InvalidLength(0)),
     }
 }
@@ -228,13 +207,20 @@ pub fn validate_from_server(header: &FixedHeader, frame: &[u8]) -> Result<(), Pr
 }
 
 fn validate_publish(header: &FixedHeader, body: &[u8]) -> Result<(), ProtocolError> {
-    let flags = header.flags();
-    let qos = (flags >> 1) & 0b11;
-    let dup = flags & 0b1000 != 0;
+    check_publish(header, body).map(|_| ())
+}
+
+/// A PUBLISH's flags and variable header checked (§3.3.1–§3.3.2) in `body`, which holds at
+/// least the variable header: where its topic sits in `body`, its QoS and packet identifier.
+fn check_publish(
+    header: &FixedHeader,
+    body: &[u8],
+) -> Result<(core::ops::Range<usize>, QosPid), ProtocolError> {
+    let qos = header.qos_bits();
     if qos == 3 {
         return Err(ProtocolError::InvalidQos);
     }
-    if qos == 0 && dup {
+    if qos == 0 && header.flags() & 0b1000 != 0 {
         // §3.3.1.2: DUP must be 0 for QoS 0.
         return Err(ProtocolError::InvalidFlags(header.first_byte));
     }
@@ -250,10 +236,12 @@ fn validate_publish(header: &FixedHeader, body: &[u8]) -> Result<(), ProtocolErr
     if crate::topic::validate_name(topic).is_err() {
         return Err(ProtocolError::InvalidTopic);
     }
-    if qos > 0 {
-        nonzero_packet_id(body, 2 + topic_len)?;
-    }
-    Ok(())
+    let qospid = match qos {
+        0 => QosPid::AtMostOnce,
+        1 => QosPid::AtLeastOnce(packet_id(body, 2 + topic_len)?),
+        _ => QosPid::ExactlyOnce(packet_id(body, 2 + topic_len)?),
+    };
+    Ok((2..2 + topic_len, qospid))
 }
 
 /// Validates a frame from a server and decodes it. The frame must be exactly one packet.

@@ -83,7 +83,7 @@ impl Inbound {
         &mut self,
         publish: mqttrs::Publish<'p>,
     ) -> Result<Option<Event<'p>>, Error> {
-        let Some(qos) = self.acknowledge_qospid(publish.qospid)? else {
+        let Some(qos) = self.acknowledge(publish.qospid)? else {
             return Ok(None);
         };
         Ok(Some(Event::Message(Message {
@@ -95,27 +95,9 @@ impl Inbound {
         })))
     }
 
-    /// Queues what a PUBLISH of this QoS and packet identifier is owed (the identifier was
-    /// validated with the packet). `None`: a QoS 2 duplicate, not to be delivered again.
-    pub(super) fn acknowledge(
-        &mut self,
-        qos: u8,
-        packet_id: Option<u16>,
-    ) -> Result<Option<QoS>, Error> {
-        let pid = || {
-            packet_id
-                .and_then(|id| Pid::try_from(id).ok())
-                .ok_or(Error::Protocol(crate::ProtocolError::ZeroPacketId))
-        };
-        let qospid = match qos {
-            0 => QosPid::AtMostOnce,
-            1 => QosPid::AtLeastOnce(pid()?),
-            _ => QosPid::ExactlyOnce(pid()?),
-        };
-        self.acknowledge_qospid(qospid)
-    }
-
-    fn acknowledge_qospid(&mut self, qospid: QosPid) -> Result<Option<QoS>, Error> {
+    /// Queues what a PUBLISH of this QoS and packet identifier is owed. `None`: a QoS 2
+    /// duplicate, not to be delivered again.
+    pub(super) fn acknowledge(&mut self, qospid: QosPid) -> Result<Option<QoS>, Error> {
         Ok(Some(match qospid {
             QosPid::AtMostOnce => QoS::AtMostOnce,
             QosPid::AtLeastOnce(pid) => {

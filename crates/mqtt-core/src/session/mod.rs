@@ -136,19 +136,9 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 {
     /// Checks the configuration and makes a disconnected session.
     pub fn new(config: SessionConfig<'a>) -> Result<Self, ConfigError> {
-        config.validate(RX, SLOTS)?;
-        Ok(Self {
-            config,
-            link: Link::Down,
-            reader: FrameReader::new(),
-            outbox: Outbox::new(),
-            next_packet_id: 0,
-            subscriptions: Subscriptions::new(),
-            inbound: Inbound::new(),
-            keepalive: Keepalive::new(),
-            disconnect_requested: false,
-            lost: None,
-        })
+        let mut session = Self::unconfigured();
+        session.configure(config)?;
+        Ok(session)
     }
 
     /// A session to be configured with [`Session::configure`] before it connects: `const`,
@@ -244,24 +234,18 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             }
             let max_packet_size = self.config.max_packet_size;
             let max_dropped = self.config.max_dropped_publish_size;
-            match self.reader.cut(max_packet_size, max_dropped) {
-                Ok(Some(Cut::Frame(_))) => {}
-                Ok(Some(Cut::OversizedPublish(header))) => match self.drop_publish(&header) {
-                    Step::Continue => continue,
-                    Step::Lost(error) => return Some(self.lose_now(error)),
-                    Step::Dropped(head) => return Some(head.event(self.reader.current_frame())),
-                    Step::Event(event) => return Some(event),
-                    Step::Message(layout) => {
-                        return Some(layout.message(self.reader.current_frame()))
-                    }
-                },
+            let header = match self.reader.cut(max_packet_size, max_dropped) {
+                Ok(Some(Cut::Frame(_))) => None,
+                Ok(Some(Cut::OversizedPublish(header))) => Some(header),
                 Ok(None) => return None,
                 Err(error) => return Some(self.lose_now(error.into())),
-            }
+            };
             // Handle the packet with the frame borrowed, keep only owned results, then
             // borrow the frame again for a message: a returned borrow must not overlap the
             // mutations above it.
-            let step = {
+            let step = if let Some(header) = header {
+                self.drop_publish(&header)
+            } else {
                 let frame = self.reader.current_frame();
                 match framing::decode(frame, max_packet_size) {
                     Err(error) => Step::Lost(error.into()),
@@ -330,7 +314,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             Ok(head) => head,
             Err(error) => return Step::Lost(error.into()),
         };
-        match self.inbound.acknowledge(head.qos, head.packet_id) {
+        match self.inbound.acknowledge(head.qospid) {
             Err(error) => Step::Lost(error),
             // A QoS 2 duplicate of a message already reported.
             Ok(None) => Step::Continue,
