@@ -14,6 +14,8 @@ import queue
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -32,6 +34,26 @@ DEVICE_TOPICS = f"devices/{CLIENT_ID}"
 
 
 MKCERTS = REPO / "certs" / "mkcerts"
+
+
+def broker_front_context() -> ssl.SSLContext:
+    """TLS as the development broker presents it, requiring a client certificate from the
+    development CA as Mosquitto does: for the test fronts that stand between the device and
+    Mosquitto."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
+    context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def connect_upstream(port: int, identity: str) -> ssl.SSLSocket:
+    """A TLS connection to the Mosquitto on `port` as `identity` of the development set
+    ("device", "observer"): the broker's ACL treats it as that client."""
+    context = ssl.create_default_context(cafile=str(DEV_CERTS / "ca.crt.pem"))
+    context.load_cert_chain(DEV_CERTS / f"{identity}.crt.pem", DEV_CERTS / f"{identity}.key.pem")
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="localhost")
 
 
 def mkcerts(*args) -> None:

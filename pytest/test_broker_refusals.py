@@ -13,7 +13,6 @@ its status, its will and subscribe to its commands, and nothing else."""
 
 import re
 import select
-import socket
 import ssl
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEV_CERTS, DEVICE_TOPICS, Console
+from conftest import DEVICE_TOPICS, Console, broker_front_context, connect_upstream
 from loopback import TlsListener, free_port
 
 # The log's words for each refusal and what a person should do about it (mqtt-core's
@@ -69,16 +68,28 @@ def read_packet(tls: ssl.SSLSocket) -> bytes:
     return header + length_bytes + exactly(length)
 
 
-def relay(a: ssl.SSLSocket, b: ssl.SSLSocket, stopped: threading.Event) -> None:
+def send_all(sink: ssl.SSLSocket, data: bytes) -> None:
+    """One `sendall` on a non-blocking TLS socket: OpenSSL writes up to 16 KiB as one record."""
+    sink.settimeout(10)
+    sink.sendall(data)
+    sink.setblocking(False)
+
+
+def relay(device: ssl.SSLSocket, broker: ssl.SSLSocket, stopped: threading.Event,
+          holdback=None) -> None:
     """Copies bytes both ways between two TLS sockets until one side closes. One thread owns
-    both SSL objects; bytes OpenSSL has already decrypted (`pending`) count as readable."""
-    for s in (a, b):
+    both SSL objects; bytes OpenSSL has already decrypted (`pending`) count as readable.
+    `holdback`, if given, may keep bytes from the broker back (`keep(data)` is true) and hand
+    them over later in one write (`take_release()` returns them)."""
+    for s in (device, broker):
         s.setblocking(False)
     try:
         while not stopped.is_set():
-            wait = 0 if a.pending() or b.pending() else 0.2
-            readable, _, _ = select.select([a, b], [], [], wait)
-            for source, sink in ((a, b), (b, a)):
+            if holdback is not None and (burst := holdback.take_release()) is not None:
+                send_all(device, burst)
+            wait = 0 if device.pending() or broker.pending() else 0.2
+            readable, _, _ = select.select([device, broker], [], [], wait)
+            for source, sink in ((device, broker), (broker, device)):
                 if source not in readable and not source.pending():
                     continue
                 try:
@@ -87,14 +98,14 @@ def relay(a: ssl.SSLSocket, b: ssl.SSLSocket, stopped: threading.Event) -> None:
                     continue
                 if not data:
                     return
-                sink.settimeout(10)
-                sink.sendall(data)
-                sink.setblocking(False)
+                if source is broker and holdback is not None and holdback.keep(data):
+                    continue
+                send_all(sink, data)
     except OSError:
         pass
     finally:
-        a.close()
-        b.close()
+        device.close()
+        broker.close()
 
 
 class RefusingFront:
@@ -104,12 +115,6 @@ class RefusingFront:
     Records when each CONNECT arrived and when each refusal went out (time.monotonic())."""
 
     def __init__(self, port: int, backend: int, code: int, refusals: int):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
-        context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
-        context.verify_mode = ssl.CERT_REQUIRED
-        self.upstream = ssl.create_default_context(cafile=str(DEV_CERTS / "ca.crt.pem"))
-        self.upstream.load_cert_chain(DEV_CERTS / "device.crt.pem", DEV_CERTS / "device.key.pem")
         self.port = port
         self.backend = backend
         self.code = code
@@ -119,7 +124,7 @@ class RefusingFront:
         self.relayed = 0
         self.stopped = threading.Event()
         self.lock = threading.Lock()
-        self.listener = TlsListener(port, context, self._handshake_completed, 10)
+        self.listener = TlsListener(port, broker_front_context(), self._handshake_completed, 10)
 
     def _handshake_completed(self, tls: ssl.SSLSocket) -> None:
         threading.Thread(target=self._serve, args=(tls,), daemon=True).start()
@@ -138,8 +143,7 @@ class RefusingFront:
                 self.refused_at.append(time.monotonic())
                 tls.close()
                 return
-            raw = socket.create_connection(("127.0.0.1", self.backend), timeout=10)
-            broker = self.upstream.wrap_socket(raw, server_hostname="localhost")
+            broker = connect_upstream(self.backend, "device")
             broker.sendall(connect)
             self.relayed += 1
         except (OSError, ConnectionError, AssertionError) as cause:

@@ -5,14 +5,14 @@ another node when its node dies, keeping its QoS 1 promises; it offers the ALPN 
 configured with (`--tls-alpn`, CONFIG_APP_TLS_ALPN), which a TLS terminator in front of the
 broker requires, as AWS IoT Core does on port 443."""
 
-import socket
 import ssl
 import threading
 import time
 
 import pytest
 
-from conftest import DEV_CERTS, DEVICE_TOPICS, Broker, Console, Peer
+from conftest import (DEVICE_TOPICS, Broker, Console, Peer, broker_front_context,
+                      connect_upstream)
 from loopback import TlsListener, free_port
 
 ALPN = "x-amzn-mqtt-ca"
@@ -73,10 +73,7 @@ class AlpnFront:
     def __init__(self, port: int, broker_port: int):
         self.broker_port = broker_port
         self.offered = []  # the ALPN name each handshake chose (None: none offered)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
-        context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
-        context.verify_mode = ssl.CERT_REQUIRED
+        context = broker_front_context()
         context.set_alpn_protocols([ALPN])
         self.listener = TlsListener(port, context, self._accepted, handshake_timeout=10)
 
@@ -86,12 +83,8 @@ class AlpnFront:
         if chosen != ALPN:
             tls.close()
             return
-        upstream_context = ssl.create_default_context(cafile=str(DEV_CERTS / "ca.crt.pem"))
-        upstream_context.load_cert_chain(DEV_CERTS / "observer.crt.pem",
-                                         DEV_CERTS / "observer.key.pem")
-        upstream = upstream_context.wrap_socket(
-            socket.create_connection(("127.0.0.1", self.broker_port)),
-            server_hostname="localhost")
+        upstream = connect_upstream(self.broker_port, "observer")
+        upstream.settimeout(None)  # each direction's pump blocks in recv
         for source, sink in ((tls, upstream), (upstream, tls)):
             threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 

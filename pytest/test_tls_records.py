@@ -14,17 +14,14 @@ reconnect loop.
 - A message far larger than anything read past (100 KiB) still ends the connection, named."""
 
 import re
-import select
-import socket
-import ssl
 import subprocess
 import threading
 
 import pytest
 
-from conftest import DEV_CERTS, DEVICE_TOPICS, Console
+from conftest import DEVICE_TOPICS, Console, broker_front_context, connect_upstream
 from loopback import TlsListener, free_port
-from test_broker_refusals import read_packet
+from test_broker_refusals import read_packet, relay
 
 MAX_RECORD = 16384
 # Each command: a PUBLISH on devices/dev-device-1/cmd/ping with this much payload, QoS 0 (so
@@ -32,26 +29,15 @@ MAX_RECORD = 16384
 PAYLOAD = 300
 
 
-class CoalescingFront:
-    """TLS on `port` as the broker (development certificate, client certificate required);
-    relays each connection to Mosquitto on `backend`. While `hold()` is in force, bytes from
-    Mosquitto to the device are kept back; `release()` writes them in one `sendall`."""
+class Holdback:
+    """While `hold()` is in force, bytes from Mosquitto to the device are kept back;
+    `release()` has the relay write them with one `sendall`, one TLS record."""
 
-    def __init__(self, port: int, backend: int):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
-        context.load_verify_locations(DEV_CERTS / "ca.crt.pem")
-        context.verify_mode = ssl.CERT_REQUIRED
-        self.upstream = ssl.create_default_context(cafile=str(DEV_CERTS / "ca.crt.pem"))
-        self.upstream.load_cert_chain(DEV_CERTS / "device.crt.pem", DEV_CERTS / "device.key.pem")
-        self.port = port
-        self.backend = backend
+    def __init__(self):
         self.lock = threading.Condition()
         self.held = None  # bytearray while holding
-        self.release_now = threading.Event()
-        self.released = []  # sizes of the writes made by release()
-        self.stopped = threading.Event()
-        self.listener = TlsListener(port, context, self._accepted, 10)
+        self.releasing = False
+        self.released = []  # sizes of the writes made on release()
 
     def hold(self) -> None:
         with self.lock:
@@ -64,61 +50,52 @@ class CoalescingFront:
             return len(self.held or b"")
 
     def release(self) -> None:
-        self.release_now.set()
+        with self.lock:
+            self.releasing = True
 
-    def _accepted(self, tls: ssl.SSLSocket) -> None:
+    # The relay's side.
+    def keep(self, data: bytes) -> bool:
+        with self.lock:
+            if self.held is None:
+                return False
+            self.held += data
+            self.lock.notify_all()
+            return True
+
+    def take_release(self):
+        with self.lock:
+            if not self.releasing:
+                return None
+            burst, self.held, self.releasing = bytes(self.held or b""), None, False
+            self.released.append(len(burst))
+            return burst
+
+
+class CoalescingFront:
+    """TLS on `port` as the broker; relays each connection to Mosquitto on `backend` as the
+    device, through `holdback`."""
+
+    def __init__(self, port: int, backend: int):
+        self.port = port
+        self.backend = backend
+        self.holdback = Holdback()
+        self.stopped = threading.Event()
+        self.listener = TlsListener(port, broker_front_context(), self._accepted, 10)
+
+    def _accepted(self, tls) -> None:
         threading.Thread(target=self._serve, args=(tls,), daemon=True).start()
 
-    def _serve(self, device: ssl.SSLSocket) -> None:
+    def _serve(self, device) -> None:
         try:
             device.settimeout(10)
             connect = read_packet(device)
-            raw = socket.create_connection(("127.0.0.1", self.backend), timeout=10)
-            broker = self.upstream.wrap_socket(raw, server_hostname="localhost")
+            broker = connect_upstream(self.backend, "device")
             broker.sendall(connect)
         except (OSError, ConnectionError) as cause:
             print(f"front: connection dropped: {cause}")
             device.close()
             return
-        self._relay(device, broker)
-
-    def _relay(self, device: ssl.SSLSocket, broker: ssl.SSLSocket) -> None:
-        for s in (device, broker):
-            s.setblocking(False)
-        try:
-            while not self.stopped.is_set():
-                if self.release_now.is_set():
-                    with self.lock:
-                        burst, self.held = bytes(self.held or b""), None
-                    self.release_now.clear()
-                    device.settimeout(10)
-                    device.sendall(burst)
-                    device.setblocking(False)
-                    self.released.append(len(burst))
-                wait = 0 if device.pending() or broker.pending() else 0.05
-                readable, _, _ = select.select([device, broker], [], [], wait)
-                for source, sink in ((device, broker), (broker, device)):
-                    if source not in readable and not source.pending():
-                        continue
-                    try:
-                        data = source.recv(MAX_RECORD)
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        continue
-                    if not data:
-                        return
-                    with self.lock:
-                        if source is broker and self.held is not None:
-                            self.held += data
-                            self.lock.notify_all()
-                            continue
-                    sink.settimeout(10)
-                    sink.sendall(data)
-                    sink.setblocking(False)
-        except OSError:
-            pass
-        finally:
-            device.close()
-            broker.close()
+        relay(device, broker, self.stopped, self.holdback)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -154,19 +131,19 @@ def test_a_burst_of_commands_in_one_16_kib_tls_record_reaches_the_device(front, 
     # status and telemetry, PINGRESP): what is held goes out in one record all the same.
     count = (MAX_RECORD - 64) // ping_publish_len(PAYLOAD)
     burst_len = count * ping_publish_len(PAYLOAD)
-    front.hold()
+    front.holdback.hold()
     payloads = [f"{n:04d}".ljust(PAYLOAD, "x") for n in range(count)]
     with open(tmp_path / "burst.txt", "w") as lines:
         lines.write("\n".join(payloads) + "\n")
     subprocess.run(["mosquitto_pub", *peer.tls_args(), "-t", f"{DEVICE_TOPICS}/cmd/ping",
                     "-q", "0", "-l"], stdin=open(tmp_path / "burst.txt"), check=True,
                    timeout=30)
-    held = front.wait_until_holding(burst_len, timeout=10)
+    held = front.holdback.wait_until_holding(burst_len, timeout=10)
     assert burst_len <= held <= MAX_RECORD, f"the front holds {held} bytes, the burst is {burst_len}"
-    front.release()
+    front.holdback.release()
     for n in range(count):
         console.until(re.escape(f"mqtt: ping ({PAYLOAD} bytes)"), timeout=30)
-    assert front.released == [held]
+    assert front.holdback.released == [held]
     assert held > MAX_RECORD - 400, "the record is not near the largest TLS allows"
     # Still on the same connection: a command after the burst arrives too.
     peer.publish(f"{DEVICE_TOPICS}/cmd/ping", "after-burst")
