@@ -60,7 +60,7 @@ def upload(device: rig.Qemu, kind: str, der: bytes) -> None:
 
 def commit(device: rig.Qemu) -> None:
     device.command("cred commit")
-    device.until(r"stored \(\d+ bytes\)", timeout=60)
+    device.until(r"stored; used from the next connection on", timeout=60)
 
 
 def rsa_chain(work: Path) -> Path:

@@ -54,7 +54,7 @@ def provision(console: Console, certs: Path) -> None:
         upload(console, kind, (certs / name).read_bytes())
         console.until(f"{kind} staged", timeout=10)
     console.command("cred commit")
-    console.until(r"stored \(\d+ bytes\); used from the next connection on", timeout=10)
+    console.until(r"stored; used from the next connection on", timeout=10)
     console.until(r"credentials: new set in use \(mutual TLS: true\)", timeout=30)
 
 

@@ -20,8 +20,11 @@ deleted)."""
 
 import base64
 import collections
+import concurrent.futures
+import hashlib
 import re
 import time
+import zlib
 
 from twister_harness.exceptions import TwisterHarnessException, TwisterHarnessTimeoutException
 
@@ -38,6 +41,7 @@ LINE = 48  # base64 characters per `cred data` line
 WRITE = re.compile(r"flashcut: (?:write|erase) #(\d+), (\d+) bytes at 0x[0-9a-f]+ "
                    r"\((\d+) written, (\d+) before the cut\)(?: data((?: [0-9a-f]{2})+))?")
 ATE = 8  # bytes of an NVS allocation table entry
+INDEX = 28  # bytes of the credential index (crates/provisioning/src/store.rs)
 NAME_IDS = range(0x8001, 0xC000)  # settings' NVS ids of names (NVS_NAMECNT_ID + 1 on)
 SEQ_TOPIC = f"{DEVICE_TOPICS}/seq"
 OBSERVER_ID = "power-cut-observer"
@@ -68,11 +72,13 @@ class Rig:
         return Console(self.device)
 
     def watch(self, console: Console, regex: str, timeout: float,
-              must_match: bool = True) -> "Watch":
+              must_match: bool = True, seen: "Watch" = None) -> "Watch":
         """Reads the console until a line matches `regex` or the process ends (its power
-        cut), keeping the hook's write lines. The harness may drop the last line or two of a
-        process that ended, so the end is told by the process, not by a line."""
-        seen = Watch()
+        cut), keeping the hook's write lines (added to `seen`, if given). The harness may drop
+        the last line or two of a process that ended, so the end is told by the process, not
+        by a line."""
+        seen = seen if seen is not None else Watch()
+        seen.match = None
         pattern = re.compile(regex)
         deadline = time.monotonic() + timeout
         while True:
@@ -155,16 +161,14 @@ def cred_list(console: Console) -> tuple:
                  for kind in ("ca", "cert", "key"))
 
 
-def stage(console: Console, creds: dict) -> None:
-    for kind in ("cert", "key"):
-        console.command(f"cred begin {kind}")
-        console.until(f"upload of {kind} open", timeout=5)
-        text = base64.b64encode(creds[kind]).decode()
-        for start in range(0, len(text), LINE):
-            console.command(f"cred data {text[start:start + LINE]}")
-            console.until(rf"{kind}: \d+ bytes so far", timeout=5)
-        console.command("cred end")
-        console.until(f"{kind} staged", timeout=10)
+def send_upload(console: Console, kind: str, der: bytes) -> None:
+    """`cred begin` and the base64 lines: nothing of it reaches the flash before `cred end`."""
+    console.command(f"cred begin {kind}")
+    console.until(f"upload of {kind} open", timeout=5)
+    text = base64.b64encode(der).decode()
+    for start in range(0, len(text), LINE):
+        console.command(f"cred data {text[start:start + LINE]}")
+        console.until(rf"{kind}: \d+ bytes so far", timeout=5)
 
 
 def arm(console: Console, budget: int) -> None:
@@ -172,79 +176,151 @@ def arm(console: Console, budget: int) -> None:
     console.until(f"flashcut: armed, power cut after {budget} more bytes", timeout=5)
 
 
+def change(rig: "Rig", console: Console, creds: dict, budget: int,
+           at_commit: bool = False) -> "Watch":
+    """Stages a device certificate and key and commits them, with the power cut armed
+    `budget` bytes before the first write of the change (the end of the certificate's
+    upload, which writes its record), or before the first write of `cred commit` (the index).
+    What the hook saw, ended if the cut came."""
+    seen = Watch()
+    for kind in ("cert", "key"):
+        send_upload(console, kind, creds[kind])
+        if kind == "cert" and not at_commit:
+            arm(console, budget)
+        console.command("cred end")
+        rig.watch(console, f"{kind} staged", timeout=10, seen=seen, must_match=False)
+        if seen.ended:
+            return seen
+        assert seen.match, f"`cred end` of {kind}: no answer"
+    if at_commit:
+        arm(console, budget)
+    console.command("cred commit")
+    rig.watch(console, "stored; used from the next connection on", timeout=10, seen=seen,
+              must_match=False)
+    assert seen.ended or seen.match, "`cred commit`: no answer"
+    return seen
+
+
+def index_record(creds: dict) -> bytes:
+    """The index `cred commit` writes for this device pair over the image's CA, the slots
+    left out (crates/provisioning/src/store.rs): source, slot, length, CRC-32 per kind."""
+    entries = [bytes(8)]
+    for kind in ("cert", "key"):
+        der = creds[kind]
+        entries.append(bytes([1, 0]) + len(der).to_bytes(2, "little")
+                       + zlib.crc32(der).to_bytes(4, "little"))
+    return b"CRD2" + b"".join(entries)
+
+
+def is_index(data: bytes, creds: dict) -> bool:
+    expected = index_record(creds)
+    slotless = lambda record: bytes(b for i, b in enumerate(record) if i not in (5, 13, 21))
+    return data is not None and len(data) == len(expected) and slotless(data) == slotless(expected)
+
+
+def landing(seen: "Watch", creds: dict) -> str:
+    """Which write of the change the cut landed in, named by what NVS was doing: the
+    certificate's or key's record, the index (the commit's data), the index's entry (the
+    commit point), another entry (a record's, or a name's), or other writes (garbage
+    collection's copies and erases)."""
+    length, data, left = seen.writes[-1]
+    if length == 8:
+        previous = seen.writes[-2][1] if len(seen.writes) > 1 else None
+        return "index entry" if is_index(previous, creds) else "entry"
+    if is_index(data, creds):
+        return "index"
+    if length == len(creds["cert"]):
+        return "cert record"
+    if length == len(creds["key"]):
+        return "key record"
+    return "other"
+
+
+def committed(seen: "Watch", creds: dict) -> bool:
+    """Whether the commit point was passed: the new index written whole and its entry
+    (8 bytes) too. With 7 of the entry's 8 bytes written, its unwritten CRC byte (0xff)
+    matches 1 time in 256, so that cut may go either way (None)."""
+    writes = seen.complete() if seen.ended else seen.writes
+    for i, (_, data, _) in enumerate(writes):
+        if is_index(data, creds) and i + 1 < len(writes) and writes[i + 1][0] == ATE:
+            return True
+    length, data, left = seen.writes[-1]
+    if seen.ended and length == ATE and left == ATE - 1 and len(seen.writes) > 1 \
+            and is_index(seen.writes[-2][1], creds):
+        return None
+    return False
+
+
 def test_a_power_cut_during_cred_commit_leaves_the_old_or_the_new_set(
         tmp_path, broker, broker_port, device):
-    sets = {}
-    for name in ("A", "B"):
-        out = tmp_path / f"set-{name}"
+    # A fresh device pair per change: NVS does not write a record identical to the one it
+    # holds, so a set staged again would skip its writes and the cuts would miss them.
+    def make(i):
+        out = tmp_path / f"set-{i}"
         mkcerts("device", CLIENT_ID, "--out", str(out), "--ca-dir", str(DEV_CERTS))
-        sets[name] = {kind: (out / f"device.{kind}.der").read_bytes() for kind in ("crt", "key")}
-        sets[name]["cert"] = sets[name].pop("crt")
+        return {"cert": (out / "device.crt.der").read_bytes(),
+                "key": (out / "device.key.der").read_bytes()}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        sets = list(pool.map(make, range(CRED_CUTS + 3)))
     rig = Rig(device, tmp_path)
 
-    # Unharmed commits first: what each set lists as, and what one commit writes.
-    listed = {}
-    measured = []
-    for name in ("A", "B"):
-        console = rig.boot(broker_port)
-        connected(console)
-        stage(console, sets[name])
-        arm(console, 10**9)
-        console.command("cred commit")
-        seen = rig.watch(console, r"stored \(\d+ bytes\)", timeout=10)
-        assert seen.match, "the device ended during an unharmed commit"
-        measured.append([n for n, _, _ in seen.writes])
-        listed[name] = cred_list(console)
-        device.close()
-    assert listed["A"] != listed["B"]
-    # A commit that replaces a stored set writes the record, then NVS's 8-byte allocation
-    # table entry that makes it valid (its commit point); the first commit also writes the
-    # key's name. The two sets' records differ in length (DER sizes vary).
-    print(f"commit of A (a new key) writes {measured[0]}, of B over A {measured[1]}")
-    assert measured[1][-1] == ATE
-    record = {name: max(writes) for name, writes in zip(("A", "B"), measured)}
-    # Cut points: spread over the record, then every byte of the entry.
-    # The entry's bytes come twice (a commit that starts a new sector pushes them back by the
-    # copied record): the whole entry must once leave the new set in use.
-    body = CRED_CUTS - 2 * ATE
-    points = [(i / (body - 1), 0) for i in range(body)] + \
-        [(1.0, k) for k in range(1, ATE + 1)] * 2
-
-    # Each cut chains on the flash the previous one left; the boot after a cut checks it and
-    # stages the next commit. A commit that needs a new sector first copies the other
-    # record there (NVS garbage collection): those cuts land in the copy.
-    in_use = "B"
-    outcomes = collections.Counter()
-    landed = []
+    # Unharmed changes first: what one writes once every record's name exists (the first
+    # change of each slot also writes the names).
     console = rig.boot(broker_port)
     connected(console)
-    assert cred_list(console) == listed[in_use]
-    for fraction, into_entry in points:
-        target = "A" if in_use == "B" else "B"
-        total = record[target] + ATE
-        n = round(fraction * record[target]) + into_entry
-        stage(console, sets[target])
-        arm(console, n)
-        console.command("cred commit")
-        seen = rig.watch(console, "a line that never comes", timeout=10, must_match=False)
-        assert seen.ended, f"no power cut at byte {n} of {total}"
-        landed.append((n, *seen.cut))
+    for creds in sets[:3]:
+        seen = change(rig, console, creds, 10**9)
+        assert seen.match and not seen.ended, "the device ended during an unharmed change"
+    measured = [length for length, _, _ in seen.writes]
+    print(f"a change writes {measured} ({sum(measured)} bytes)")
+    assert committed(seen, sets[2]), f"no index write seen in {seen.writes}"
+
+    # Cut points: spread over the change's writes up to the two entries that delete the
+    # replaced records after the commit point (each record, its entry, the index and its
+    # entry; a record whose name was deleted with it also writes the name again, which only
+    # adds bytes before the index); then, counted from the commit's first write, five in the
+    # index and every byte of its entry twice. Each cut chains on the flash the previous one left; the boot
+    # after a cut checks it and stages the next change. A change that needs a new sector
+    # first copies the valid records there (NVS garbage collection): those cuts land in the
+    # copies.
+    at_commit = [0, 7, 14, 21, 27] + [INDEX + k for k in range(1, ATE + 1)] * 2
+    body = CRED_CUTS - len(at_commit)
+    points = [(i / body, None) for i in range(body)] + [(None, k) for k in at_commit]
+    in_use = sets[2]
+    listed_in_use = cred_list(console)
+    outcomes = collections.Counter()
+    landed = collections.Counter()
+    for (fraction, into_commit), creds in zip(points, sets[3:]):
+        total = len(creds["cert"]) + len(creds["key"]) + 3 * ATE + INDEX + 2 * ATE
+        n = round(fraction * total) if into_commit is None else into_commit
+        seen = change(rig, console, creds, n, at_commit=into_commit is not None)
+        assert seen.ended, f"no power cut at byte {n} of {total}: {seen.writes}"
+        where = landing(seen, creds)
+        landed[where] += 1
+        passed = committed(seen, creds)
 
         console = rig.boot(broker_port)
-        connected(console)  # with whichever set survived
+        # The set the device connects with: the provisioned one, never the image's.
+        origin = rig.watch(console, r"credentials: cert from the (provisioned|image)",
+                           timeout=30)
+        assert origin.match and origin.match.group(1) == "provisioned", \
+            f"cut at byte {n} ({where}): the device fell back to the image's certificate"
+        connected(console)
         after = cred_list(console)
-        assert after in (listed[in_use], listed[target]), \
-            f"cut at byte {n} of {total}: neither the old nor the new set: {after}"
-        kept = "new" if after == listed[target] else "old"
-        # With 7 of the entry's 8 bytes written, its unwritten CRC byte (0xff) matches 1 time
-        # in 256: the record is whole then, and valid.
-        assert kept == "old" or n >= total - 1, \
-            f"cut at byte {n} of {total}: the new set in use before its commit point"
+        fingerprint = hashlib.sha256(creds["cert"]).hexdigest()
+        kept = "new" if fingerprint in after[1] else "old"
+        assert kept == "new" or after == listed_in_use, \
+            f"cut at byte {n} ({where}): neither the old nor the new set: {after}"
+        assert passed is None or (kept == "new") == passed, \
+            f"cut at byte {n} ({where}): the new set {'not ' if passed else ''}in use " \
+            f"{'after' if passed else 'before'} its commit point"
         outcomes[kept] += 1
-        in_use = target if kept == "new" else in_use
+        if kept == "new":
+            in_use, listed_in_use = creds, after
     device.close()
-    print(f"{len(points)} cuts during cred commit: {dict(outcomes)}; "
-          f"(budget, write #, bytes of it written, its length): {landed}")
+    print(f"{len(points)} cuts during a change: {dict(outcomes)}; landed in {dict(landed)}")
+    for where in ("cert record", "key record", "index", "index entry", "entry"):
+        assert landed[where] > 0, f"no cut landed in the {where}: {dict(landed)}"
     assert outcomes["new"] > 0, "no cut after a whole commit: the new set was never taken"
 
 

@@ -16,6 +16,7 @@ mod net;
 mod outbox_journal;
 #[cfg(CONFIG_APP_P256_CORTEX_M4)]
 mod p256_accel;
+mod records;
 mod runtime_credentials;
 mod settings;
 mod sync;

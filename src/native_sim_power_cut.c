@@ -79,8 +79,10 @@ static int cut_write(const struct device *dev, off_t offset, const void *data, s
 	}
 	printk("flashcut: write #%u, %zu bytes at 0x%lx (%u written, %u before the cut)", writes,
 	       len, (long)offset, written, budget);
-	if (len <= 8) {
-		/* An NVS allocation table entry: the test reads ids and lengths from it. */
+	if (len <= 32) {
+		/* An NVS allocation table entry (8 bytes): the test reads ids and lengths from it;
+		 * or a short record, such as the credential index (28), which it recognizes.
+		 */
 		printk(" data");
 		for (size_t i = 0; i < len; i++) {
 			printk(" %02x", ((const uint8_t *)data)[i]);

@@ -9,11 +9,14 @@
 //!
 //! The record format and the slot bookkeeping are the host-tested crate `outbox-journal`
 //! (crates/outbox-journal); this module only reads, writes and deletes the records (through
-//! src/provisioning.c) and logs. Only the MQTT thread calls it.
+//! [`crate::records`]) and logs. Only the MQTT thread calls it.
 
-use crate::ffi;
+use crate::net::Errno;
+use crate::records;
 use crate::sync::lock;
-use core::ffi::c_int;
+use core::ffi::{c_int, CStr};
+use core::fmt::Write;
+use heapless::String;
 use log::{info, warn};
 use mqtt_core::session::ConnectionState;
 use mqtt_core::{Error, MessageId, QoS, Session};
@@ -40,39 +43,34 @@ static STATE: Mutex<State> = Mutex::new(State {
     record: [0; OUTBOX_SLOT_BYTES],
 });
 
-fn slot_number(slot: Slot) -> c_int {
-    c_int::try_from(slot.index()).unwrap_or(c_int::MAX)
+/// The record's key, `app/outbox/<n>`, NUL-terminated.
+fn key(slot: Slot, name: &mut String<24>) -> &CStr {
+    name.clear();
+    // "app/outbox/" and a slot number of at most 10 digits, and the NUL: within 24 bytes.
+    let _ = write!(name, "app/outbox/{}\0", slot.index());
+    CStr::from_bytes_with_nul(name.as_bytes()).unwrap_or(c"app/outbox/invalid")
 }
 
 /// The record `slot` holds (empty: none), or the shim's negative errno.
 fn load(slot: Slot, buf: &mut [u8]) -> Result<&[u8], c_int> {
-    // SAFETY: buf is a live, writable slice of buf.len() bytes; the shim writes at most that
-    // many and keeps no pointer.
-    let ret = unsafe { ffi::app_outbox_load(slot_number(slot), buf.as_mut_ptr(), buf.len()) };
-    let len = usize::try_from(ret).map_err(|_| ret)?;
-    // The shim never reports more than buf.len() (a longer record is -EFBIG); were it to, the
-    // record would count as unreadable.
-    buf.get(..len).ok_or(ret)
-}
-
-fn save(slot: Slot, record: &[u8]) -> Result<(), c_int> {
-    // SAFETY: record is a live slice; settings copies it to flash before returning.
-    let ret = unsafe { ffi::app_outbox_save(slot_number(slot), record.as_ptr(), record.len()) };
-    if ret < 0 {
-        Err(ret)
-    } else {
-        Ok(())
+    let mut name = String::new();
+    match records::load(key(slot, &mut name), buf) {
+        Ok(len) => Ok(buf.get(..len.unwrap_or(0)).unwrap_or_default()),
+        Err(Errno(errno)) => Err(errno.saturating_neg()),
     }
 }
 
+fn save(slot: Slot, record: &[u8]) -> Result<(), c_int> {
+    let mut name = String::new();
+    records::save(key(slot, &mut name), record).map_err(|Errno(errno)| errno.saturating_neg())
+}
+
 fn delete(slot: Slot) {
-    // SAFETY: plain call; deleting a record that is not there is harmless.
-    let ret = unsafe { ffi::app_outbox_delete(slot_number(slot)) };
-    if ret < 0 {
+    let mut name = String::new();
+    if let Err(Errno(errno)) = records::delete(key(slot, &mut name)) {
         warn!(
-            "outbox: record {} not deleted from flash (errno {})",
-            slot.index(),
-            ret.saturating_neg()
+            "outbox: record {} not deleted from flash (errno {errno})",
+            slot.index()
         );
     }
 }

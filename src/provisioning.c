@@ -2,9 +2,9 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * Run-time provisioning (src/runtime_credentials.rs) and the persistent outbox
- * (src/outbox_journal.rs): the `cred` shell commands, the stored records
- * in flash through Zephyr's settings (NVS on the board's storage partition, the flash
- * simulator on native_sim), and the X.509/key checks with mbedTLS.
+ * (src/outbox_journal.rs): the `cred` shell commands, records in flash by key through
+ * Zephyr's settings (NVS on the board's storage partition, the flash simulator on
+ * native_sim), and the X.509/key checks with mbedTLS.
  *
  * The shell only parses words; every decision is the Rust side's, which answers with a
  * line of text and a status.
@@ -15,7 +15,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <zephyr/devicetree.h>
 #include <zephyr/kernel.h>
 #include <zephyr/random/random.h>
 #include <zephyr/settings/settings.h>
@@ -23,13 +22,12 @@
 
 #include "shim.h"
 
+#include <mbedtls/platform.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
-/* --- The stored record -------------------------------------------------------------------- */
-
-#define CREDENTIALS_KEY "app/creds"
+/* --- Records in flash ---------------------------------------------------------------------- */
 
 struct load_target {
 	uint8_t *buf;
@@ -69,10 +67,8 @@ static int settings_ready(void)
 	return ret;
 }
 
-/* The stored record's length, 0 when none is stored (a record is never empty), or a
- * negative errno.
- */
-int app_credentials_load(uint8_t *buf, size_t cap)
+/* The record's length, 0 when there is none (no record is empty), or a negative errno. */
+int app_record_load(const char *key, uint8_t *buf, size_t cap)
 {
 	struct load_target target = {.buf = buf, .cap = cap, .len = 0};
 	int ret = settings_ready();
@@ -80,41 +76,37 @@ int app_credentials_load(uint8_t *buf, size_t cap)
 	if (ret < 0) {
 		return ret;
 	}
-	ret = settings_load_subtree_direct(CREDENTIALS_KEY, load_record, &target);
-	if (ret < 0) {
-		return ret;
-	}
-	return (int)target.len;
-}
-
-/*
- * The largest record one settings write stores: NVS keeps an entry within one sector, beside
- * four allocation table entries (8 bytes each) and the data CRC (nvs_write()). The sector is
- * the storage flash's erase block times CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT: 4,064 bytes on
- * the FRDM-K64F and native_sim (4 KiB blocks), room for an RSA-4096 root, an RSA-2048 device
- * certificate and its key (about 3,700 bytes). `cred commit` refuses a larger set by name.
- */
-#define NVS_ATE_SIZE 8
-/* The flash node (soc-nv-flash) that holds the partition: it carries erase-block-size. */
-#define STORAGE_FLASH DT_GPARENT(DT_NODELABEL(storage_partition))
-#define CREDENTIALS_RECORD_MAX                                                              \
-	(DT_PROP(STORAGE_FLASH, erase_block_size) * CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT -   \
-	 4 * NVS_ATE_SIZE - (IS_ENABLED(CONFIG_NVS_DATA_CRC) ? 4 : 0))
-
-size_t app_credentials_record_max(void)
-{
-	return CREDENTIALS_RECORD_MAX;
+	ret = settings_load_subtree_direct(key, load_record, &target);
+	return ret < 0 ? ret : (int)target.len;
 }
 
 /* One settings write: NVS writes the data, then the entry that makes it valid. */
-int app_credentials_save(const uint8_t *record, size_t len)
+int app_record_save(const char *key, const uint8_t *bytes, size_t len)
 {
 	int ret = settings_ready();
 
-	if (ret < 0) {
-		return ret;
-	}
-	return settings_save_one(CREDENTIALS_KEY, record, len);
+	return ret < 0 ? ret : settings_save_one(key, bytes, len);
+}
+
+int app_record_delete(const char *key)
+{
+	int ret = settings_ready();
+
+	return ret < 0 ? ret : settings_delete(key);
+}
+
+/*
+ * Room in mbedTLS's heap for a moment when no TLS session holds it (at boot, before the
+ * first connection): a record of the former credential format is read into it to be moved.
+ */
+void *app_scratch_alloc(size_t len)
+{
+	return mbedtls_calloc(1, len);
+}
+
+void app_scratch_free(void *buf)
+{
+	mbedtls_free(buf);
 }
 
 /* --- Checks with mbedTLS ------------------------------------------------------------------- */
@@ -283,51 +275,3 @@ SHELL_STATIC_SUBCMD_SET_CREATE(
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(cred, &cred_commands, "TLS credentials: provision without rebuilding", NULL);
-
-/* --- The persistent outbox (src/outbox_journal.rs) --------------------------------------- */
-
-#define OUTBOX_KEY_MAX sizeof("app/outbox/4294967295")
-
-static void outbox_key(char *key, int slot)
-{
-	snprintk(key, OUTBOX_KEY_MAX, "app/outbox/%d", slot);
-}
-
-/* The record's length, 0 when the slot is empty, or a negative errno. */
-int app_outbox_load(int slot, uint8_t *buf, size_t cap)
-{
-	char key[OUTBOX_KEY_MAX];
-	struct load_target target = {.buf = buf, .cap = cap, .len = 0};
-	int ret = settings_ready();
-
-	if (ret < 0) {
-		return ret;
-	}
-	outbox_key(key, slot);
-	ret = settings_load_subtree_direct(key, load_record, &target);
-	return ret < 0 ? ret : (int)target.len;
-}
-
-int app_outbox_save(int slot, const uint8_t *record, size_t len)
-{
-	char key[OUTBOX_KEY_MAX];
-	int ret = settings_ready();
-
-	if (ret < 0) {
-		return ret;
-	}
-	outbox_key(key, slot);
-	return settings_save_one(key, record, len);
-}
-
-int app_outbox_delete(int slot)
-{
-	char key[OUTBOX_KEY_MAX];
-	int ret = settings_ready();
-
-	if (ret < 0) {
-		return ret;
-	}
-	outbox_key(key, slot);
-	return settings_delete(key);
-}

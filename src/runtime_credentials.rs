@@ -1,42 +1,72 @@
 //! Run-time provisioning: the `cred` shell commands (`provisioning.c`) drive the sans-IO
-//! [`provisioning`] crate; the committed set is one record in flash (Zephyr settings), and
-//! the MQTT thread registers it at boot and again before the first connection after a
-//! commit.
+//! [`provisioning`] crate; the credentials are records in flash (Zephyr settings, through
+//! [`crate::records`]): one per provisioned credential and an index that commits a set. The
+//! MQTT thread registers the committed set at boot and again before the first connection
+//! after a commit.
 //!
-//! Two sets, two owners. The operator's staged set (under [`OPERATOR`]) is edited from the
-//! shell thread. The active set (under [`ACTIVE`]) is what the TLS credential store points
-//! into; only the MQTT thread rewrites it, in [`apply`], between connections.
+//! Two sets, two owners, both used on the MQTT thread only. The operator's staged set is in
+//! flash: [`OPERATOR`] holds its index and the buffer of the one open upload. The active set
+//! (under [`ACTIVE`]) is what the TLS credential store points into; it is rewritten only in
+//! [`apply`], between connections.
 
 use crate::credentials::{self, CredentialError, CredentialKind, Installed};
 use crate::ffi;
 use crate::net::Errno;
+use crate::records;
 use crate::sync::lock;
-use core::ffi::{c_char, c_int};
+use core::ffi::{c_char, c_int, CStr};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{info, warn};
+use provisioning::store::{self, migrate};
 use provisioning::{
-    bundle, check_usable, describe, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
-    ProvisionError, Provisioner, Source, MAX_RECORD,
+    bundle, check_usable, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
+    ProvisionError, Provisioner, Record, Slot, Source, StorageError, Store, MAX_RECORD,
 };
 use zephyr::sync::Mutex;
 
-/// The shell's side: the staged set, an open upload, and the record buffer for flash.
-struct Operator {
-    provisioner: Provisioner,
-    record: [u8; MAX_RECORD],
-}
-
-static OPERATOR: Mutex<Operator> = Mutex::new(Operator {
-    provisioner: Provisioner::new(),
-    record: [0; MAX_RECORD],
-});
+/// The operator's session: the staged set's index and an open upload.
+static OPERATOR: Mutex<Provisioner> = Mutex::new(Provisioner::new());
 
 /// The set registered in the TLS credential store, which keeps pointers into it.
 static ACTIVE: Mutex<CredentialSet> = Mutex::new(CredentialSet::image());
 
 /// A commit is stored and waits for [`apply`].
 static COMMITTED: AtomicBool = AtomicBool::new(false);
+
+/// The credential records in flash.
+struct Flash;
+
+fn key(record: Record) -> &'static CStr {
+    match record {
+        Record::Index => c"app/cred/index",
+        Record::Credential(Kind::Ca, Slot::A) => c"app/cred/ca.a",
+        Record::Credential(Kind::Ca, Slot::B) => c"app/cred/ca.b",
+        Record::Credential(Kind::DeviceCertificate, Slot::A) => c"app/cred/cert.a",
+        Record::Credential(Kind::DeviceCertificate, Slot::B) => c"app/cred/cert.b",
+        Record::Credential(Kind::DeviceKey, Slot::A) => c"app/cred/key.a",
+        Record::Credential(Kind::DeviceKey, Slot::B) => c"app/cred/key.b",
+        Record::Legacy => c"app/creds",
+    }
+}
+
+fn storage_error(Errno(errno): Errno) -> StorageError {
+    StorageError(errno.saturating_neg())
+}
+
+impl Store for Flash {
+    fn read(&mut self, record: Record, buf: &mut [u8]) -> Result<Option<usize>, StorageError> {
+        records::load(key(record), buf).map_err(storage_error)
+    }
+
+    fn write(&mut self, record: Record, bytes: &[u8]) -> Result<(), StorageError> {
+        records::save(key(record), bytes).map_err(storage_error)
+    }
+
+    fn delete(&mut self, record: Record) -> Result<(), StorageError> {
+        records::delete(key(record)).map_err(storage_error)
+    }
+}
 
 fn kind_of(kind: Kind) -> CredentialKind {
     match kind {
@@ -133,35 +163,48 @@ impl Inspector for MbedTls {
     }
 }
 
-/// Reads the stored record into `buf`: its length, `None` if nothing is stored.
-fn read_record(buf: &mut [u8]) -> Result<Option<usize>, Errno> {
-    // SAFETY: `buf` is writable for its length; the shim writes at most that many bytes.
-    let ret = unsafe { ffi::app_credentials_load(buf.as_mut_ptr(), buf.len()) };
-    match usize::try_from(ret) {
-        Ok(0) => Ok(None),
-        Ok(len) => Ok(Some(len)),
-        Err(_) => Err(Errno(ret.saturating_neg())),
+/// Boot: a set stored in the former one-record format is moved into records and an index
+/// (read into mbedTLS's heap, which no TLS session holds yet; the active set is scratch, as
+/// nothing is registered yet); then the operator's staged set starts as the stored one.
+pub fn init() {
+    migrate_former_record();
+    if let Err(cause) = lock(&OPERATOR).load(&mut Flash) {
+        warn!("credentials: stored set unreadable ({cause}); using the image's");
     }
 }
 
-/// Boot: the operator's staged set starts as the stored one.
-pub fn init() {
-    let mut operator = lock(&OPERATOR);
-    let Operator {
-        provisioner,
-        record,
-    } = &mut *operator;
-    let loaded = match read_record(record) {
-        Ok(Some(len)) => provisioner.load(record.get(..len)),
-        Ok(None) => provisioner.load(None),
-        Err(cause) => {
-            warn!("credentials: cannot read the stored set ({cause}); using the image's");
-            provisioner.load(None)
-        }
-    };
-    if let Err(cause) = loaded {
-        warn!("credentials: stored set unreadable ({cause}); using the image's");
+fn migrate_former_record() {
+    // SAFETY: plain allocation from mbedTLS's heap; freed below, on every path.
+    let buf = unsafe { ffi::app_scratch_alloc(MAX_RECORD) }.cast::<u8>();
+    if buf.is_null() {
+        return;
     }
+    // SAFETY: `buf` is a fresh allocation of MAX_RECORD bytes, zeroed (calloc), used only
+    // here and freed before this function returns.
+    let record = unsafe { core::slice::from_raw_parts_mut(buf, MAX_RECORD) };
+    match Flash.read(Record::Legacy, record) {
+        Ok(None) => {}
+        Err(cause) => warn!("credentials: a set in the former format is not readable ({cause})"),
+        Ok(Some(len)) => {
+            let mut scratch = lock(&ACTIVE);
+            let moved = migrate(
+                &mut Flash,
+                record.get(..len).unwrap_or_default(),
+                &mut scratch,
+            );
+            scratch.reset_to_image();
+            match moved {
+                Ok(_) => {
+                    // After the index: a power cut before this delete migrates it again.
+                    let _ = Flash.delete(Record::Legacy);
+                    info!("credentials: stored set moved to the record-per-credential format");
+                }
+                Err(cause) => warn!("credentials: a set in the former format not moved ({cause})"),
+            }
+        }
+    }
+    // SAFETY: `buf` came from app_scratch_alloc and `record` is not used after this.
+    unsafe { ffi::app_scratch_free(buf.cast()) };
 }
 
 /// Whether a commit waits to be applied.
@@ -174,29 +217,17 @@ pub fn commit_pending() -> bool {
 pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
     COMMITTED.store(false, Ordering::Release);
     let image = image();
-    let mut operator = lock(&OPERATOR);
     let mut active = lock(&ACTIVE);
     for kind in Kind::ALL {
         credentials::unregister(sec_tag, kind_of(kind));
     }
     credentials::unregister_extra_cas(sec_tag);
-    let stored = match read_record(&mut operator.record) {
-        Ok(Some(len)) => operator.record.get(..len).map(|record| active.load(record)),
-        Ok(None) => None,
-        Err(cause) => {
-            warn!("credentials: cannot read the stored set ({cause}); using the image's");
-            None
-        }
-    };
-    match stored {
-        None => active.reset_to_image(),
-        Some(Ok(())) => {}
-        Some(Err(cause)) => {
-            warn!("credentials: stored set unreadable ({cause}); using the image's");
-            active.reset_to_image();
-        }
+    let read = store::read_index(&mut Flash)
+        .and_then(|index| store::read_set(&mut Flash, &index, &mut active));
+    if let Err(cause) = read {
+        warn!("credentials: stored set unreadable ({cause}); using the image's");
+        active.reset_to_image();
     }
-    drop(operator);
     if let Err(cause) = check_usable(&active, &image, &mut MbedTls) {
         // Committed sets pass this; an image built with other credentials may not.
         warn!("credentials: stored set unusable with this image ({cause}); using the image's");
@@ -246,34 +277,6 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
     Ok(installed)
 }
 
-/// Why a `cred` command was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandError {
-    Provision(ProvisionError),
-    /// Writing the record to flash failed; the staged set is kept for another try.
-    Storage(Errno),
-}
-
-impl From<ProvisionError> for CommandError {
-    fn from(cause: ProvisionError) -> Self {
-        CommandError::Provision(cause)
-    }
-}
-
-impl core::fmt::Display for CommandError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            CommandError::Provision(cause) => write!(f, "{cause}"),
-            CommandError::Storage(Errno(errno)) => {
-                write!(
-                    f,
-                    "not stored: flash write failed (errno {errno}); staged set kept"
-                )
-            }
-        }
-    }
-}
-
 // The `cred` operations, numbered in shim.h.
 const OP_BEGIN: c_int = ffi::APP_CRED_BEGIN as c_int;
 const OP_DATA: c_int = ffi::APP_CRED_DATA as c_int;
@@ -287,13 +290,9 @@ const OP_ADD: c_int = ffi::APP_CRED_ADD as c_int;
 
 /// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
 /// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
-pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CommandError> {
-    let mut operator = lock(&OPERATOR);
-    let Operator {
-        provisioner,
-        record,
-    } = &mut *operator;
-    let kind = || Kind::from_name(arg).ok_or(CommandError::Provision(ProvisionError::UnknownKind));
+pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), ProvisionError> {
+    let mut provisioner = lock(&OPERATOR);
+    let kind = || Kind::from_name(arg).ok_or(ProvisionError::UnknownKind);
     match op {
         OP_BEGIN => {
             let kind = kind()?;
@@ -306,7 +305,7 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Command
         }
         OP_ADD => {
             let kind = kind()?;
-            provisioner.add(kind)?;
+            provisioner.add(kind, &mut Flash)?;
             let _ = write!(
                 out,
                 "upload of {} open (one more root): send base64 lines with `cred data`, then `cred end`",
@@ -320,7 +319,7 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Command
             }
         }
         OP_END => {
-            let kind = provisioner.end(&mut MbedTls)?;
+            let kind = provisioner.end(&mut MbedTls, &mut Flash)?;
             let _ = write!(
                 out,
                 "{} staged; `cred commit` stores the staged set",
@@ -328,9 +327,7 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Command
             );
         }
         OP_ABORT => {
-            provisioner.abort_upload();
-            let stored = read_record(record).ok().flatten();
-            let _ = provisioner.load(stored.and_then(|len| record.get(..len)));
+            provisioner.abort();
             let _ = write!(
                 out,
                 "upload and staged changes dropped; stored set unchanged"
@@ -346,46 +343,27 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Command
             provisioner.use_image(kind)?;
             let _ = write!(out, "{} from the image staged", kind.name());
         }
-        OP_COMMIT => commit(provisioner, record, out)?,
-        OP_LIST => list(provisioner, out),
-        _ => return Err(ProvisionError::UnknownKind.into()),
+        OP_COMMIT => commit(&mut provisioner, out)?,
+        OP_LIST => list(&mut provisioner, out)?,
+        _ => return Err(ProvisionError::UnknownKind),
     }
     Ok(())
 }
 
-/// `cred commit`: the staged set checked, encoded and stored; used from the next connection.
-fn commit(
-    provisioner: &mut Provisioner,
-    record: &mut [u8],
-    out: &mut impl Write,
-) -> Result<(), CommandError> {
-    // SAFETY: plain call; the size follows from the devicetree and Kconfig.
-    let limit = unsafe { ffi::app_credentials_record_max() };
-    let record = record.get_mut(..limit.min(MAX_RECORD)).unwrap_or_default();
-    let len = provisioner.prepare_commit(&image(), &mut MbedTls, record)?;
-    // SAFETY: `record` holds `len` initialized bytes; settings copies them to flash.
-    let saved = unsafe { ffi::app_credentials_save(record.as_ptr(), len) };
-    if saved < 0 {
-        return Err(CommandError::Storage(Errno(saved.saturating_neg())));
-    }
-    provisioner.committed();
+/// `cred commit`: the staged set checked and its index stored; used from the next
+/// connection.
+fn commit(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), ProvisionError> {
+    provisioner.commit(&image(), &mut MbedTls, &mut Flash)?;
     COMMITTED.store(true, Ordering::Release);
     crate::control::wake();
-    info!("credentials: new set stored ({len} bytes); used from the next connection on");
-    let _ = write!(
-        out,
-        "stored ({len} bytes); used from the next connection on"
-    );
+    info!("credentials: new set stored; used from the next connection on");
+    let _ = write!(out, "stored; used from the next connection on");
     Ok(())
 }
 
 /// `cred list`: each credential of the staged set, then whether it is in use.
-fn list(provisioner: &Provisioner, out: &mut impl Write) {
-    let image = image();
-    for kind in Kind::ALL {
-        let _ = describe(provisioner.staged(), kind, &image, &mut MbedTls, out);
-        let _ = out.write_str("\n");
-    }
+fn list(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), ProvisionError> {
+    provisioner.list(&image(), &mut MbedTls, &mut Flash, out)?;
     let _ = out.write_str(if provisioner.has_changes() {
         "staged changes not committed"
     } else if commit_pending() {
@@ -393,6 +371,7 @@ fn list(provisioner: &Provisioner, out: &mut impl Write) {
     } else {
         "in use"
     });
+    Ok(())
 }
 
 /// The `cred` shell commands' entry point (provisioning.c), on the shell's thread: the

@@ -100,12 +100,11 @@ bool app_network_went_down(void);
 
 /* --- Flash records and credential checks (provisioning.c) ---------------------------------- */
 
-int app_credentials_load(uint8_t *buf, size_t cap);
-int app_credentials_save(const uint8_t *record, size_t len);
-size_t app_credentials_record_max(void);
-int app_outbox_load(int slot, uint8_t *buf, size_t cap);
-int app_outbox_save(int slot, const uint8_t *record, size_t len);
-int app_outbox_delete(int slot);
+int app_record_load(const char *key, uint8_t *buf, size_t cap);
+int app_record_save(const char *key, const uint8_t *bytes, size_t len);
+int app_record_delete(const char *key);
+void *app_scratch_alloc(size_t len);
+void app_scratch_free(void *buf);
 int app_parse_certificate(const uint8_t *der, size_t len);
 int app_parse_private_key(const uint8_t *der, size_t len);
 bool app_key_matches_certificate(const uint8_t *cert, size_t cert_len, const uint8_t *key,

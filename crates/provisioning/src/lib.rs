@@ -1,12 +1,13 @@
 //! Credential provisioning without rebuilding, sans IO: an operator uploads the CA, the
-//! device certificate or the device key as base64 DER lines, the upload is checked, changes
-//! are staged, and a commit checks the whole set (a CA to trust, certificate and key as a
-//! matching pair) before it is written as one record. The firmware stores that record in
-//! flash (Zephyr settings on NVS), parses X.509 and keys with mbedTLS through [`Inspector`],
-//! and applies the set at boot and before the next connection.
+//! device certificate or the device key as base64 DER lines, the upload is checked and
+//! staged in flash, and a commit checks the whole set (a CA to trust, certificate and key as
+//! a matching pair) before it writes the index that makes it the device's ([`store`]). The
+//! firmware keeps the records in flash (Zephyr settings on NVS, behind [`Store`]), parses
+//! X.509 and keys with mbedTLS through [`Inspector`], and applies the set at boot and before
+//! the next connection.
 //!
 //! Nothing half-done takes effect: a malformed line drops its upload, a failed check leaves
-//! the staged set as it was, and the stored record changes only by a whole write.
+//! the staged set as it was, and the set in use changes only by one write of the index.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -14,10 +15,12 @@ pub mod base64;
 pub mod bundle;
 pub mod keyinfo;
 mod set;
+pub mod store;
 
 pub use bundle::MAX_TRUST_ANCHORS;
 pub use keyinfo::KeyType;
 pub use set::{CredentialSet, OverCapacity, Source, StoreError, MAX_RECORD};
+pub use store::{Entry, Index, LoadError, Record, Slot, StorageError, Store};
 
 use base64::{Base64Error, Decoder, FeedError};
 use core::fmt;
@@ -131,8 +134,10 @@ pub enum ProvisionError {
         key: KeyType,
         accepted: &'static str,
     },
-    /// The staged set does not fit the record that flash holds.
-    SetTooLarge { len: usize, limit: usize },
+    /// Flash refused a write; nothing changed.
+    Storage(StorageError),
+    /// A staged credential no longer reads back from flash as it was written.
+    Unreadable(LoadError),
     /// The device key is not the key of the device certificate.
     KeyDoesNotMatchCertificate,
     /// A device certificate without a key, or a key without a certificate.
@@ -170,7 +175,10 @@ impl ProvisionError {
             ProvisionError::NotACertificate { .. } => "not an X.509 certificate (DER)",
             ProvisionError::NotAPrivateKey { .. } => "not a private key (DER)",
             ProvisionError::UnsupportedKey { .. } => "a key this build cannot use",
-            ProvisionError::SetTooLarge { .. } => "the set is larger than the record in flash",
+            ProvisionError::Storage(_) => "not stored: the flash write failed; nothing changed",
+            ProvisionError::Unreadable(_) => {
+                "a staged credential does not read back from flash: upload it again"
+            }
             ProvisionError::KeyDoesNotMatchCertificate => {
                 "the device key does not match the device certificate"
             }
@@ -205,11 +213,8 @@ impl fmt::Display for ProvisionError {
             ProvisionError::UnsupportedKey { key, accepted } => {
                 write!(f, "its key is {key}; {accepted}")
             }
-            ProvisionError::SetTooLarge { len, limit } => write!(
-                f,
-                "the set needs {len} bytes of flash, the record holds {limit}: use smaller \
-                 credentials (ECDSA keys), or the image's for some of them"
-            ),
+            ProvisionError::Storage(cause) => write!(f, "{} ({cause})", self.as_str()),
+            ProvisionError::Unreadable(cause) => write!(f, "{} ({cause})", self.as_str()),
             other => f.write_str(other.as_str()),
         }
     }
@@ -233,18 +238,28 @@ impl<'a> ImageCredentials<'a> {
     }
 }
 
+/// The largest upload buffer: a CA bundle with the root being added, or at commit a device
+/// certificate beside its key (for the check that they match).
+const WORK: usize = MAX_CERTIFICATE + MAX_KEY;
+const _: () = assert!(WORK >= MAX_CA_BUNDLE);
+
 struct Upload {
     kind: Kind,
-    /// `add`: the upload joins the staged CA bundle instead of replacing it.
+    /// `add`: the upload joins the staged CA bundle, whose bytes start `der`.
     adds: bool,
+    /// Bytes of `der` that were there before the upload (the staged bundle for `add`).
+    base: usize,
     decoder: Decoder,
-    der: Vec<u8, MAX_CERTIFICATE>,
+    der: Vec<u8, WORK>,
 }
 
 /// The operator's session: an open upload, and the staged set (the stored one plus changes).
+/// The staged credentials are in flash ([`store`]): an upload is written there when it ends,
+/// into the slot the committed index does not use, and `commit` writes the index.
 pub struct Provisioner {
-    staged: CredentialSet,
-    changed: bool,
+    /// What flash's index says: the set in use from the next connection on.
+    committed: Index,
+    staged: Index,
     /// Whether `upload` is open. Not an `Option<Upload>`: its `None` is a non-zero byte, and
     /// a non-zero initial value puts the device's static of this type in `.data`, whose
     /// initial image costs its whole size in flash; all zeros, it goes to `.bss`.
@@ -262,73 +277,94 @@ impl Provisioner {
     /// Nothing stored yet: every credential from the image.
     pub const fn new() -> Self {
         Self {
-            staged: CredentialSet::image(),
-            changed: false,
+            committed: Index::IMAGE,
+            staged: Index::IMAGE,
             uploading: false,
             upload: Upload {
                 kind: Kind::Ca,
                 adds: false,
+                base: 0,
                 decoder: Decoder::new(),
                 der: Vec::new(),
             },
         }
     }
 
-    /// Starts over from the stored record (boot, abort, after a commit failed to write).
-    pub fn load(&mut self, record: Option<&[u8]>) -> Result<(), StoreError> {
+    /// Starts over from the stored index (boot). On error, the image's set.
+    pub fn load(&mut self, store: &mut impl Store) -> Result<(), LoadError> {
         self.uploading = false;
-        self.changed = false;
-        match record {
-            None => {
-                self.staged.reset_to_image();
-                Ok(())
-            }
-            Some(bytes) => {
-                let loaded = self.staged.load(bytes);
-                if loaded.is_err() {
-                    self.staged.reset_to_image();
-                }
-                loaded
-            }
-        }
+        let read = store::read_index(store);
+        self.committed = *read.as_ref().unwrap_or(&Index::IMAGE);
+        self.staged = self.committed;
+        read.map(|_| ())
     }
 
-    /// The staged set: what the device uses after the next commit.
-    pub fn staged(&self) -> &CredentialSet {
+    /// The staged set's index: what the device uses after the next commit.
+    pub fn staged(&self) -> &Index {
         &self.staged
+    }
+
+    /// The committed set's index.
+    pub fn committed(&self) -> &Index {
+        &self.committed
     }
 
     /// Whether changes are staged and not committed.
     pub fn has_changes(&self) -> bool {
-        self.changed
+        self.staged != self.committed
+    }
+
+    /// Drops the staged changes and any open upload: the committed set again.
+    pub fn abort(&mut self) {
+        self.uploading = false;
+        self.staged = self.committed;
     }
 
     /// Opens an upload of `kind`; it replaces the staged one.
     pub fn begin(&mut self, kind: Kind) -> Result<(), ProvisionError> {
-        self.open(kind, false)
+        self.reject_during_upload()?;
+        self.open(kind, false);
+        Ok(())
     }
 
     /// Opens an upload of one more root for the staged CA bundle (provisioned already).
-    pub fn add(&mut self, kind: Kind) -> Result<(), ProvisionError> {
+    pub fn add(&mut self, kind: Kind, store: &mut impl Store) -> Result<(), ProvisionError> {
         if kind != Kind::Ca {
             return Err(ProvisionError::OnlyCaAdds);
         }
         self.reject_during_upload()?;
-        if !matches!(self.staged.source(Kind::Ca), Source::Provisioned(_)) {
+        let entry = self.staged.entry(Kind::Ca);
+        if !matches!(entry, Entry::Provisioned { .. }) {
             return Err(ProvisionError::NoProvisionedCa);
         }
-        self.open(kind, true)
+        self.open(kind, true);
+        let der = &mut self.upload.der;
+        // Within capacity: cannot fail.
+        let _ = der.resize(WORK, 0);
+        let staged = store::read_credential(store, Kind::Ca, entry, &mut der[..])
+            .map_err(ProvisionError::Unreadable)
+            .map(|bytes| bytes.map_or(0, <[u8]>::len));
+        match staged {
+            Ok(len) => {
+                der.truncate(len);
+                self.upload.base = len;
+                Ok(())
+            }
+            Err(cause) => {
+                self.uploading = false;
+                Err(cause)
+            }
+        }
     }
 
-    fn open(&mut self, kind: Kind, adds: bool) -> Result<(), ProvisionError> {
-        self.reject_during_upload()?;
-        // In place: an `Upload` is as large as a certificate.
+    fn open(&mut self, kind: Kind, adds: bool) {
+        // In place: an `Upload` is as large as a certificate and a key.
         self.upload.kind = kind;
         self.upload.adds = adds;
+        self.upload.base = 0;
         self.upload.decoder = Decoder::new();
         self.upload.der.clear();
         self.uploading = true;
-        Ok(())
     }
 
     /// One line of base64. A bad line drops the whole upload.
@@ -338,10 +374,16 @@ impl Provisioner {
         }
         let upload = &mut self.upload;
         let limit = upload.kind.upload_limit();
+        let (base, adds) = (upload.base, upload.adds);
         let der = &mut upload.der;
         let fed = upload.decoder.feed(line.trim().as_bytes(), &mut |byte| {
-            if der.len() >= limit {
+            if der.len().saturating_sub(base) >= limit {
                 return Err(ProvisionError::TooLarge { limit });
+            }
+            if adds && der.len() >= MAX_CA_BUNDLE {
+                return Err(ProvisionError::BundleFull {
+                    limit: MAX_CA_BUNDLE,
+                });
             }
             der.push(byte)
                 .map_err(|_| ProvisionError::TooLarge { limit })
@@ -357,62 +399,66 @@ impl Provisioner {
 
     /// The open upload: its kind and the DER bytes decoded so far.
     pub fn upload(&self) -> Option<(Kind, usize)> {
-        self.uploading
-            .then_some((self.upload.kind, self.upload.der.len()))
+        self.uploading.then(|| {
+            (
+                self.upload.kind,
+                self.upload.der.len().saturating_sub(self.upload.base),
+            )
+        })
     }
 
-    /// Closes the upload; stages it if it is a well-formed credential of its kind.
-    pub fn end(&mut self, inspector: &mut impl Inspector) -> Result<Kind, ProvisionError> {
+    /// Closes the upload; if it is a well-formed credential of its kind, writes it to flash
+    /// and stages it.
+    pub fn end(
+        &mut self,
+        inspector: &mut impl Inspector,
+        store: &mut impl Store,
+    ) -> Result<Kind, ProvisionError> {
         if !core::mem::replace(&mut self.uploading, false) {
             return Err(ProvisionError::NoUpload);
         }
         let upload = &self.upload;
         upload.decoder.finish().map_err(ProvisionError::BadBase64)?;
         let der = upload.der.as_slice();
-        if der.is_empty() {
+        let new = der.get(upload.base..).unwrap_or_default();
+        if new.is_empty() {
             return Err(ProvisionError::Empty);
         }
         match upload.kind {
             // A CA upload may hold several roots back to back; each is checked.
-            Kind::Ca => bundle::certificates(der)
+            Kind::Ca => bundle::certificates(new)
                 .try_for_each(|certificate| check_certificate(certificate, inspector))?,
-            Kind::DeviceCertificate => check_certificate(der, inspector)?,
+            Kind::DeviceCertificate => check_certificate(new, inspector)?,
             Kind::DeviceKey => {
-                if let Some(key) = keyinfo::private_key(der) {
+                if let Some(key) = keyinfo::private_key(new) {
                     check_supported(key, inspector)?;
                 }
                 inspector
-                    .parse_private_key(der)
+                    .parse_private_key(new)
                     .map_err(|code| ProvisionError::NotAPrivateKey { code })?;
             }
         }
-        let full = ProvisionError::BundleFull {
-            limit: MAX_CA_BUNDLE,
-        };
-        if upload.adds {
-            let Source::Provisioned(staged) = self.staged.source(Kind::Ca) else {
-                return Err(ProvisionError::NoProvisionedCa);
-            };
-            let mut joined: Vec<u8, MAX_CA_BUNDLE> = Vec::new();
-            joined.extend_from_slice(staged).map_err(|_| full)?;
-            joined.extend_from_slice(der).map_err(|_| full)?;
-            if bundle::certificates(&joined).count() > MAX_TRUST_ANCHORS {
-                return Err(full);
-            }
-            self.staged
-                .set(Kind::Ca, Source::Provisioned(&joined))
-                .map_err(|_| full)?;
-        } else {
-            if upload.kind == Kind::Ca && bundle::certificates(der).count() > MAX_TRUST_ANCHORS {
-                return Err(full);
-            }
-            self.staged
-                .set(upload.kind, Source::Provisioned(der))
-                .map_err(|_| ProvisionError::TooLarge {
-                    limit: upload.kind.capacity(),
-                })?;
+        if upload.kind == Kind::Ca
+            && (der.len() > MAX_CA_BUNDLE || bundle::certificates(der).count() > MAX_TRUST_ANCHORS)
+        {
+            return Err(ProvisionError::BundleFull {
+                limit: MAX_CA_BUNDLE,
+            });
         }
-        self.changed = true;
+        if der.len() > upload.kind.capacity() {
+            return Err(ProvisionError::TooLarge {
+                limit: upload.kind.capacity(),
+            });
+        }
+        // Never the slot the committed index uses: that set stays whole until the commit.
+        let slot = match self.committed.entry(upload.kind) {
+            Entry::Provisioned { slot, .. } => slot.other(),
+            _ => Slot::A,
+        };
+        store
+            .write(Record::Credential(upload.kind, slot), der)
+            .map_err(ProvisionError::Storage)?;
+        self.staged.set(upload.kind, store::provisioned(slot, der));
         Ok(upload.kind)
     }
 
@@ -424,20 +470,14 @@ impl Provisioner {
     /// Stages the removal of `kind`: not even the image's is used.
     pub fn delete(&mut self, kind: Kind) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
-        self.staged
-            .set(kind, Source::Removed)
-            .map_err(|_| ProvisionError::Empty)?;
-        self.changed = true;
+        self.staged.set(kind, Entry::Removed);
         Ok(())
     }
 
     /// Stages a return to the image's credential for `kind`.
     pub fn use_image(&mut self, kind: Kind) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
-        self.staged
-            .set(kind, Source::Image)
-            .map_err(|_| ProvisionError::Empty)?;
-        self.changed = true;
+        self.staged.set(kind, Entry::Image);
         Ok(())
     }
 
@@ -449,36 +489,117 @@ impl Provisioner {
         }
     }
 
-    /// Checks the staged set as the device would use it, and encodes the record to store
-    /// into `record`, which is as long as the record flash holds.
-    /// The caller writes it, then calls [`Provisioner::committed`]; on a failed write it
-    /// calls [`Provisioner::load`] with what is still stored.
-    pub fn prepare_commit(
-        &self,
+    /// Checks the staged set as the device would use it and writes its index: from then on
+    /// (the next connection) it is the device's set. On any error nothing changes.
+    pub fn commit(
+        &mut self,
         image: &ImageCredentials<'_>,
         inspector: &mut impl Inspector,
-        record: &mut [u8],
-    ) -> Result<usize, ProvisionError> {
+        store: &mut impl Store,
+    ) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
-        if !self.changed {
+        if !self.has_changes() {
             return Err(ProvisionError::NothingStaged);
         }
-        check_usable(&self.staged, image, inspector)?;
-        let limit = record.len();
-        self.staged
-            .encode(record)
-            .map_err(|_| ProvisionError::SetTooLarge {
-                len: self.staged.encoded_len(),
-                limit,
-            })
+        let staged = self.staged;
+        let provides = |kind| match staged.entry(kind) {
+            Entry::Image => image.get(kind).is_some(),
+            Entry::Removed => false,
+            Entry::Provisioned { .. } => true,
+        };
+        if !provides(Kind::Ca) {
+            return Err(ProvisionError::NoCa);
+        }
+        match (provides(Kind::DeviceCertificate), provides(Kind::DeviceKey)) {
+            (false, false) => {}
+            (true, true) => {
+                // The upload buffer is free (no upload is open): certificate, then key.
+                let der = &mut self.upload.der;
+                let _ = der.resize(WORK, 0);
+                let (certificate, key) = der.split_at_mut(MAX_CERTIFICATE);
+                let certificate =
+                    effective(store, image, &staged, Kind::DeviceCertificate, certificate)?;
+                let key = effective(store, image, &staged, Kind::DeviceKey, key)?;
+                let matches = inspector.key_matches_certificate(certificate, key);
+                der.clear();
+                if !matches {
+                    return Err(ProvisionError::KeyDoesNotMatchCertificate);
+                }
+            }
+            _ => return Err(ProvisionError::IncompletePair),
+        }
+        store
+            .write(Record::Index, &staged.encode())
+            .map_err(ProvisionError::Storage)?;
+        let superseded = core::mem::replace(&mut self.committed, staged);
+        // The records the former index used are no one's now: deleted, so that no replaced
+        // key stays readable and the flash holds one set and what is staged. A power cut
+        // before this leaves them as garbage, which the next change of that kind overwrites.
+        for kind in Kind::ALL {
+            if let Entry::Provisioned { slot, .. } = superseded.entry(kind) {
+                let kept =
+                    matches!(staged.entry(kind), Entry::Provisioned { slot: s, .. } if s == slot);
+                if !kept {
+                    let _ = store.delete(Record::Credential(kind, slot));
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// The record from [`Provisioner::prepare_commit`] is stored.
-    pub fn committed(&mut self) {
-        self.changed = false;
+    /// `cred list`'s lines for the staged set: each credential's origin, size and
+    /// fingerprint. Refused during an upload, whose buffer it reads the records into.
+    pub fn list(
+        &mut self,
+        image: &ImageCredentials<'_>,
+        inspector: &mut impl Inspector,
+        store: &mut impl Store,
+        out: &mut impl fmt::Write,
+    ) -> Result<(), ProvisionError> {
+        self.reject_during_upload()?;
+        let der = &mut self.upload.der;
+        let _ = der.resize(WORK, 0);
+        for kind in Kind::ALL {
+            let source = match self.staged.entry(kind) {
+                Entry::Image => Source::Image,
+                Entry::Removed => Source::Removed,
+                entry => {
+                    let read = store::read_credential(store, kind, entry, &mut der[..]);
+                    match read {
+                        Ok(Some(bytes)) => Source::Provisioned(bytes),
+                        Ok(None) => Source::Removed,
+                        Err(cause) => {
+                            let _ = writeln!(out, "{}: unreadable ({cause})", kind.name());
+                            continue;
+                        }
+                    }
+                }
+            };
+            let _ = describe(source, kind, image, inspector, out);
+            let _ = out.write_str("\n");
+        }
+        der.clear();
+        Ok(())
     }
 }
 
+/// `kind`'s credential in the set `index` describes, read into `buf` if provisioned.
+fn effective<'b>(
+    store: &mut impl Store,
+    image: &ImageCredentials<'b>,
+    index: &Index,
+    kind: Kind,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], ProvisionError> {
+    let entry = index.entry(kind);
+    match entry {
+        Entry::Image => image.get(kind).ok_or(ProvisionError::IncompletePair),
+        Entry::Removed => Err(ProvisionError::IncompletePair),
+        Entry::Provisioned { .. } => store::read_credential(store, kind, entry, buf)
+            .map_err(ProvisionError::Unreadable)?
+            .ok_or(ProvisionError::IncompletePair),
+    }
+}
 /// The key type first: mbedTLS cannot parse what its build leaves out, and would only say
 /// "not parsed".
 fn check_certificate(der: &[u8], inspector: &mut impl Inspector) -> Result<(), ProvisionError> {
@@ -523,13 +644,13 @@ pub fn check_usable(
 
 /// One line of `cred list` for `kind`: where it comes from, its size and fingerprint.
 pub fn describe(
-    set: &CredentialSet,
+    source: Source<'_>,
     kind: Kind,
     image: &ImageCredentials<'_>,
     inspector: &mut impl Inspector,
     out: &mut impl fmt::Write,
 ) -> fmt::Result {
-    let (origin, der) = match set.source(kind) {
+    let (origin, der) = match source {
         Source::Image => ("image", image.get(kind)),
         Source::Provisioned(der) => ("provisioned", Some(der)),
         Source::Removed => ("deleted", None),

@@ -1,7 +1,8 @@
-//! The stored credential set and its record: one value in flash, written whole, so a
-//! power cut leaves either the old set or the new one.
+//! A credential set in RAM (the device's active set, which the TLS credential store points
+//! into), and the former one-record format it was stored in ([`crate::store::migrate`] moves
+//! such a record into the record-per-credential format of [`crate::store`]).
 //!
-//! Record: `b"CRD1"`, then for the CA, the device certificate and the device key in that
+//! Former record: `b"CRD1"`, then for the CA, the device certificate and the device key in that
 //! order: a source byte (0 image, 1 provisioned, 2 deleted), a little-endian u16 length, and
 //! that many DER bytes (0 unless provisioned). The CA's bytes are a bundle: one or more DER
 //! certificates back to back (a record with one root reads as a bundle of one).
@@ -157,6 +158,34 @@ impl CredentialSet {
             *slot = origin;
         }
         Ok(())
+    }
+
+    /// `kind`'s buffer, all of its capacity, for a record to be read into; then
+    /// [`CredentialSet::provisioned_in_buffer`] says how much of it was.
+    pub(crate) fn buffer(&mut self, kind: Kind) -> &mut [u8] {
+        fn full<const N: usize>(der: &mut Vec<u8, N>) -> &mut [u8] {
+            der.clear();
+            // Within capacity: cannot fail.
+            let _ = der.resize(N, 0);
+            &mut der[..]
+        }
+        match kind {
+            Kind::Ca => full(&mut self.ca),
+            Kind::DeviceCertificate => full(&mut self.certificate),
+            Kind::DeviceKey => full(&mut self.key),
+        }
+    }
+
+    /// `kind` is the first `len` bytes of its buffer, provisioned.
+    pub(crate) fn provisioned_in_buffer(&mut self, kind: Kind, len: usize) {
+        match kind {
+            Kind::Ca => self.ca.truncate(len),
+            Kind::DeviceCertificate => self.certificate.truncate(len),
+            Kind::DeviceKey => self.key.truncate(len),
+        }
+        if let Some(slot) = self.origins.get_mut(index(kind)) {
+            *slot = Origin::Provisioned;
+        }
     }
 
     /// Copies `other` in place (no temporary: these sets live in statics on small stacks).

@@ -146,7 +146,7 @@ fn check_set(data: &[u8]) {
     if fits(Kind::Ca, data) {
         set.set(Kind::Ca, Source::Provisioned(data)).unwrap();
         let mut out = String::new();
-        describe(&set, Kind::Ca, &IMAGE, &mut Fake, &mut out).unwrap();
+        describe(set.source(Kind::Ca), Kind::Ca, &IMAGE, &mut Fake, &mut out).unwrap();
         let lines: Vec<&str> = out.split('\n').collect();
         assert_eq!(lines.len(), pieces.len(), "{out}");
         for (index, (line, piece)) in lines.iter().zip(&pieces).enumerate() {
@@ -180,7 +180,7 @@ fn check_set(data: &[u8]) {
     assert_eq!(check_usable(&set, &IMAGE, &mut Fake), expected);
     for kind in [Kind::DeviceCertificate, Kind::DeviceKey] {
         let mut out = String::new();
-        describe(&set, kind, &IMAGE, &mut Fake, &mut out).unwrap();
+        describe(set.source(kind), kind, &IMAGE, &mut Fake, &mut out).unwrap();
         let der = match kind {
             Kind::DeviceCertificate => certificate,
             _ => key,
@@ -200,7 +200,7 @@ fn check_set(data: &[u8]) {
         Err(ProvisionError::NoCa)
     );
     let mut out = String::new();
-    describe(&set, Kind::Ca, &IMAGE, &mut Fake, &mut out).unwrap();
+    describe(set.source(Kind::Ca), Kind::Ca, &IMAGE, &mut Fake, &mut out).unwrap();
     assert_eq!(out, "ca: none (deleted)");
 }
 

@@ -114,3 +114,74 @@ impl Rng {
         self.0
     }
 }
+
+/// Flash as records, in memory: each write replaces a record whole (NVS's guarantee), and
+/// writes can be made to fail from the `fail_after`-th on, as a power cut would stop them.
+#[derive(Clone, Default)]
+pub struct MemStore {
+    records: Vec<(provisioning::Record, Vec<u8>)>,
+    /// Every write and delete that reached the flash, in order.
+    pub writes: Vec<provisioning::Record>,
+    /// Writes after this many fail (`None`: none fail).
+    pub fail_after: Option<usize>,
+}
+
+impl MemStore {
+    pub fn get(&self, record: provisioning::Record) -> Option<&Vec<u8>> {
+        self.records
+            .iter()
+            .find(|(r, _)| *r == record)
+            .map(|(_, b)| b)
+    }
+
+    pub fn get_mut(&mut self, record: provisioning::Record) -> Option<&mut Vec<u8>> {
+        self.records
+            .iter_mut()
+            .find(|(r, _)| *r == record)
+            .map(|(_, b)| b)
+    }
+
+    fn reach(&mut self, record: provisioning::Record) -> Result<(), provisioning::StorageError> {
+        if self.fail_after.is_some_and(|n| self.writes.len() >= n) {
+            return Err(provisioning::StorageError(-5));
+        }
+        self.writes.push(record);
+        Ok(())
+    }
+}
+
+impl provisioning::Store for MemStore {
+    fn read(
+        &mut self,
+        record: provisioning::Record,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, provisioning::StorageError> {
+        match self.get(record) {
+            None => Ok(None),
+            Some(bytes) if bytes.len() > buf.len() => Err(provisioning::StorageError(-27)),
+            Some(bytes) => {
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Ok(Some(bytes.len()))
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        record: provisioning::Record,
+        bytes: &[u8],
+    ) -> Result<(), provisioning::StorageError> {
+        self.reach(record)?;
+        match self.get_mut(record) {
+            Some(old) => *old = bytes.to_vec(),
+            None => self.records.push((record, bytes.to_vec())),
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, record: provisioning::Record) -> Result<(), provisioning::StorageError> {
+        self.reach(record)?;
+        self.records.retain(|(r, _)| *r != record);
+        Ok(())
+    }
+}

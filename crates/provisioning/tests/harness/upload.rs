@@ -10,22 +10,23 @@
 //!   (`Empty`, not a certificate or key, unsupported key, bundle full, or staged) is the one a
 //!   model of the checks gives with the same inspector, and what is staged is exactly the
 //!   reference's bytes (joined to the staged bundle for `add`).
-//! - `begin`/`add`/`abort_upload`/`delete`/`use_image`/`committed`: the model's answer.
-//! - `prepare_commit` into buffers of many sizes: the model's checks; a record written loads
-//!   back (into a fresh `CredentialSet` and a fresh `Provisioner`) equal to the staged set.
-//! - `load` of record bytes from the input: accepted exactly when a reference reading of the
-//!   record format accepts them, with its error; what loads re-encodes to the same bytes; what
-//!   does not leaves the image's set.
-//! - After every step: each staged credential within its kind's capacity, an uploaded CA
-//!   bundle within `MAX_TRUST_ANCHORS`, the staged set within `MAX_RECORD`, no step changes the
-//!   staged set unless it should, `has_changes` and `upload` as the model says.
+//! - `begin`/`add`/`abort_upload`/`abort`/`delete`/`use_image`: the model's answer.
+//! - `commit` against three images: the model's checks; after it, a reboot on the same flash
+//!   loads exactly the staged set.
+//! - A record of the former one-record format from the input, migrated: accepted exactly when
+//!   a reference reading of that format accepts it, with its error; what migrates reads back
+//!   as the record said and re-encodes to the same bytes; what does not writes nothing.
+//! - After every step: each staged credential (read back from the flash) within its kind's
+//!   capacity, an uploaded CA bundle within `MAX_TRUST_ANCHORS`, no step changes the staged
+//!   set unless it should, `has_changes` and `upload` as the model says.
 //!
 //! Input layout: one byte per step (`op % 11`), then its arguments (see [`run`]).
 
-use super::{reference_split, Fake};
+use super::{reference_split, Fake, MemStore};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
 use provisioning::base64::Base64Error;
+use provisioning::store::{migrate, read_set};
 use provisioning::{
     keyinfo, CredentialSet, ImageCredentials, Kind, ProvisionError, Provisioner, Source,
     StoreError, MAX_CA_BUNDLE, MAX_CERTIFICATE, MAX_KEY, MAX_RECORD, MAX_TRUST_ANCHORS,
@@ -64,11 +65,59 @@ struct Open {
     decoded: usize,
     /// The last of them is padded.
     padded: bool,
+    /// `add`: the bytes of the staged bundle the upload joins.
+    base: usize,
+}
+
+/// Where a kind's credential comes from, as the model tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Image,
+    Removed,
+    /// Uploaded in this session (never equal to what is committed: a new record).
+    Uploaded,
+    /// What the committed set has.
+    Committed,
 }
 
 struct Model {
     open: Option<Open>,
-    changed: bool,
+    /// Each kind's staged origin.
+    staged: [Origin; 3],
+    /// Each kind's committed origin (`Committed` meaning provisioned).
+    committed: [Origin; 3],
+}
+
+impl Model {
+    fn changed(&self) -> bool {
+        Kind::ALL.into_iter().any(|kind| {
+            let i = position(kind);
+            match self.staged[i] {
+                Origin::Uploaded => true,
+                Origin::Committed => false,
+                origin => origin != self.committed[i],
+            }
+        })
+    }
+
+    fn committed_from(source: Source<'_>) -> Origin {
+        match source {
+            Source::Image => Origin::Image,
+            Source::Removed => Origin::Removed,
+            Source::Provisioned(_) => Origin::Committed,
+        }
+    }
+}
+
+fn position(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).unwrap()
+}
+
+/// The staged set, read back from the flash.
+fn staged_set(p: &Provisioner, flash: &mut MemStore) -> CredentialSet {
+    let mut set = CredentialSet::image();
+    read_set(flash, p.staged(), &mut set).expect("the staged set reads back");
+    set
 }
 
 fn kind(arg: u8) -> Kind {
@@ -112,14 +161,16 @@ pub fn valid_prefix(text: &str) -> bool {
 /// The fuzz entry point.
 pub fn run(data: &[u8]) {
     let mut p = Provisioner::new();
+    let mut flash = MemStore::default();
     let mut model = Model {
         open: None,
-        changed: false,
+        staged: [Origin::Image; 3],
+        committed: [Origin::Image; 3],
     };
     let mut input = data.iter().copied();
     while let Some(op) = input.next() {
         let arg = input.next().unwrap_or(0);
-        let before = p.staged().clone();
+        let before = staged_set(&p, &mut flash);
         match op % 11 {
             0 => {
                 let result = p.begin(kind(arg));
@@ -134,11 +185,12 @@ pub fn run(data: &[u8]) {
                         checked: 0,
                         decoded: 0,
                         padded: false,
+                        base: 0,
                     });
                 }
             }
             1 => {
-                let result = p.add(kind(arg));
+                let result = p.add(kind(arg), &mut flash);
                 let expected = if kind(arg) != Kind::Ca {
                     Err(ProvisionError::OnlyCaAdds)
                 } else if model.open.is_some() {
@@ -149,7 +201,7 @@ pub fn run(data: &[u8]) {
                     Ok(())
                 };
                 assert_eq!(result, expected);
-                if result.is_ok() {
+                if let (Ok(()), Source::Provisioned(staged)) = (result, before.source(Kind::Ca)) {
                     model.open = Some(Open {
                         kind: Kind::Ca,
                         adds: true,
@@ -157,6 +209,7 @@ pub fn run(data: &[u8]) {
                         checked: 0,
                         decoded: 0,
                         padded: false,
+                        base: staged.len(),
                     });
                 }
             }
@@ -180,42 +233,53 @@ pub fn run(data: &[u8]) {
                     data_step(&mut p, &mut model, std::str::from_utf8(line).unwrap());
                 }
             }
-            4 => end_step(&mut p, &mut model, &before),
+            4 => end_step(&mut p, &mut flash, &mut model, &before),
             5 => assert_eq!(p.abort_upload(), model.open.take().is_some()),
             6 | 7 => {
-                let (result, source) = if op % 11 == 6 {
-                    (p.delete(kind(arg)), Source::Removed)
+                let (result, source, origin) = if op % 11 == 6 {
+                    (p.delete(kind(arg)), Source::Removed, Origin::Removed)
                 } else {
-                    (p.use_image(kind(arg)), Source::Image)
+                    (p.use_image(kind(arg)), Source::Image, Origin::Image)
                 };
                 if model.open.is_some() {
                     assert_eq!(result, Err(ProvisionError::UploadInProgress));
                 } else {
                     assert_eq!(result, Ok(()));
-                    assert_eq!(p.staged().source(kind(arg)), source);
+                    let after = staged_set(&p, &mut flash);
+                    assert_eq!(after.source(kind(arg)), source);
                     for other in Kind::ALL.into_iter().filter(|k| *k != kind(arg)) {
-                        assert_eq!(p.staged().source(other), before.source(other));
+                        assert_eq!(after.source(other), before.source(other));
                     }
-                    model.changed = true;
+                    model.staged[position(kind(arg))] = origin;
                 }
             }
-            8 => commit_step(&mut p, &mut model, arg),
+            8 => commit_step(&mut p, &mut flash, &mut model, arg, &before),
             9 => {
-                // A stored record: the next `arg * 32 + low` bytes, or nothing at all.
+                // A record of the former format: the next `arg * 32 + low` bytes.
                 let low = input.next().unwrap_or(0);
                 let len = usize::from(arg) * 32 + usize::from(low % 32);
                 let record: Vec<u8> = input.by_ref().take(len).collect();
-                load_step(&mut p, &mut model, (arg != 0xFF).then_some(&record[..]));
+                migrate_step(&mut p, &mut flash, &mut model, &record);
             }
             _ => {
-                p.committed();
-                model.changed = false;
+                p.abort();
+                model.open = None;
+                model.staged = [Origin::Committed; 3];
+                for (staged, committed) in model.staged.iter_mut().zip(model.committed) {
+                    if committed != Origin::Committed {
+                        *staged = committed;
+                    }
+                }
             }
         }
-        if !matches!(op % 11, 4 | 6 | 7 | 9) {
-            assert_eq!(p.staged(), &before, "op {} changed the staged set", op % 11);
+        if !matches!(op % 11, 4 | 6 | 7 | 9 | 10) {
+            assert!(
+                staged_set(&p, &mut flash) == before,
+                "op {} changed the staged set",
+                op % 11
+            );
         }
-        check(&p, &model);
+        check(&p, &mut flash, &model);
     }
 }
 
@@ -249,6 +313,7 @@ fn data_step(p: &mut Provisioner, model: &mut Model, line: &str) {
             }
             assert_eq!(p.upload(), Some((open.kind, open.decoded)));
             assert!(open.decoded <= upload_limit(open.kind));
+            assert!(open.base + open.decoded <= MAX_CA_BUNDLE || !open.adds);
         }
         Err(ProvisionError::BadBase64(error)) => {
             let text = format!("{}{line}", open.text);
@@ -264,8 +329,20 @@ fn data_step(p: &mut Provisioner, model: &mut Model, line: &str) {
         }
         Err(ProvisionError::TooLarge { limit }) => {
             assert_eq!(limit, upload_limit(open.kind));
+            assert!(!open.adds || limit <= MAX_CA_BUNDLE - open.base);
             let chars = open.text.len() + line.len();
             assert!(chars / 4 * 3 > limit, "{chars} characters too large");
+            model.open = None;
+        }
+        Err(ProvisionError::BundleFull { limit }) => {
+            // Joined to the staged bundle, the upload would pass the bundle's size first.
+            assert_eq!(limit, MAX_CA_BUNDLE);
+            assert!(open.adds && MAX_CA_BUNDLE - open.base < upload_limit(open.kind));
+            let chars = open.text.len() + line.len();
+            assert!(
+                open.base + chars / 4 * 3 > MAX_CA_BUNDLE,
+                "{chars} characters"
+            );
             model.open = None;
         }
         Err(other) => panic!("data() gave {other:?}"),
@@ -330,8 +407,8 @@ fn model_end(before: &CredentialSet, open: &Open, der: &[u8]) -> Result<Kind, Pr
     Ok(open.kind)
 }
 
-fn end_step(p: &mut Provisioner, model: &mut Model, before: &CredentialSet) {
-    let result = p.end(&mut Fake);
+fn end_step(p: &mut Provisioner, flash: &mut MemStore, model: &mut Model, before: &CredentialSet) {
+    let result = p.end(&mut Fake, flash);
     assert_eq!(p.upload(), None);
     let Some(open) = model.open.take() else {
         assert_eq!(result, Err(ProvisionError::NoUpload));
@@ -339,7 +416,7 @@ fn end_step(p: &mut Provisioner, model: &mut Model, before: &CredentialSet) {
     };
     let der = match (STANDARD.decode(&open.text), result) {
         (Err(_), Err(ProvisionError::BadBase64(Base64Error::Truncated))) => {
-            assert!(p.staged() == before);
+            assert!(staged_set(p, flash) == *before);
             return;
         }
         (Err(e), other) => panic!(
@@ -354,7 +431,7 @@ fn end_step(p: &mut Provisioner, model: &mut Model, before: &CredentialSet) {
             );
             if result.is_err() {
                 assert!(
-                    p.staged() == before,
+                    staged_set(p, flash) == *before,
                     "a refused upload changed the staged set"
                 );
                 return;
@@ -366,28 +443,27 @@ fn end_step(p: &mut Provisioner, model: &mut Model, before: &CredentialSet) {
         (true, Source::Provisioned(staged)) => [staged, &der].concat(),
         _ => der,
     };
-    assert_eq!(p.staged().source(open.kind), Source::Provisioned(&expected));
+    let after = staged_set(p, flash);
+    assert_eq!(after.source(open.kind), Source::Provisioned(&expected));
     for other in Kind::ALL.into_iter().filter(|k| *k != open.kind) {
-        assert_eq!(p.staged().source(other), before.source(other));
+        assert_eq!(after.source(other), before.source(other));
     }
-    model.changed = true;
+    model.staged[position(open.kind)] = Origin::Uploaded;
 }
 
-fn commit_step(p: &mut Provisioner, model: &mut Model, arg: u8) {
+fn commit_step(
+    p: &mut Provisioner,
+    flash: &mut MemStore,
+    model: &mut Model,
+    arg: u8,
+    staged: &CredentialSet,
+) {
     let image = &IMAGES[usize::from(arg >> 6) % IMAGES.len()];
-    // Buffers of the record's full size, or of 0..=7,936 bytes in steps of 256.
-    let size = if arg & 0x20 != 0 {
-        MAX_RECORD
-    } else {
-        usize::from(arg & 0x1F) * 256
-    };
-    let mut record = vec![0u8; size];
-    let result = p.prepare_commit(image, &mut Fake, &mut record);
-    let staged = p.staged();
+    let result = p.commit(image, &mut Fake, flash);
     let effective = |kind| staged.effective(kind, image);
     let expected = if model.open.is_some() {
         Err(ProvisionError::UploadInProgress)
-    } else if !model.changed {
+    } else if !model.changed() {
         Err(ProvisionError::NothingStaged)
     } else if effective(Kind::Ca).is_none() {
         Err(ProvisionError::NoCa)
@@ -401,33 +477,22 @@ fn commit_step(p: &mut Provisioner, model: &mut Model, arg: u8) {
             (Some(_), Some(_)) => Err(ProvisionError::KeyDoesNotMatchCertificate),
             _ => Err(ProvisionError::IncompletePair),
         }
-        .and_then(|()| {
-            if staged.encoded_len() > size {
-                Err(ProvisionError::SetTooLarge {
-                    len: staged.encoded_len(),
-                    limit: size,
-                })
-            } else {
-                Ok(staged.encoded_len())
-            }
-        })
     };
     assert_eq!(result, expected);
-    let Ok(len) = result else {
+    if result.is_err() {
         return;
-    };
-    assert!(len <= MAX_RECORD);
-    let mut loaded = CredentialSet::image();
-    assert_eq!(loaded.load(&record[..len]), Ok(()));
-    assert_eq!(&loaded, staged, "the record does not load back");
-    let mut rebooted = Provisioner::new();
-    assert_eq!(rebooted.load(Some(&record[..len])), Ok(()));
-    assert_eq!(rebooted.staged(), staged);
-    assert!(!rebooted.has_changes());
-    if arg & 0x10 != 0 {
-        p.committed();
-        model.changed = false;
     }
+    let mut rebooted = Provisioner::new();
+    assert_eq!(rebooted.load(flash), Ok(()));
+    assert!(
+        staged_set(&rebooted, flash) == *staged,
+        "the commit does not load back"
+    );
+    assert!(!rebooted.has_changes());
+    for kind in Kind::ALL {
+        model.committed[position(kind)] = Model::committed_from(staged.source(kind));
+    }
+    model.staged = [Origin::Committed; 3];
 }
 
 /// An independent reading of the stored record (format in `src/set.rs`): the DER of each
@@ -468,51 +533,56 @@ pub fn reference_load(record: &[u8]) -> Result<[Option<&[u8]>; 3], StoreError> {
     }
 }
 
-fn load_step(p: &mut Provisioner, model: &mut Model, record: Option<&[u8]>) {
-    let result = p.load(record);
-    model.open = None;
-    model.changed = false;
-    let Some(record) = record else {
-        assert_eq!(result, Ok(()));
-        assert_eq!(p.staged(), &CredentialSet::image());
-        return;
-    };
+fn migrate_step(p: &mut Provisioner, flash: &mut MemStore, model: &mut Model, record: &[u8]) {
+    let mut moved = MemStore::default();
+    let mut scratch = CredentialSet::image();
+    let result = migrate(&mut moved, record, &mut scratch);
     match reference_load(record) {
         Err(expected) => {
-            assert_eq!(result, Err(expected));
-            assert_eq!(p.staged(), &CredentialSet::image());
+            assert_eq!(
+                result.map(|_| ()),
+                Err(provisioning::store::MigrateError::Unreadable(expected))
+            );
+            assert!(moved.writes.is_empty(), "a refused record wrote to flash");
         }
         Ok(entries) => {
-            assert_eq!(result, Ok(()));
+            assert!(result.is_ok());
+            // The device reboots on the migrated flash.
+            *flash = moved;
+            assert_eq!(p.load(flash), Ok(()));
+            let loaded = staged_set(p, flash);
             for (kind, entry) in Kind::ALL.into_iter().zip(entries) {
                 let expected = match entry {
                     None => Source::Image,
                     Some([]) => Source::Removed,
                     Some(der) => Source::Provisioned(der),
                 };
-                assert_eq!(p.staged().source(kind), expected);
+                assert_eq!(loaded.source(kind), expected);
+                model.committed[position(kind)] = Model::committed_from(expected);
             }
+            model.staged = [Origin::Committed; 3];
+            model.open = None;
             let mut encoded = vec![0u8; MAX_RECORD];
-            let len = p.staged().encode(&mut encoded).unwrap();
+            let len = loaded.encode(&mut encoded).unwrap();
             assert_eq!(
                 &encoded[..len],
                 record,
-                "a loaded record re-encodes differently"
+                "a migrated record re-encodes differently"
             );
         }
     }
 }
 
 /// The invariants that hold after every step.
-fn check(p: &Provisioner, model: &Model) {
-    let staged = p.staged();
+fn check(p: &Provisioner, flash: &mut MemStore, model: &Model) {
+    let staged = staged_set(p, flash);
     for kind in Kind::ALL {
         if let Source::Provisioned(der) = staged.source(kind) {
             assert!(!der.is_empty() && der.len() <= kind.capacity());
         }
     }
     assert!(staged.encoded_len() <= MAX_RECORD);
-    assert_eq!(p.has_changes(), model.changed);
+    assert_eq!(p.has_changes(), model.changed());
     match (&model.open, p.upload()) {
         (None, None) => {}
         (Some(open), Some((kind, len))) => {
