@@ -133,7 +133,11 @@ type MqttClient = Client<'static, TlsSocket, Uptime>;
 
 /// Never returns: the device runs until power goes away.
 pub fn run() -> ! {
-    let supervisor = start();
+    let settings: &'static Settings = SETTINGS.init(Settings::current());
+    // Before `start`, not inside it: the credential checks' mbedTLS frames then sit on
+    // `run`'s frame alone, not on `start`'s as well (together they set the thread's peak).
+    let mutual_tls = install_credentials(settings);
+    let supervisor = start(settings, mutual_tls);
     let mut link = Link::WaitingForNetwork;
     loop {
         supervisor.status.set_state(link.state());
@@ -146,14 +150,12 @@ pub fn run() -> ! {
     }
 }
 
-/// Checks the settings, installs the credentials and makes the supervisor in its static.
+/// Checks the settings and makes the supervisor in its static.
 /// Not inlined: what it builds passes through its frame, which is gone before the first
 /// connection instead of staying in `run`'s.
 #[inline(never)]
-fn start() -> &'static mut Supervisor<'static> {
-    let settings: &'static Settings = SETTINGS.init(Settings::current());
+fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervisor<'static> {
     let checked = check_settings(settings);
-    let mutual_tls = install_credentials(settings);
     let status_topic = STATUS_TOPIC.take();
     if status_topic.push_str(checked.topics.status()).is_err() {
         halt(format_args!("status topic longer than 128 bytes"));
@@ -246,6 +248,7 @@ fn check_settings(settings: &'static Settings) -> CheckedSettings {
 
 /// The stored credential set (or the image's) in the TLS credential store; whether the
 /// device has a client certificate. Halts if the store cannot take them.
+#[inline(never)]
 fn install_credentials(settings: &Settings) -> bool {
     runtime_credentials::init();
     match runtime_credentials::apply(settings.sec_tag) {

@@ -260,6 +260,9 @@ pub struct Provisioner {
     /// What flash's index says: the set in use from the next connection on.
     committed: Index,
     staged: Index,
+    /// Whether something was staged since the last commit (even the set already committed:
+    /// committing it again is how an operator says "try now").
+    changed: bool,
     /// Whether `upload` is open. Not an `Option<Upload>`: its `None` is a non-zero byte, and
     /// a non-zero initial value puts the device's static of this type in `.data`, whose
     /// initial image costs its whole size in flash; all zeros, it goes to `.bss`.
@@ -279,6 +282,7 @@ impl Provisioner {
         Self {
             committed: Index::IMAGE,
             staged: Index::IMAGE,
+            changed: false,
             uploading: false,
             upload: Upload {
                 kind: Kind::Ca,
@@ -293,6 +297,7 @@ impl Provisioner {
     /// Starts over from the stored index (boot). On error, the image's set.
     pub fn load(&mut self, store: &mut impl Store) -> Result<(), LoadError> {
         self.uploading = false;
+        self.changed = false;
         let read = store::read_index(store);
         self.committed = *read.as_ref().unwrap_or(&Index::IMAGE);
         self.staged = self.committed;
@@ -311,12 +316,13 @@ impl Provisioner {
 
     /// Whether changes are staged and not committed.
     pub fn has_changes(&self) -> bool {
-        self.staged != self.committed
+        self.changed
     }
 
     /// Drops the staged changes and any open upload: the committed set again.
     pub fn abort(&mut self) {
         self.uploading = false;
+        self.changed = false;
         self.staged = self.committed;
     }
 
@@ -459,6 +465,7 @@ impl Provisioner {
             .write(Record::Credential(upload.kind, slot), der)
             .map_err(ProvisionError::Storage)?;
         self.staged.set(upload.kind, store::provisioned(slot, der));
+        self.changed = true;
         Ok(upload.kind)
     }
 
@@ -471,6 +478,7 @@ impl Provisioner {
     pub fn delete(&mut self, kind: Kind) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
         self.staged.set(kind, Entry::Removed);
+        self.changed = true;
         Ok(())
     }
 
@@ -478,6 +486,7 @@ impl Provisioner {
     pub fn use_image(&mut self, kind: Kind) -> Result<(), ProvisionError> {
         self.reject_during_upload()?;
         self.staged.set(kind, Entry::Image);
+        self.changed = true;
         Ok(())
     }
 
@@ -532,6 +541,7 @@ impl Provisioner {
             .write(Record::Index, &staged.encode())
             .map_err(ProvisionError::Storage)?;
         let superseded = core::mem::replace(&mut self.committed, staged);
+        self.changed = false;
         // The records the former index used are no one's now: deleted, so that no replaced
         // key stays readable and the flash holds one set and what is staged. A power cut
         // before this leaves them as garbage, which the next change of that kind overwrites.

@@ -69,48 +69,9 @@ struct Open {
     base: usize,
 }
 
-/// Where a kind's credential comes from, as the model tracks it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Image,
-    Removed,
-    /// Uploaded in this session (never equal to what is committed: a new record).
-    Uploaded,
-    /// What the committed set has.
-    Committed,
-}
-
 struct Model {
     open: Option<Open>,
-    /// Each kind's staged origin.
-    staged: [Origin; 3],
-    /// Each kind's committed origin (`Committed` meaning provisioned).
-    committed: [Origin; 3],
-}
-
-impl Model {
-    fn changed(&self) -> bool {
-        Kind::ALL.into_iter().any(|kind| {
-            let i = position(kind);
-            match self.staged[i] {
-                Origin::Uploaded => true,
-                Origin::Committed => false,
-                origin => origin != self.committed[i],
-            }
-        })
-    }
-
-    fn committed_from(source: Source<'_>) -> Origin {
-        match source {
-            Source::Image => Origin::Image,
-            Source::Removed => Origin::Removed,
-            Source::Provisioned(_) => Origin::Committed,
-        }
-    }
-}
-
-fn position(kind: Kind) -> usize {
-    Kind::ALL.iter().position(|k| *k == kind).unwrap()
+    changed: bool,
 }
 
 /// The staged set, read back from the flash.
@@ -164,8 +125,7 @@ pub fn run(data: &[u8]) {
     let mut flash = MemStore::default();
     let mut model = Model {
         open: None,
-        staged: [Origin::Image; 3],
-        committed: [Origin::Image; 3],
+        changed: false,
     };
     let mut input = data.iter().copied();
     while let Some(op) = input.next() {
@@ -236,10 +196,10 @@ pub fn run(data: &[u8]) {
             4 => end_step(&mut p, &mut flash, &mut model, &before),
             5 => assert_eq!(p.abort_upload(), model.open.take().is_some()),
             6 | 7 => {
-                let (result, source, origin) = if op % 11 == 6 {
-                    (p.delete(kind(arg)), Source::Removed, Origin::Removed)
+                let (result, source) = if op % 11 == 6 {
+                    (p.delete(kind(arg)), Source::Removed)
                 } else {
-                    (p.use_image(kind(arg)), Source::Image, Origin::Image)
+                    (p.use_image(kind(arg)), Source::Image)
                 };
                 if model.open.is_some() {
                     assert_eq!(result, Err(ProvisionError::UploadInProgress));
@@ -250,7 +210,7 @@ pub fn run(data: &[u8]) {
                     for other in Kind::ALL.into_iter().filter(|k| *k != kind(arg)) {
                         assert_eq!(after.source(other), before.source(other));
                     }
-                    model.staged[position(kind(arg))] = origin;
+                    model.changed = true;
                 }
             }
             8 => commit_step(&mut p, &mut flash, &mut model, arg, &before),
@@ -264,12 +224,7 @@ pub fn run(data: &[u8]) {
             _ => {
                 p.abort();
                 model.open = None;
-                model.staged = [Origin::Committed; 3];
-                for (staged, committed) in model.staged.iter_mut().zip(model.committed) {
-                    if committed != Origin::Committed {
-                        *staged = committed;
-                    }
-                }
+                model.changed = false;
             }
         }
         if !matches!(op % 11, 4 | 6 | 7 | 9 | 10) {
@@ -448,7 +403,7 @@ fn end_step(p: &mut Provisioner, flash: &mut MemStore, model: &mut Model, before
     for other in Kind::ALL.into_iter().filter(|k| *k != open.kind) {
         assert_eq!(after.source(other), before.source(other));
     }
-    model.staged[position(open.kind)] = Origin::Uploaded;
+    model.changed = true;
 }
 
 fn commit_step(
@@ -463,7 +418,7 @@ fn commit_step(
     let effective = |kind| staged.effective(kind, image);
     let expected = if model.open.is_some() {
         Err(ProvisionError::UploadInProgress)
-    } else if !model.changed() {
+    } else if !model.changed {
         Err(ProvisionError::NothingStaged)
     } else if effective(Kind::Ca).is_none() {
         Err(ProvisionError::NoCa)
@@ -489,10 +444,7 @@ fn commit_step(
         "the commit does not load back"
     );
     assert!(!rebooted.has_changes());
-    for kind in Kind::ALL {
-        model.committed[position(kind)] = Model::committed_from(staged.source(kind));
-    }
-    model.staged = [Origin::Committed; 3];
+    model.changed = false;
 }
 
 /// An independent reading of the stored record (format in `src/set.rs`): the DER of each
@@ -558,9 +510,8 @@ fn migrate_step(p: &mut Provisioner, flash: &mut MemStore, model: &mut Model, re
                     Some(der) => Source::Provisioned(der),
                 };
                 assert_eq!(loaded.source(kind), expected);
-                model.committed[position(kind)] = Model::committed_from(expected);
             }
-            model.staged = [Origin::Committed; 3];
+            model.changed = false;
             model.open = None;
             let mut encoded = vec![0u8; MAX_RECORD];
             let len = loaded.encode(&mut encoded).unwrap();
@@ -582,7 +533,7 @@ fn check(p: &Provisioner, flash: &mut MemStore, model: &Model) {
         }
     }
     assert!(staged.encoded_len() <= MAX_RECORD);
-    assert_eq!(p.has_changes(), model.changed());
+    assert_eq!(p.has_changes(), model.changed);
     match (&model.open, p.upload()) {
         (None, None) => {}
         (Some(open), Some((kind, len))) => {
