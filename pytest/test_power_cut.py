@@ -23,6 +23,7 @@ import collections
 import concurrent.futures
 import hashlib
 import re
+import signal
 import time
 import zlib
 
@@ -40,6 +41,9 @@ LINE = 48  # base64 characters per `cred data` line
 # left before the cut, and the data of a short write (an NVS allocation table entry).
 WRITE = re.compile(r"flashcut: (?:write|erase) #(\d+), (\d+) bytes at 0x[0-9a-f]+ "
                    r"\((\d+) written, (\d+) before the cut\)(?: data((?: [0-9a-f]{2})+))?")
+# The hook's line as it cuts: the write's number, the bytes of it that reached the flash, its
+# length.
+CUT = re.compile(r"flashcut: power cut in write or erase #(\d+), after (\d+) of its (\d+) bytes")
 ATE = 8  # bytes of an NVS allocation table entry
 INDEX = 28  # bytes of the credential index (crates/provisioning/src/store.rs)
 NAME_IDS = range(0x8001, 0xC000)  # settings' NVS ids of names (NVS_NAMECNT_ID + 1 on)
@@ -92,8 +96,10 @@ class Rig:
                 if not self.device.is_device_running():
                     for rest in self.rest_of_output():
                         seen.take(rest, pattern)
+                    status = self.device._process.poll() if self.device._process else None
                     self.device.close()
                     seen.ended = True
+                    seen.check_cut(status)
                     return seen
                 if time.monotonic() >= deadline:
                     assert not must_match, f"{regex!r} not seen within {timeout} s"
@@ -123,10 +129,15 @@ class Watch:
     def __init__(self):
         self.writes = []
         self.match = None
-        self.ended = False  # the process ended: its power cut
+        self.ended = False  # the process ended: its power cut (check_cut makes sure)
+        self.cut_line = None  # the hook's "power cut" line
+        self.lines = collections.deque(maxlen=12)  # the device's last lines, for a failure
 
     def take(self, line: str, pattern: re.Pattern) -> bool:
         """Keeps a write line; True if `line` matches."""
+        self.lines.append(line.rstrip())
+        if m := CUT.search(line):
+            self.cut_line = m
         if m := WRITE.search(line):
             data = bytes.fromhex(m.group(5)) if m.group(5) else None
             self.writes.append((int(m.group(2)), data, int(m.group(4))))
@@ -134,6 +145,21 @@ class Watch:
             self.match = match
             return True
         return False
+
+    def check_cut(self, status) -> None:
+        """A process that ended counts as a power cut only if the hook cut it: killed by
+        SIGKILL, after the hook's line, whose figures match the write it cut. Any other end
+        (a panic, an assertion, a fault, an exit) fails with the device's last lines."""
+        last = "\n".join(self.lines)
+        assert status == -signal.SIGKILL, \
+            f"the device ended with status {status}, not the power cut's SIGKILL:\n{last}"
+        assert self.cut_line is not None and self.writes, \
+            f"the device was killed without the hook's power cut line:\n{last}"
+        torn, length = int(self.cut_line.group(2)), int(self.cut_line.group(3))
+        length_seen, _, left = self.writes[-1]
+        assert length == length_seen and torn == min(length, left), \
+            f"the cut's figures ({torn} of {length} bytes) are not the write's " \
+            f"({min(length_seen, left)} of {length_seen}):\n{last}"
 
     @property
     def cut(self) -> tuple:

@@ -265,6 +265,8 @@ fn install_credentials(settings: &Settings) -> bool {
 
 /// The MQTT client in its static, configured: will `offline` on the status topic, subscribed
 /// to the command filter, with the journaled messages from before a reboot queued again.
+/// Not inlined: its temporaries (the journal's records) would add to [`start`]'s frame.
+#[inline(never)]
 fn configure_client(
     settings: &'static Settings,
     status_topic: &'static str,
