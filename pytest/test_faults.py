@@ -231,7 +231,10 @@ def test_frozen_broker_is_detected_by_the_ping_timeout_and_left_after_it_thaws(
         broker, device, console):
     launch(device, f"--keepalive-s={KEEPALIVE_S}")
     console.until("mqtt: subscribed .*granted QoS", timeout=20)
-    time.sleep(KEEPALIVE_S + 1)  # at least one keepalive round answered before the freeze
+    # At least one keepalive round answered before the freeze: the broker has logged its
+    # PINGRESP to the device (the first PINGREQ is due one keepalive after the SUBSCRIBE).
+    poll_until(lambda: f"Sending PINGRESP to {CLIENT_ID}" in broker.log(), bool,
+               3 * KEEPALIVE_S, f"no PINGREQ answered within {3 * KEEPALIVE_S} s")
     broker.process.send_signal(signal.SIGSTOP)
     frozen = time.monotonic()
     try:
@@ -376,9 +379,14 @@ def test_messages_queued_offline_survive_the_device_being_killed(tmp_path, broke
         console.until("mqtt: connected", timeout=30)
         for line in queued:
             observer.wait_for(line, timeout=20)
-        # Acknowledged, so deleted from flash: another restart sends nothing again.
+        # Acknowledged, so deleted from flash: another restart sends nothing again. The MQTT
+        # thread deletes a record as it handles the PUBACK, before it updates `mqtt status`;
+        # nothing in flight and nothing queued there, once all five arrived, means all five
+        # acknowledged and deleted.
         console.until("mqtt: subscribed .*granted QoS", timeout=20)
-        time.sleep(1)
+        poll_until(console.status,
+                   lambda st: st["in flight"] == "0" and st["outbox"] == "0", 10,
+                   "the messages from before the reboot were not all acknowledged")
         device.close()
         device.launch()
         boot = device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=30)
