@@ -410,8 +410,8 @@ def test_bench_publishes_every_numbered_message_from_the_mqtt_thread(peer, devic
         for qos in (1, 0):
             console.command(f"mqtt bench {count} {qos} 32")
             console.until(rf"bench queued: {count} messages, QoS {qos}, 32 bytes", timeout=10)
-            done = console.until(rf"bench: done: {count} messages \w+ of 32 bytes sent and "
-                                 rf"settled in (\d+) ms", timeout=60)
+            done = console.until(rf"bench: done: {count} messages at QoS {qos} of 32 bytes "
+                                 rf"sent and settled in (\d+) ms", timeout=60)
             expected = {f"{DEVICE_TOPICS}/bench/q{qos} {str(n).ljust(32, '.')}"
                         for n in range(count)}
             missing = messages.wait_for_all(expected, timeout=30)

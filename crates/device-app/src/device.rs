@@ -222,7 +222,8 @@ impl Device {
             Ok(Command::Led { index, action }) => match board.set_led(index, action) {
                 Some(level) => {
                     info!(
-                        "led{index}: {action:?} -> {}",
+                        "led{index}: {} -> {}",
+                        action.as_str(),
                         if level { "on" } else { "off" }
                     );
                     None
@@ -264,9 +265,9 @@ impl Device {
         write!(topic, "{}/bench/q{}", self.topics.base(), request.qos as u8)
             .map_err(|_| BenchRefusal::TopicTooLong)?;
         info!(
-            "bench: {} messages, {:?}, {} bytes, to {topic}",
+            "bench: {} messages, QoS {}, {} bytes, to {topic}",
             plan.total(),
-            request.qos,
+            request.qos as u8,
             plan.payload_len()
         );
         let run = BenchRun {
@@ -398,9 +399,9 @@ impl Device {
             let elapsed_ms = now.ms_since(run.started).max(1);
             let per_second = u64::from(run.plan.total()).saturating_mul(1000) / elapsed_ms;
             info!(
-                "bench: done: {} messages {:?} of {} bytes sent and settled in {elapsed_ms} ms ({per_second}/s)",
+                "bench: done: {} messages at QoS {} of {} bytes sent and settled in {elapsed_ms} ms ({per_second}/s)",
                 run.plan.total(),
-                run.qos,
+                run.qos as u8,
                 run.plan.payload_len()
             );
             self.bench = None;

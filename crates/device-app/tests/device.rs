@@ -300,3 +300,87 @@ fn a_bench_queues_numbered_messages_as_the_outbox_takes_them_and_ends_once_settl
     );
     assert!(refused.unwrap_err().to_string().contains("no messages"));
 }
+
+/// The info lines the device logs while `body` runs on this thread. Tests run on threads of
+/// one process with one logger, so each thread keeps its own lines.
+fn logged(body: impl FnOnce()) -> Vec<String> {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Info
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                LINES.with(|lines| lines.borrow_mut().push(record.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: Capture = Capture;
+
+    // Only the first call installs it; the others find it in place.
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Info);
+    LINES.with(|lines| lines.borrow_mut().clear());
+    body();
+    LINES.with(|lines| lines.take())
+}
+
+/// Tests on the device and operators' scripts match these lines: words, never a Rust
+/// type's `Debug` (`On`, `AtLeastOnce`), which a rename would change.
+#[test]
+fn led_commands_are_logged_in_words() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    device.handle_connected("TLSv1.3", "x");
+    let lines = logged(|| {
+        device.handle_message("devices/d1/cmd/led/1", b" ON ", &mut board);
+        device.handle_message("devices/d1/cmd/led/1", b"toggle", &mut board);
+        device.handle_message("devices/d1/cmd/led", b" Toggle ", &mut board);
+        device.handle_message("devices/d1/cmd/led/0", b"off", &mut board);
+    });
+    assert_eq!(
+        lines,
+        [
+            "led1: on -> on",
+            "led1: toggle -> off",
+            "led0: toggle -> on",
+            "led0: off -> off"
+        ]
+    );
+}
+
+#[test]
+fn a_bench_logs_its_qos_as_a_number() {
+    let mut device = device();
+    let board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(8);
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(0), &mut outbox, &board); // online and telemetry
+    outbox.settle();
+    let lines = logged(|| {
+        let request = BenchRequest {
+            count: 2,
+            payload_len: 16,
+            qos: QoS::AtLeastOnce,
+        };
+        device.start_bench(request, Instant(0)).unwrap();
+        device.poll_publish(Instant(1), &mut outbox, &board);
+        outbox.settle();
+        device.poll_publish(Instant(2), &mut outbox, &board);
+    });
+    assert_eq!(
+        lines[0],
+        "bench: 2 messages, QoS 1, 16 bytes, to devices/d1/bench/q1"
+    );
+    assert!(
+        lines[1].starts_with("bench: done: 2 messages at QoS 1 of 16 bytes sent and settled in "),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
