@@ -515,7 +515,7 @@ impl<'a> Supervisor<'a> {
                     device.handle_connected(tls_version, cipher);
                 }
                 Event::Message(message) => {
-                    device.handle_message(message.topic, message.payload, board);
+                    device.handle_message(message.topic, message.payload, message.qos, board);
                 }
                 Event::MessageDropped {
                     topic,

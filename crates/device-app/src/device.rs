@@ -12,12 +12,14 @@ use crate::json::{format_error_reply, format_telemetry, Telemetry};
 use crate::topics::{DeviceTopics, MAX_TOPIC_LEN};
 use core::fmt::Write as _;
 use heapless::{Deque, String, Vec};
-use log::{info, warn};
+use log::{error, info, warn};
 use mqtt_core::{Error, Instant, MessageId, QoS, ResourceError, Session};
 
 /// Largest reply payload (a ping is echoed up to this size).
 pub const REPLY_CAPACITY: usize = 256;
-/// Replies waiting to be published; more commands than this between two rounds are refused.
+/// Replies waiting for room in the outbox. The device takes a command only while one of these
+/// is free ([`Device::message_room`]): every command may owe a reply, and a reply owed for a
+/// command already acknowledged must never be dropped for lack of room.
 pub const PENDING_REPLIES: usize = 4;
 /// Largest telemetry document.
 const TELEMETRY_CAPACITY: usize = 384;
@@ -214,9 +216,22 @@ impl Device {
         }
     }
 
-    /// A message arrived on the command filter: carries out the command on `board`; its
-    /// reply, if any, goes out at the next [`Device::poll_publish`].
-    pub fn handle_message(&mut self, topic: &str, payload: &[u8], board: &mut impl Board) {
+    /// How many more commands the device can take now: one free reply slot each. A driver
+    /// must deliver no more messages than this before the next [`Device::poll_publish`].
+    pub fn message_room(&self) -> usize {
+        self.replies.capacity() - self.replies.len()
+    }
+
+    /// A message arrived on the command filter at `qos`: carries out the command on `board`;
+    /// its reply, if any, goes out at the next [`Device::poll_publish`], after the replies
+    /// before it.
+    pub fn handle_message(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        board: &mut impl Board,
+    ) {
         self.counters.received = self.counters.received.saturating_add(1);
         let reply = match parse_command(&self.topics, topic, payload) {
             Ok(Command::Led { index, action }) => match board.set_led(index, action) {
@@ -248,12 +263,23 @@ impl Device {
                 error_reply(cause, topic)
             }
         };
-        if let Some(reply) = reply {
-            if self.replies.push_back(reply).is_err() {
-                warn!(
-                    "reply to {topic} dropped: more than {PENDING_REPLIES} commands in one round"
-                );
-            }
+        let Some(reply) = reply else {
+            return;
+        };
+        if self.replies.push_back(reply).is_ok() {
+            return;
+        }
+        // Past `message_room`: the session delivers that only at QoS 0, when its receive
+        // buffer is full of held messages and reading on is the only way forward.
+        if qos == QoS::AtMostOnce {
+            warn!(
+                "reply to {topic} dropped: {PENDING_REPLIES} replies already wait for the outbox, and a QoS 0 command is not held once the receive buffer is full"
+            );
+        } else {
+            error!(
+                "reply to {topic} dropped: a QoS {} command was delivered past the device's room ({PENDING_REPLIES} replies already wait)",
+                qos as u8
+            );
         }
     }
 
@@ -293,21 +319,14 @@ impl Device {
 
     /// Queues what is due while connected: `online`, replies, telemetry, the benchmark's next
     /// messages. Nothing while disconnected (replies and `online` wait; telemetry is skipped).
+    /// Replies the outbox has no room for wait, in order, for the next round: each one
+    /// queued makes room for one more command ([`Device::message_room`]).
     pub fn poll_publish(&mut self, now: Instant, out: &mut impl Publisher, board: &impl Board) {
         if !self.connected {
             return;
         }
         self.publish_online(out);
-        while let Some(reply) = self.replies.pop_front() {
-            let topic = if reply.to_error_topic {
-                self.topics.reply_error()
-            } else {
-                self.topics.reply_ping()
-            };
-            if let Err(cause) = out.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
-                warn!("mqtt: reply to {topic} not published: {cause}");
-            }
-        }
+        self.publish_replies(out);
         if now >= self.next_telemetry {
             self.next_telemetry = now.plus_ms(self.telemetry_interval_ms);
             self.publish_telemetry(now, out, board);
@@ -325,6 +344,27 @@ impl Device {
             now
         } else {
             self.next_telemetry.max(now)
+        }
+    }
+
+    fn publish_replies(&mut self, out: &mut impl Publisher) {
+        while let Some(reply) = self.replies.front() {
+            let topic = if reply.to_error_topic {
+                self.topics.reply_error()
+            } else {
+                self.topics.reply_ping()
+            };
+            match out.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
+                Ok(_) => {}
+                // No room now: an acknowledgement makes some. Meanwhile the commands behind
+                // this one wait at the broker, not here.
+                Err(Error::Exhausted(ResourceError::OutboxFull | ResourceError::NoPacketId)) => {
+                    return
+                }
+                // Waiting would not help (a reply that can never fit): say so, go on.
+                Err(cause) => warn!("mqtt: reply to {topic} not published: {cause}"),
+            }
+            self.replies.pop_front();
         }
     }
 
