@@ -1,6 +1,6 @@
 //! Property tests (tier 2): encode→decode round trips through our framing
 //! for every packet a server sends, arbitrary bytes against a connected session, the frame
-//! reader against an independent splitter, and topic validation and matching (MQTT 3.1.1
+//! reader against an independent splitter and with frames held back, and topic validation and matching (MQTT 3.1.1
 //! §2.2, §3.2–§3.13, §4.7) against reference implementations written from the spec.
 #![allow(
     clippy::unwrap_used,
@@ -278,6 +278,44 @@ proptest! {
             }
         }
         prop_assert_eq!(seen, frames);
+        prop_assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn held_frames_come_back_whole_and_in_order_while_the_rest_are_cut_past_them(
+        packets in prop::collection::vec(server_packet(), 1..12),
+        holds in prop::collection::vec(any::<bool>(), 12),
+        releases in prop::collection::vec(any::<bool>(), 12),
+        points in prop::collection::vec(any::<usize>(), 0..24),
+    ) {
+        let frames: Vec<Vec<u8>> = packets.iter().map(ServerPacket::encode).collect();
+        // Room for every frame held at once: holding never stalls this reader.
+        let mut reader = FrameReader::<{ 16 * MAX }>::new();
+        let (mut passed, mut released) = (Vec::new(), Vec::new());
+        let mut index = 0;
+        for chunk in split_at_points(&frames.concat(), &points) {
+            prop_assert_eq!(reader.push(&chunk), chunk.len());
+            while reader.advance(MAX).unwrap().is_some() {
+                if holds[index] {
+                    reader.hold();
+                } else {
+                    passed.push(reader.current_frame().to_vec());
+                }
+                if releases[index] && reader.release_held().is_some() {
+                    released.push(reader.current_frame().to_vec());
+                }
+                index += 1;
+            }
+        }
+        while reader.release_held().is_some() {
+            released.push(reader.current_frame().to_vec());
+        }
+        let chosen = |hold: bool| -> Vec<Vec<u8>> {
+            frames.iter().zip(&holds).filter(|(_, h)| **h == hold).map(|(f, _)| f.clone()).collect()
+        };
+        prop_assert_eq!(passed, chosen(false));
+        prop_assert_eq!(released, chosen(true));
+        prop_assert_eq!(reader.next_frame(MAX).unwrap(), None);
         prop_assert_eq!(reader.buffered(), 0);
     }
 
