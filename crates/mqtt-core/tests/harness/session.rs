@@ -7,7 +7,8 @@
 //! in-flight window is on the wire; `handle_bytes` takes at most the receive buffer between
 //! two polls; every transmitted packet decodes with `mqttrs` to exactly its length and is a
 //! packet a client may send; a deadline from `poll_timeout` is acted on by `handle_timeout`;
-//! each QoS 1/2 message is reported `Published` at most once.
+//! each QoS 1/2 message is reported `Published` at most once; no QoS 1/2 message is delivered
+//! past the room the application gave (`set_message_room`).
 //!
 //! Checked while the broker's bytes all came from the model (no raw bytes since the last
 //! session-less CONNACK, and no session reset the client could not see): the connection is
@@ -142,6 +143,8 @@ struct World {
     /// The broker closed this connection (after a refusing CONNACK): what the session writes
     /// on it goes nowhere. A session that took a raw CONNACK as accepted still writes.
     broker_closed: bool,
+    /// Messages the application can still take (`set_message_room`), `None` for no limit.
+    room: Option<usize>,
 }
 
 impl World {
@@ -193,6 +196,7 @@ impl World {
             wanted: BTreeSet::new(),
             refused: false,
             broker_closed: false,
+            room: None,
         }
     }
 
@@ -285,6 +289,15 @@ impl World {
             Event::Message(message) => {
                 assert!(mqtt_core::topic::validate_name(message.topic).is_ok());
                 assert!(message.payload.len() <= self.max_packet_size);
+                match &mut self.room {
+                    Some(0) => assert_eq!(
+                        message.qos,
+                        QoS::AtMostOnce,
+                        "a QoS 1/2 message delivered past the room"
+                    ),
+                    Some(room) => *room -= 1,
+                    None => {}
+                }
             }
             Event::MessageDropped {
                 topic, packet_len, ..
@@ -632,12 +645,20 @@ impl World {
         }
     }
 
+    fn set_message_room(&mut self, room: Option<usize>) {
+        trace!("  room {room:?}");
+        self.room = room;
+        self.session.set_message_room(room.unwrap_or(usize::MAX));
+    }
+
     // ----- the end ----------------------------------------------------------------------------
 
     /// Reconnects if needed and lets the model broker and the session talk until nothing moves;
     /// then, if the broker was always the model, checks that nothing was lost.
     fn settle(&mut self) {
         trace!("settle");
+        // The application takes what it held back: the model broker's messages never stall it.
+        self.set_message_room(None);
         self.broker.refuse_next = None;
         self.broker.forget_session = false;
         for _ in 0..4 {
@@ -814,8 +835,12 @@ pub fn run(data: &[u8]) {
                 let what = input.arg();
                 if what & 1 == 0 {
                     world.broker.refuse_next = Some(1 + (what >> 1) % 5);
-                } else {
+                } else if what & 2 == 0 {
                     world.broker.forget_session = true;
+                } else {
+                    // The application's room for messages: none, a few, or no limit.
+                    let room = usize::from(what >> 2) % 5;
+                    world.set_message_room((room < 4).then_some(room));
                 }
             }
         }
