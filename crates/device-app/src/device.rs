@@ -216,8 +216,10 @@ impl Device {
         }
     }
 
-    /// How many more commands the device can take now: one free reply slot each. A driver
-    /// must deliver no more messages than this before the next [`Device::poll_publish`].
+    /// How many more commands the device can take now: one free reply slot each. The driver
+    /// gives the session this much room before each round
+    /// ([`mqtt_core::Session::set_message_room`]): the broker's commands beyond it wait,
+    /// unacknowledged, until [`Device::poll_publish`] has moved replies into the outbox.
     pub fn message_room(&self) -> usize {
         self.replies.capacity() - self.replies.len()
     }
