@@ -33,7 +33,8 @@
 //! its PUBACK or PUBREC goes out then, when the application has taken it. While PUBLISHes are
 //! held the broker's other packets are still handled past them: the acknowledgements of our
 //! own messages, which free the outbox room the application is waiting for, are never stuck
-//! behind the messages waiting for that room. The broker's window of unacknowledged QoS 1/2
+//! behind the messages waiting for that room (and a PUBLISH too large to keep is acknowledged
+//! and dropped as it arrives, as always). The broker's window of unacknowledged QoS 1/2
 //! messages (Mosquitto's `max_inflight_messages`, 20) bounds what it sends ahead of them, and
 //! TCP flow control holds back the rest.
 //!
