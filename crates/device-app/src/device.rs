@@ -337,9 +337,9 @@ impl Device {
     }
 
     /// When [`Device::poll_publish`] next has something to do by itself: `now` while a
-    /// benchmark has room for more, else the next telemetry. `online` waiting for room in the
-    /// outbox waits for input (an acknowledgement frees a slot), not for time: retrying it at
-    /// once would spin.
+    /// benchmark has room for more, else the next telemetry. `online` and replies waiting for
+    /// room in the outbox wait for input (an acknowledgement frees a slot), not for time:
+    /// retrying them at once would spin.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
         let busy = self.bench.as_ref().is_some_and(BenchRun::has_room_for_more);
         if busy && self.connected {
