@@ -28,7 +28,9 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
 
 class TlsListener:
     """TLS server handshakes on a loopback port, on a thread of its own: each connection whose
-    handshake completes goes to `on_connection`; one whose handshake fails is closed."""
+    handshake completes goes to `on_connection`; one whose handshake fails is closed. Port 0
+    lets the kernel choose a free one, bound at once (no window in which another process
+    takes it); `port` is the one listened on."""
 
     def __init__(self, port: int, context: ssl.SSLContext, on_connection,
                  handshake_timeout: float):
@@ -36,6 +38,7 @@ class TlsListener:
         self.on_connection = on_connection
         self.handshake_timeout = handshake_timeout
         self.listener = socket.create_server(("127.0.0.1", port))
+        self.port = self.listener.getsockname()[1]
         self.listener.settimeout(0.2)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)

@@ -29,13 +29,13 @@ def test_led_commands_drive_the_leds(peer, device):
     device.readlines_until(regex="leds: 3 available", timeout=10)
     device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=20)
     peer.publish(f"{DEVICE_TOPICS}/cmd/led/1", "on")
-    device.readlines_until(regex="led1: On -> on", timeout=10)
+    device.readlines_until(regex="led1: on -> on", timeout=10)
     peer.publish(f"{DEVICE_TOPICS}/cmd/led/1", "toggle")
-    device.readlines_until(regex="led1: Toggle -> off", timeout=10)
+    device.readlines_until(regex="led1: toggle -> off", timeout=10)
     peer.publish(f"{DEVICE_TOPICS}/cmd/led", " Toggle ")
-    device.readlines_until(regex="led0: Toggle -> on", timeout=10)
+    device.readlines_until(regex="led0: toggle -> on", timeout=10)
     peer.publish(f"{DEVICE_TOPICS}/cmd/led/2", "ON")
-    device.readlines_until(regex="led2: On -> on", timeout=10)
+    device.readlines_until(regex="led2: on -> on", timeout=10)
 
 
 def test_ping_is_answered_with_the_same_payload(peer, device):

@@ -231,7 +231,10 @@ def test_frozen_broker_is_detected_by_the_ping_timeout_and_left_after_it_thaws(
         broker, device, console):
     launch(device, f"--keepalive-s={KEEPALIVE_S}")
     console.until("mqtt: subscribed .*granted QoS", timeout=20)
-    time.sleep(KEEPALIVE_S + 1)  # at least one keepalive round answered before the freeze
+    # At least one keepalive round answered before the freeze: the broker has logged its
+    # PINGRESP to the device (the first PINGREQ is due one keepalive after the SUBSCRIBE).
+    poll_until(lambda: f"Sending PINGRESP to {CLIENT_ID}" in broker.log(), bool,
+               3 * KEEPALIVE_S, f"no PINGREQ answered within {3 * KEEPALIVE_S} s")
     broker.process.send_signal(signal.SIGSTOP)
     frozen = time.monotonic()
     try:
@@ -254,15 +257,22 @@ def test_frozen_broker_is_detected_by_the_ping_timeout_and_left_after_it_thaws(
 
 class PingFlood:
     """A peer that publishes `cmd/ping` at QoS 1 at a steady rate (mosquitto_pub -l), so
-    that the device receives, answers and acknowledges all the time."""
+    that the device receives, answers and acknowledges all the time. The pings start once
+    the broker has logged the peer's connection: lines written before that would wait in
+    mosquitto_pub's stdin and reach the device as one burst, not at the rate."""
 
-    def __init__(self, peer: Peer, rate: float):
+    CLIENT_ID = "ping-flood"
+
+    def __init__(self, peer: Peer, broker, rate: float):
         self.process = subprocess.Popen(
-            ["mosquitto_pub", *peer.tls_args(), "-t", f"{DEVICE_TOPICS}/cmd/ping", "-q", "1",
-             "-l"], stdin=subprocess.PIPE, text=True)
+            ["mosquitto_pub", *peer.tls_args(), "-i", self.CLIENT_ID,
+             "-t", f"{DEVICE_TOPICS}/cmd/ping", "-q", "1", "-l"], stdin=subprocess.PIPE,
+            text=True)
         self.rate = rate
         self.sent = 0
         self.stopped = threading.Event()
+        poll_until(lambda: f" as {self.CLIENT_ID} " in broker.log(), bool, 10,
+                   "the ping flood did not connect")
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -284,7 +294,8 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
     """For SOAK_SECONDS (60 by default; the closing measurement ran 600) a peer sends 100
     pings a second (each answered with a QoS 1 reply) while the shell publishes numbered QoS 1
     messages as fast as it can, sampling `mqtt status` every 10 s: the system heap and
-    mbedTLS's heap in use must not grow, and every numbered message must arrive."""
+    mbedTLS's heap in use must not grow, every numbered message must arrive, and every ping
+    must be answered with its own payload."""
     duration = float(os.environ.get("SOAK_SECONDS", "60"))
     observer = peer.subscribe(SEQ_TOPIC)
     replies = peer.subscribe(f"{DEVICE_TOPICS}/reply/ping")
@@ -292,7 +303,7 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
     try:
         device.launch()
         console.until("mqtt: subscribed .*granted QoS", timeout=20)
-        flood = PingFlood(peer, rate=100)
+        flood = PingFlood(peer, broker, rate=100)
         samples, sent, refused = [], 0, 0
         started = next_sample = time.monotonic()
         while time.monotonic() - started < duration:
@@ -314,8 +325,10 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
         heap = [s[0] for s in samples]
         tls = [s[1] for s in samples if s[1] is not None]
         outbox = [s[2] for s in samples]
-        time.sleep(2)
-        answered = replies.lines.qsize()
+        # Each ping's payload is unique (p0, p1, ...): its reply must carry it back.
+        unanswered = replies.wait_for_all(
+            {f"{DEVICE_TOPICS}/reply/ping p{n}" for n in range(flood.sent)}, timeout=30)
+        answered = flood.sent - len(unanswered)
         print(f"\nsoak {duration:.0f} s: {sent} numbered messages ({sent / duration:.1f}/s), "
               f"{refused} outbox-full retries, {len(missing)} missing; {flood.sent} pings "
               f"({flood.sent / duration:.0f}/s), {answered} answered; heap free "
@@ -324,6 +337,8 @@ def test_soak_publishing_keeps_heap_and_outbox_flat(broker, peer, device, consol
               f"{f', peak {tls_peak.group(1)} of {tls_peak.group(2)}' if tls_peak else ''}, "
               f"outbox {min(outbox)}..{max(outbox)} over {len(samples)} samples")
         assert not missing, sorted(missing)[:10]
+        assert flood.sent > 0 and not unanswered, \
+            f"{len(unanswered)} of {flood.sent} pings unanswered, e.g. {sorted(unanswered)[:10]}"
         assert len(samples) >= 3
         # Flat: after the first sample (connection set up), nothing more is taken for good.
         assert min(heap[1:]) >= heap[1], heap
@@ -364,9 +379,14 @@ def test_messages_queued_offline_survive_the_device_being_killed(tmp_path, broke
         console.until("mqtt: connected", timeout=30)
         for line in queued:
             observer.wait_for(line, timeout=20)
-        # Acknowledged, so deleted from flash: another restart sends nothing again.
+        # Acknowledged, so deleted from flash: another restart sends nothing again. The MQTT
+        # thread deletes a record as it handles the PUBACK, before it updates `mqtt status`;
+        # nothing in flight and nothing queued there, once all five arrived, means all five
+        # acknowledged and deleted.
         console.until("mqtt: subscribed .*granted QoS", timeout=20)
-        time.sleep(1)
+        poll_until(console.status,
+                   lambda st: st["in flight"] == "0" and st["outbox"] == "0", 10,
+                   "the messages from before the reboot were not all acknowledged")
         device.close()
         device.launch()
         boot = device.readlines_until(regex="mqtt: subscribed .*granted QoS", timeout=30)
@@ -390,8 +410,8 @@ def test_bench_publishes_every_numbered_message_from_the_mqtt_thread(peer, devic
         for qos in (1, 0):
             console.command(f"mqtt bench {count} {qos} 32")
             console.until(rf"bench queued: {count} messages, QoS {qos}, 32 bytes", timeout=10)
-            done = console.until(rf"bench: done: {count} messages \w+ of 32 bytes sent and "
-                                 rf"settled in (\d+) ms", timeout=60)
+            done = console.until(rf"bench: done: {count} messages at QoS {qos} of 32 bytes "
+                                 rf"sent and settled in (\d+) ms", timeout=60)
             expected = {f"{DEVICE_TOPICS}/bench/q{qos} {str(n).ljust(32, '.')}"
                         for n in range(count)}
             missing = messages.wait_for_all(expected, timeout=30)

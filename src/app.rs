@@ -484,9 +484,9 @@ impl<'a> Supervisor<'a> {
         Link::WaitingForNetwork
     }
 
-    /// The connection's rounds: socket input and the core's timers, the network's events,
-    /// the shell, and what the device has to publish. Returns whether CONNACK came, and why
-    /// the connection ended.
+    /// The connection's rounds: the device's room for commands, socket input and the core's
+    /// timers, the network's events, what the device has to publish, and the shell. Returns
+    /// whether CONNACK came, and why the connection ended.
     fn drive(
         &mut self,
         socket: TlsSocket,
@@ -504,6 +504,15 @@ impl<'a> Supervisor<'a> {
                 ROUND_MS
             };
             let wait_ms = self.device.poll_timeout(now).ms_since(now).min(round);
+            // The broker's commands past the device's room wait, unacknowledged, in the
+            // session's receive buffer or at the broker (back-pressure).
+            let session = self.client.session();
+            session.set_message_room(self.device.message_room());
+            if session.receive_blocked() {
+                // Nothing can be read, and only time changes that (the keepalive): wait the
+                // round out here instead of spinning through it.
+                sleep_ms(wait_ms as u32);
+            }
             let Self {
                 client,
                 device,
@@ -520,7 +529,7 @@ impl<'a> Supervisor<'a> {
                     device.handle_connected(tls_version, cipher);
                 }
                 Event::Message(message) => {
-                    device.handle_message(message.topic, message.payload, board);
+                    device.handle_message(message.topic, message.payload, message.qos, board);
                 }
                 Event::MessageDropped {
                     topic,
@@ -560,13 +569,16 @@ impl<'a> Supervisor<'a> {
                 self.update_status();
                 return (connack_seen, Error::Transport(TransportError::Closed));
             }
-            self.serve_shell();
             if connack_seen {
                 self.status.set_state(LinkState::Connected);
             }
+            // What the device owes (replies to commands it acknowledged) takes the outbox's
+            // room before the shell: a refused `mqtt pub` is retried by whoever typed it, while
+            // a reply waiting for room holds back every command behind it.
             let now = Uptime.now();
             self.device
                 .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+            self.serve_shell();
             self.log_bench_cpu();
             self.update_status();
         }

@@ -513,6 +513,30 @@ impl Broker {
         self.start()
     }
 
+    /// Waits until a line of the broker log satisfies `wanted`, and returns that line: what
+    /// the broker has done, where a sleep would only hope that it has. Fails after `timeout`
+    /// with `what` and the log.
+    pub fn wait_for_log_line(
+        &self,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<String, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|line| wanted(line)) {
+                return Ok(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!("{what} in the broker log within {timeout:?}; the log:\n{log}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The broker log (all starts) and anything it wrote to stdout/stderr.
     pub fn log(&self) -> String {
         let mut text = fs::read_to_string(&self.log).unwrap_or_default();

@@ -20,6 +20,17 @@ pub enum LedAction {
     Toggle,
 }
 
+impl LedAction {
+    /// The command's word, as the payload spells it in lower case; logs show it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::On => "on",
+            Self::Off => "off",
+            Self::Toggle => "toggle",
+        }
+    }
+}
+
 /// A command received on the device's command filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {

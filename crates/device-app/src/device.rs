@@ -12,12 +12,14 @@ use crate::json::{format_error_reply, format_telemetry, Telemetry};
 use crate::topics::{DeviceTopics, MAX_TOPIC_LEN};
 use core::fmt::Write as _;
 use heapless::{Deque, String, Vec};
-use log::{info, warn};
+use log::{error, info, warn};
 use mqtt_core::{Error, Instant, MessageId, QoS, ResourceError, Session};
 
 /// Largest reply payload (a ping is echoed up to this size).
 pub const REPLY_CAPACITY: usize = 256;
-/// Replies waiting to be published; more commands than this between two rounds are refused.
+/// Replies waiting for room in the outbox. The device takes a command only while one of these
+/// is free ([`Device::message_room`]): every command may owe a reply, and a reply owed for a
+/// command already acknowledged must never be dropped for lack of room.
 pub const PENDING_REPLIES: usize = 4;
 /// Largest telemetry document.
 const TELEMETRY_CAPACITY: usize = 384;
@@ -214,15 +216,31 @@ impl Device {
         }
     }
 
-    /// A message arrived on the command filter: carries out the command on `board`; its
-    /// reply, if any, goes out at the next [`Device::poll_publish`].
-    pub fn handle_message(&mut self, topic: &str, payload: &[u8], board: &mut impl Board) {
+    /// How many more commands the device can take now: one free reply slot each. The driver
+    /// gives the session this much room before each round
+    /// ([`mqtt_core::Session::set_message_room`]): the broker's commands beyond it wait,
+    /// unacknowledged, until [`Device::poll_publish`] has moved replies into the outbox.
+    pub fn message_room(&self) -> usize {
+        self.replies.capacity() - self.replies.len()
+    }
+
+    /// A message arrived on the command filter at `qos`: carries out the command on `board`;
+    /// its reply, if any, goes out at the next [`Device::poll_publish`], after the replies
+    /// before it.
+    pub fn handle_message(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        board: &mut impl Board,
+    ) {
         self.counters.received = self.counters.received.saturating_add(1);
         let reply = match parse_command(&self.topics, topic, payload) {
             Ok(Command::Led { index, action }) => match board.set_led(index, action) {
                 Some(level) => {
                     info!(
-                        "led{index}: {action:?} -> {}",
+                        "led{index}: {} -> {}",
+                        action.as_str(),
                         if level { "on" } else { "off" }
                     );
                     None
@@ -247,12 +265,23 @@ impl Device {
                 error_reply(cause, topic)
             }
         };
-        if let Some(reply) = reply {
-            if self.replies.push_back(reply).is_err() {
-                warn!(
-                    "reply to {topic} dropped: more than {PENDING_REPLIES} commands in one round"
-                );
-            }
+        let Some(reply) = reply else {
+            return;
+        };
+        if self.replies.push_back(reply).is_ok() {
+            return;
+        }
+        // Past `message_room`: the session delivers that only at QoS 0, when its receive
+        // buffer is full of held messages and reading on is the only way forward.
+        if qos == QoS::AtMostOnce {
+            warn!(
+                "reply to {topic} dropped: {PENDING_REPLIES} replies already wait for the outbox, and a QoS 0 command is not held once the receive buffer is full"
+            );
+        } else {
+            error!(
+                "reply to {topic} dropped: a QoS {} command was delivered past the device's room ({PENDING_REPLIES} replies already wait)",
+                qos as u8
+            );
         }
     }
 
@@ -264,9 +293,9 @@ impl Device {
         write!(topic, "{}/bench/q{}", self.topics.base(), request.qos as u8)
             .map_err(|_| BenchRefusal::TopicTooLong)?;
         info!(
-            "bench: {} messages, {:?}, {} bytes, to {topic}",
+            "bench: {} messages, QoS {}, {} bytes, to {topic}",
             plan.total(),
-            request.qos,
+            request.qos as u8,
             plan.payload_len()
         );
         let run = BenchRun {
@@ -292,21 +321,14 @@ impl Device {
 
     /// Queues what is due while connected: `online`, replies, telemetry, the benchmark's next
     /// messages. Nothing while disconnected (replies and `online` wait; telemetry is skipped).
+    /// Replies the outbox has no room for wait, in order, for the next round: each one
+    /// queued makes room for one more command ([`Device::message_room`]).
     pub fn poll_publish(&mut self, now: Instant, out: &mut impl Publisher, board: &impl Board) {
         if !self.connected {
             return;
         }
         self.publish_online(out);
-        while let Some(reply) = self.replies.pop_front() {
-            let topic = if reply.to_error_topic {
-                self.topics.reply_error()
-            } else {
-                self.topics.reply_ping()
-            };
-            if let Err(cause) = out.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
-                warn!("mqtt: reply to {topic} not published: {cause}");
-            }
-        }
+        self.publish_replies(out);
         if now >= self.next_telemetry {
             self.next_telemetry = now.plus_ms(self.telemetry_interval_ms);
             self.publish_telemetry(now, out, board);
@@ -315,15 +337,36 @@ impl Device {
     }
 
     /// When [`Device::poll_publish`] next has something to do by itself: `now` while a
-    /// benchmark has room for more, else the next telemetry. `online` waiting for room in the
-    /// outbox waits for input (an acknowledgement frees a slot), not for time: retrying it at
-    /// once would spin.
+    /// benchmark has room for more, else the next telemetry. `online` and replies waiting for
+    /// room in the outbox wait for input (an acknowledgement frees a slot), not for time:
+    /// retrying them at once would spin.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
         let busy = self.bench.as_ref().is_some_and(BenchRun::has_room_for_more);
         if busy && self.connected {
             now
         } else {
             self.next_telemetry.max(now)
+        }
+    }
+
+    fn publish_replies(&mut self, out: &mut impl Publisher) {
+        while let Some(reply) = self.replies.front() {
+            let topic = if reply.to_error_topic {
+                self.topics.reply_error()
+            } else {
+                self.topics.reply_ping()
+            };
+            match out.publish(topic, &reply.payload, QoS::AtLeastOnce, false) {
+                Ok(_) => {}
+                // No room now: an acknowledgement makes some. Meanwhile the commands behind
+                // this one wait at the broker, not here.
+                Err(Error::Exhausted(ResourceError::OutboxFull | ResourceError::NoPacketId)) => {
+                    return
+                }
+                // Waiting would not help (a reply that can never fit): say so, go on.
+                Err(cause) => warn!("mqtt: reply to {topic} not published: {cause}"),
+            }
+            self.replies.pop_front();
         }
     }
 
@@ -398,9 +441,9 @@ impl Device {
             let elapsed_ms = now.ms_since(run.started).max(1);
             let per_second = u64::from(run.plan.total()).saturating_mul(1000) / elapsed_ms;
             info!(
-                "bench: done: {} messages {:?} of {} bytes sent and settled in {elapsed_ms} ms ({per_second}/s)",
+                "bench: done: {} messages at QoS {} of {} bytes sent and settled in {elapsed_ms} ms ({per_second}/s)",
                 run.plan.total(),
-                run.qos,
+                run.qos as u8,
                 run.plan.payload_len()
             );
             self.bench = None;

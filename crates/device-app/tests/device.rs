@@ -99,6 +99,7 @@ impl Board for TwoLeds {
 const STATUS: &str = "devices/d1/status";
 const TELEMETRY: &str = "devices/d1/telemetry";
 const TELEMETRY_MS: u64 = 10_000;
+const PING_REPLIES: &str = "devices/d1/reply/ping";
 
 fn device() -> Device {
     Device::new(DeviceTopics::new("devices", "d1").unwrap(), TELEMETRY_MS)
@@ -125,7 +126,7 @@ fn online_goes_out_retained_after_each_connack_and_waits_for_room_in_the_outbox(
         (payload.as_slice(), *qos, *retain),
         (&b"online"[..], QoS::AtLeastOnce, true)
     );
-    device.handle_message("devices/d1/cmd/led/0", b"on", &mut board);
+    device.handle_message("devices/d1/cmd/led/0", b"on", QoS::AtLeastOnce, &mut board);
     device.poll_publish(Instant(20), &mut outbox, &board);
     assert_eq!(outbox.topics(), [STATUS], "online once per connection");
 }
@@ -164,7 +165,12 @@ fn telemetry_goes_out_at_the_first_connack_then_every_interval_with_the_counters
         device.poll_timeout(Instant(1_500)),
         Instant(1_000 + TELEMETRY_MS)
     );
-    device.handle_message("devices/d1/cmd/led/1", b"toggle", &mut board);
+    device.handle_message(
+        "devices/d1/cmd/led/1",
+        b"toggle",
+        QoS::AtLeastOnce,
+        &mut board,
+    );
     device.handle_published(MessageId(1));
     device.poll_publish(Instant(1_000 + TELEMETRY_MS - 1), &mut outbox, &board);
     assert_eq!(
@@ -198,7 +204,12 @@ fn nothing_is_published_while_disconnected_and_replies_wait_for_the_connection()
 
     device.handle_connected("TLSv1.3", "x");
     device.poll_publish(Instant(0), &mut outbox, &board);
-    device.handle_message("devices/d1/cmd/ping", b"hello", &mut board);
+    device.handle_message(
+        "devices/d1/cmd/ping",
+        b"hello",
+        QoS::AtLeastOnce,
+        &mut board,
+    );
     device.handle_disconnected();
     device.poll_publish(Instant(1), &mut outbox, &board);
     assert!(outbox.payloads_on("devices/d1/reply/ping").is_empty());
@@ -213,12 +224,27 @@ fn commands_drive_the_leds_echo_pings_and_answer_what_they_cannot_do_on_reply_er
     let mut board = TwoLeds::default();
     let mut outbox = Outbox::with_room(16);
     device.handle_connected("TLSv1.3", "x");
-    device.handle_message("devices/d1/cmd/led/1", b" ON ", &mut board);
+    device.handle_message(
+        "devices/d1/cmd/led/1",
+        b" ON ",
+        QoS::AtLeastOnce,
+        &mut board,
+    );
     assert_eq!(board.levels, [false, true]);
-    device.handle_message("devices/d1/cmd/led/2", b"on", &mut board); // the board has two
-    device.handle_message("devices/d1/cmd/led/0", b"blink", &mut board);
-    device.handle_message("devices/d1/cmd/reboot", b"", &mut board);
-    device.handle_message("devices/d1/cmd/ping", b"\x00\xffbytes", &mut board);
+    device.handle_message("devices/d1/cmd/led/2", b"on", QoS::AtLeastOnce, &mut board); // the board has two
+    device.handle_message(
+        "devices/d1/cmd/led/0",
+        b"blink",
+        QoS::AtLeastOnce,
+        &mut board,
+    );
+    device.handle_message("devices/d1/cmd/reboot", b"", QoS::AtLeastOnce, &mut board);
+    device.handle_message(
+        "devices/d1/cmd/ping",
+        b"\x00\xffbytes",
+        QoS::AtLeastOnce,
+        &mut board,
+    );
     device.poll_publish(Instant(0), &mut outbox, &board);
 
     let errors: Vec<serde_json::Value> = outbox
@@ -243,17 +269,111 @@ fn commands_drive_the_leds_echo_pings_and_answer_what_they_cannot_do_on_reply_er
 }
 
 #[test]
-fn replies_beyond_what_one_round_holds_are_dropped_not_queued_out_of_order() {
+fn a_reply_the_outbox_has_no_room_for_waits_for_the_next_round() {
     let mut device = device();
     let mut board = TwoLeds::default();
-    let mut outbox = Outbox::with_room(16);
+    let mut outbox = Outbox::with_room(2);
     device.handle_connected("TLSv1.3", "x");
-    for n in 0..PENDING_REPLIES + 2 {
-        device.handle_message("devices/d1/cmd/ping", n.to_string().as_bytes(), &mut board);
+    device.poll_publish(Instant(0), &mut outbox, &board); // online and telemetry: full
+    for n in 0..PENDING_REPLIES {
+        device.handle_message(
+            "devices/d1/cmd/ping",
+            n.to_string().as_bytes(),
+            QoS::AtLeastOnce,
+            &mut board,
+        );
     }
+    device.poll_publish(Instant(1), &mut outbox, &board);
+    assert!(outbox.payloads_on(PING_REPLIES).is_empty());
+    // Acknowledged at QoS 1 before their replies were queued: the broker does not send these
+    // commands again, so the replies wait for room instead of being dropped.
+    outbox.room = 16;
+    device.poll_publish(Instant(2), &mut outbox, &board);
+    assert_eq!(outbox.payloads_on(PING_REPLIES), ["0", "1", "2", "3"]);
+}
+
+#[test]
+fn room_for_commands_is_the_free_reply_slots_and_comes_back_as_replies_are_queued() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(0);
+    device.handle_connected("TLSv1.3", "x");
+    assert_eq!(device.message_room(), PENDING_REPLIES);
+    device.handle_message("devices/d1/cmd/ping", b"a", QoS::AtLeastOnce, &mut board);
+    device.handle_message("devices/d1/cmd/led/0", b"on", QoS::AtLeastOnce, &mut board);
+    assert_eq!(
+        device.message_room(),
+        PENDING_REPLIES - 1,
+        "an LED command owes no reply"
+    );
     device.poll_publish(Instant(0), &mut outbox, &board);
-    let expected: Vec<String> = (0..PENDING_REPLIES).map(|n| n.to_string()).collect();
-    assert_eq!(outbox.payloads_on("devices/d1/reply/ping"), expected);
+    assert_eq!(device.message_room(), PENDING_REPLIES - 1, "no room yet");
+    outbox.room = 8;
+    device.poll_publish(Instant(1), &mut outbox, &board);
+    assert_eq!(device.message_room(), PENDING_REPLIES);
+}
+
+/// The firmware's rounds: the session delivers at most `message_room()` of the commands the
+/// broker has sent (the rest wait, unacknowledged), then `poll_publish`; the broker
+/// acknowledges one of the device's messages per round.
+#[test]
+fn a_burst_of_commands_with_a_full_outbox_gets_every_reply_in_order() {
+    const COMMANDS: usize = 40;
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(8);
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(0), &mut outbox, &board);
+    outbox.in_outbox = outbox.room; // full of messages in flight
+    let mut waiting_at_broker = 0..COMMANDS;
+    let mut rounds = 0;
+    while outbox.payloads_on(PING_REPLIES).len() < COMMANDS {
+        for n in waiting_at_broker.by_ref().take(device.message_room()) {
+            let payload = format!("p{n}");
+            device.handle_message(
+                "devices/d1/cmd/ping",
+                payload.as_bytes(),
+                QoS::AtLeastOnce,
+                &mut board,
+            );
+        }
+        device.poll_publish(Instant(rounds), &mut outbox, &board);
+        outbox.in_outbox -= 1; // a PUBACK
+        rounds += 1;
+        assert!(rounds < 10 * COMMANDS as u64, "stuck");
+    }
+    let expected: Vec<String> = (0..COMMANDS).map(|n| format!("p{n}")).collect();
+    assert_eq!(outbox.payloads_on(PING_REPLIES), expected);
+    assert_eq!(device.counters().received, COMMANDS as u32);
+}
+
+#[test]
+fn a_qos0_command_past_the_room_is_carried_out_and_its_reply_dropped_in_words() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(0);
+    device.handle_connected("TLSv1.3", "x");
+    for n in 0..PENDING_REPLIES {
+        let payload = n.to_string();
+        device.handle_message(
+            "devices/d1/cmd/ping",
+            payload.as_bytes(),
+            QoS::AtLeastOnce,
+            &mut board,
+        );
+    }
+    let lines = logged(|| {
+        device.handle_message("devices/d1/cmd/ping", b"late", QoS::AtMostOnce, &mut board);
+    });
+    assert!(
+        lines.iter().any(|line| line.starts_with(
+            "reply to devices/d1/cmd/ping dropped: 4 replies already wait for the outbox"
+        )),
+        "{lines:?}"
+    );
+    outbox.room = 8;
+    device.poll_publish(Instant(0), &mut outbox, &board);
+    assert_eq!(outbox.payloads_on(PING_REPLIES), ["0", "1", "2", "3"]);
 }
 
 #[test]
@@ -299,4 +419,103 @@ fn a_bench_queues_numbered_messages_as_the_outbox_takes_them_and_ends_once_settl
         Instant(0),
     );
     assert!(refused.unwrap_err().to_string().contains("no messages"));
+}
+
+/// The info lines the device logs while `body` runs on this thread. Tests run on threads of
+/// one process with one logger, so each thread keeps its own lines.
+fn logged(body: impl FnOnce()) -> Vec<String> {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Info
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                LINES.with(|lines| lines.borrow_mut().push(record.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: Capture = Capture;
+
+    // Only the first call installs it; the others find it in place.
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Info);
+    LINES.with(|lines| lines.borrow_mut().clear());
+    body();
+    LINES.with(|lines| lines.take())
+}
+
+/// Tests on the device and operators' scripts match these lines: words, never a Rust
+/// type's `Debug` (`On`, `AtLeastOnce`), which a rename would change.
+#[test]
+fn led_commands_are_logged_in_words() {
+    let mut device = device();
+    let mut board = TwoLeds::default();
+    device.handle_connected("TLSv1.3", "x");
+    let lines = logged(|| {
+        device.handle_message(
+            "devices/d1/cmd/led/1",
+            b" ON ",
+            QoS::AtLeastOnce,
+            &mut board,
+        );
+        device.handle_message(
+            "devices/d1/cmd/led/1",
+            b"toggle",
+            QoS::AtLeastOnce,
+            &mut board,
+        );
+        device.handle_message(
+            "devices/d1/cmd/led",
+            b" Toggle ",
+            QoS::AtLeastOnce,
+            &mut board,
+        );
+        device.handle_message("devices/d1/cmd/led/0", b"off", QoS::AtLeastOnce, &mut board);
+    });
+    assert_eq!(
+        lines,
+        [
+            "led1: on -> on",
+            "led1: toggle -> off",
+            "led0: toggle -> on",
+            "led0: off -> off"
+        ]
+    );
+}
+
+#[test]
+fn a_bench_logs_its_qos_as_a_number() {
+    let mut device = device();
+    let board = TwoLeds::default();
+    let mut outbox = Outbox::with_room(8);
+    device.handle_connected("TLSv1.3", "x");
+    device.poll_publish(Instant(0), &mut outbox, &board); // online and telemetry
+    outbox.settle();
+    let lines = logged(|| {
+        let request = BenchRequest {
+            count: 2,
+            payload_len: 16,
+            qos: QoS::AtLeastOnce,
+        };
+        device.start_bench(request, Instant(0)).unwrap();
+        device.poll_publish(Instant(1), &mut outbox, &board);
+        outbox.settle();
+        device.poll_publish(Instant(2), &mut outbox, &board);
+    });
+    assert_eq!(
+        lines[0],
+        "bench: 2 messages, QoS 1, 16 bytes, to devices/d1/bench/q1"
+    );
+    assert!(
+        lines[1].starts_with("bench: done: 2 messages at QoS 1 of 16 bytes sent and settled in "),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
 }

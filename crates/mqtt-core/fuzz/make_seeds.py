@@ -141,6 +141,11 @@ def unsub(*filters):
     return [OP_UNSUBSCRIBE, len(filters), *filters]
 
 
+def room(n):
+    """The application's room for messages: 0..=3, or 4 for no limit (OP_BROKER_MISC 0bxxxxxx11)."""
+    return [OP_BROKER_MISC, 0b11 | (n << 2)]
+
+
 def raw(data):
     data = bytes(data)
     return [OP_RAW, len(data) - 1, *data]
@@ -223,6 +228,25 @@ session = {
                                                  OP_RECONNECT, REPLACE, *raw(CONNACK), OP_PUMP],
     "raw_puback_for_inflight": [PERSISTENT, MAX256, *CONNECT, *pub(TOPIC_A, QOS1), OP_PUMP,
                                 *raw([0x40, 0x02, 0x00, 0x01]), OP_EVENT],
+    # A harness bug: a raw byte that makes a PUBLISH oversized, then more than the receive
+    # buffer delivered without a poll while its body is read past (discarded as it arrives).
+    "bug_harness_read_past_counted_against_the_receive_buffer": [
+        PERSISTENT, MAX256, *CONNECT, OP_BROKER_PUBLISH, TOPIC_A | (QOS1 << 3), 5, OP_DELIVER, 1, 0,
+        *raw([0xA2]), OP_DELIVER, 0, 15, OP_EVENT, OP_EVENT,
+        *([OP_BROKER_PUBLISH, TOPIC_A | (QOS1 << 3), 100] * 10), OP_DELIVER, 0, 15],
+    # Back-pressure: the broker's messages held while the application has no room, the
+    # acknowledgements of our own read past them, the buffer full of held QoS 1 or QoS 0.
+    "backpressure_held_while_our_puback_is_read_past": [PERSISTENT, MAX256, *CONNECT, *room(0),
+                                                        *pub(TOPIC_A, QOS1), OP_PUMP,
+                                                        *([OP_BROKER_PUBLISH, TOPIC_A | (QOS1 << 3), 4] * 3),
+                                                        OP_BROKER_READS, 0, OP_DELIVER, 0, 0, OP_PUMP,
+                                                        *room(2), OP_ROUND_TRIP, *room(4), OP_ROUND_TRIP],
+    "backpressure_buffer_full_of_held_qos1": [PERSISTENT, MAX256, *CONNECT, *room(0),
+                                              *([OP_BROKER_PUBLISH, TOPIC_A | (QOS1 << 3), 60] * 6),
+                                              OP_ROUND_TRIP, *room(1), OP_ROUND_TRIP],
+    "backpressure_buffer_full_of_held_qos0": [PERSISTENT, MAX256, *CONNECT, *room(0),
+                                              *([OP_BROKER_PUBLISH, TOPIC_A | (QOS0 << 3), 60] * 6),
+                                              OP_ROUND_TRIP],
 }
 
 

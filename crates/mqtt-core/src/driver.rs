@@ -137,7 +137,9 @@ impl<
     ///
     /// `Err` means the connection ended; the transport has been dropped, and the caller
     /// reconnects with a new one ([`crate::backoff::Backoff`] says when). Without a transport,
-    /// returns `Err(Transport(Closed))` at once.
+    /// returns `Err(Transport(Closed))` at once. While the receive buffer is full of messages
+    /// the application has no room for ([`Session::receive_blocked`]) nothing is read and
+    /// `poll` does not wait: the caller waits instead, until it has room or a deadline.
     pub fn poll(
         &mut self,
         max_wait_ms: u32,

@@ -262,14 +262,24 @@ pub fn decode(frame: &[u8], max_packet_size: usize) -> Result<Packet<'_>, Protoc
 ///
 /// A frame handed out by [`FrameReader::next_frame`] stays valid until the next call on the
 /// reader; then its bytes are discarded. Because frames over the maximum packet size (at most
-/// `N`) are refused from their header, a full buffer always holds a complete frame: the reader
-/// never deadlocks.
+/// `N`) are refused from their header, a full buffer always holds a complete frame, unless it
+/// is full of frames held back ([`FrameReader::hold`]).
+///
+/// Holding is back-pressure inside the buffer: a frame the caller cannot take yet stays, whole
+/// and in order, at the front, while the frames behind it are still cut past it;
+/// [`FrameReader::release_held`] hands the held frames out later, oldest first.
 pub struct FrameReader<const N: usize> {
     buf: [u8; N],
     filled: usize,
-    /// Bytes at the front that belong to the frame handed out last.
+    /// Bytes at the front: whole frames held back, in the order they arrived.
+    held: usize,
+    /// Where the frame handed out last starts: the front for a held frame released, else
+    /// right behind the held frames.
+    start: usize,
+    /// Bytes of the frame handed out last.
     consumed: usize,
-    /// Bytes of an oversized PUBLISH still to be read past and discarded.
+    /// Bytes of an oversized PUBLISH still to be read past and discarded; they arrive right
+    /// behind the held frames.
     skipping: usize,
 }
 
@@ -296,19 +306,29 @@ impl<const N: usize> FrameReader<N> {
         Self {
             buf: [0; N],
             filled: 0,
+            held: 0,
+            start: 0,
             consumed: 0,
             skipping: 0,
         }
     }
 
-    fn compact(&mut self) {
-        let drop = self.consumed + self.skipping.min(self.filled - self.consumed);
-        self.skipping -= drop - self.consumed;
-        if drop > 0 {
-            self.buf.copy_within(drop..self.filled, 0);
-            self.filled -= drop;
-            self.consumed = 0;
+    /// Removes `n` bytes at `at`, moving what follows them forward.
+    fn remove(&mut self, at: usize, n: usize) {
+        if n > 0 {
+            self.buf.copy_within(at + n..self.filled, at);
+            self.filled -= n;
         }
+    }
+
+    /// Discards the frame handed out last and what has arrived of an oversized PUBLISH's body.
+    fn compact(&mut self) {
+        self.remove(self.start, self.consumed);
+        self.consumed = 0;
+        let skipped = self.skipping.min(self.filled - self.held);
+        self.remove(self.held, skipped);
+        self.skipping -= skipped;
+        self.start = self.held;
     }
 
     /// Free space to receive into directly (e.g. from a socket); follow with [`Self::commit`].
@@ -333,14 +353,22 @@ impl<const N: usize> FrameReader<N> {
         n
     }
 
-    /// Bytes received but not yet handed out as frames.
+    /// Bytes received but not yet handed out as frames (held frames included).
     pub fn buffered(&self) -> usize {
         self.filled - self.consumed
     }
 
-    /// Forgets everything buffered (the stream is gone).
+    /// Whether no byte more fits: then, if [`Self::cut`] finds no frame, the buffer is full
+    /// of held frames and nothing more can be read until one is released.
+    pub fn is_full(&mut self) -> bool {
+        self.spare_capacity().is_empty()
+    }
+
+    /// Forgets everything buffered (the stream is gone), held frames too.
     pub fn clear(&mut self) {
         self.filled = 0;
+        self.held = 0;
+        self.start = 0;
         self.consumed = 0;
         self.skipping = 0;
     }
@@ -367,6 +395,7 @@ impl<const N: usize> FrameReader<N> {
     /// than `max_read_past` is cut as its head ([`Cut::OversizedPublish`]), its body read
     /// past as it arrives, so that the caller can acknowledge and drop it. Anything longer
     /// is [`ProtocolError::PacketTooLarge`], as is a head that does not fit the buffer.
+    /// Frames are cut from behind the held ones.
     pub fn cut(
         &mut self,
         max_packet_size: usize,
@@ -377,7 +406,7 @@ impl<const N: usize> FrameReader<N> {
             return Ok(None);
         }
         let limit = max_packet_size.min(N);
-        let pending = self.buf.get(..self.filled).unwrap_or(&[]);
+        let pending = self.buf.get(self.held..self.filled).unwrap_or(&[]);
         let Some(header) = parse_fixed_header_of_any_size(pending)? else {
             return Ok(None);
         };
@@ -392,23 +421,67 @@ impl<const N: usize> FrameReader<N> {
             if head_len > N.min(frame_len) {
                 return Err(ProtocolError::PacketTooLarge);
             }
-            if head_len > self.filled {
+            if head_len > pending.len() {
                 return Ok(None);
             }
             self.consumed = head_len;
             self.skipping = frame_len - head_len;
             return Ok(Some(Cut::OversizedPublish(header)));
         }
-        if frame_len > self.filled {
+        if frame_len > pending.len() {
             return Ok(None);
         }
         self.consumed = frame_len;
         Ok(Some(Cut::Frame(frame_len)))
     }
 
-    /// The frame returned by the last [`Self::advance`] (empty if none).
+    /// Keeps the whole frame [`Self::cut`] has just handed out in the buffer, behind the frames
+    /// held before it, instead of discarding it at the next call. Nothing happens for the head
+    /// of an oversized PUBLISH: it cannot be kept.
+    pub fn hold(&mut self) {
+        if self.start == self.held && self.skipping == 0 {
+            self.held += self.consumed;
+            self.consumed = 0;
+            self.start = self.held;
+        }
+    }
+
+    /// Bytes of the frames held.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// The oldest frame held, still held.
+    pub fn oldest_held(&mut self) -> Option<&[u8]> {
+        self.compact();
+        let len = self.oldest_held_len()?;
+        self.buf.get(..len)
+    }
+
+    /// Hands out the oldest frame held, as [`Self::cut`] hands out a frame: its length, the
+    /// frame itself being [`Self::current_frame`]; it is discarded at the next call.
+    pub fn release_held(&mut self) -> Option<usize> {
+        self.compact();
+        let len = self.oldest_held_len()?;
+        self.held -= len;
+        self.start = 0;
+        self.consumed = len;
+        Some(len)
+    }
+
+    fn oldest_held_len(&self) -> Option<usize> {
+        let held = self.buf.get(..self.held)?;
+        // A held frame was whole when it was cut, so its header parses again.
+        let len = parse_fixed_header_of_any_size(held).ok()??.frame_len();
+        (len <= self.held).then_some(len)
+    }
+
+    /// The frame returned by the last [`Self::advance`] or [`Self::release_held`] (empty if
+    /// none).
     pub fn current_frame(&self) -> &[u8] {
-        self.buf.get(..self.consumed).unwrap_or(&[])
+        self.buf
+            .get(self.start..self.start + self.consumed)
+            .unwrap_or(&[])
     }
 }
 
@@ -654,5 +727,91 @@ pub(crate) mod tests {
         );
         assert_eq!(reader.push(&[0xD0, 0x00]), 2);
         assert_eq!(reader.next_frame(MAX).unwrap(), Some(&[0xD0, 0x00][..]));
+    }
+
+    /// A QoS 1 PUBLISH of `payload` on topic `t`, packet identifier `id`.
+    fn publish_frame(payload: &[u8], id: u16) -> std::vec::Vec<u8> {
+        let mut frame = std::vec![0x32, 5 + payload.len() as u8, 0x00, 0x01, b't'];
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn held_frames_keep_their_order_while_the_frames_behind_them_are_cut_past_them() {
+        let (a, b) = (publish_frame(b"aa", 1), publish_frame(b"b", 2));
+        let puback = [0x40, 0x02, 0x00, 0x07];
+        let pingresp = [0xD0, 0x00];
+        let mut reader = FrameReader::<64>::new();
+        for frame in [&a[..], &puback, &b, &pingresp] {
+            reader.push(frame);
+        }
+        assert_eq!(reader.cut(MAX, 0), Ok(Some(Cut::Frame(a.len()))));
+        reader.hold();
+        assert_eq!(reader.cut(MAX, 0), Ok(Some(Cut::Frame(4))));
+        assert_eq!(reader.current_frame(), puback);
+        assert_eq!(reader.cut(MAX, 0), Ok(Some(Cut::Frame(b.len()))));
+        reader.hold();
+        assert_eq!(reader.next_frame(MAX), Ok(Some(&pingresp[..])));
+        assert_eq!(reader.next_frame(MAX), Ok(None));
+        assert_eq!(reader.held(), a.len() + b.len());
+
+        assert_eq!(reader.oldest_held(), Some(&a[..]));
+        assert_eq!(reader.release_held(), Some(a.len()));
+        assert_eq!(reader.current_frame(), a);
+        assert_eq!(reader.release_held(), Some(b.len()));
+        assert_eq!(reader.current_frame(), b);
+        assert_eq!(reader.release_held(), None);
+        assert_eq!(reader.next_frame(MAX), Ok(None));
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn a_buffer_full_of_held_frames_takes_no_byte_more_until_one_is_released() {
+        let (a, b) = (publish_frame(b"12345", 1), publish_frame(b"6", 2));
+        let mut reader = FrameReader::<16>::new();
+        assert_eq!(reader.push(&a), a.len());
+        assert_eq!(reader.cut(MAX, 0), Ok(Some(Cut::Frame(a.len()))));
+        reader.hold();
+        // Only part of the next frame fits behind the held one.
+        assert_eq!(reader.push(&b), 16 - a.len());
+        assert_eq!(reader.cut(MAX, 0), Ok(None));
+        assert!(reader.is_full());
+        assert_eq!(reader.push(&b[16 - a.len()..]), 0);
+
+        assert_eq!(reader.release_held(), Some(a.len()));
+        assert_eq!(reader.current_frame(), a);
+        assert_eq!(reader.push(&b[16 - a.len()..]), b.len() - (16 - a.len()));
+        assert_eq!(reader.next_frame(MAX), Ok(Some(&b[..])));
+    }
+
+    #[test]
+    fn an_oversized_publish_behind_held_frames_is_read_past_and_they_stay_whole() {
+        let held = publish_frame(b"kept", 1);
+        // A QoS 1 PUBLISH of 40 bytes on topic `t`: more than the 24-byte maximum.
+        let mut oversized = std::vec![0x32, 38, 0x00, 0x01, b't', 0x00, 0x02];
+        oversized.resize(40, b'x');
+        let puback = [0x40, 0x02, 0x00, 0x03];
+        let mut reader = FrameReader::<32>::new();
+        reader.push(&held);
+        assert_eq!(reader.cut(24, 0), Ok(Some(Cut::Frame(held.len()))));
+        reader.hold();
+        for chunk in oversized.chunks(9) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let taken = reader.push(rest);
+                rest = &rest[taken..];
+                if let Some(Cut::OversizedPublish(header)) = reader.cut(24, 64).unwrap() {
+                    assert_eq!(header.frame_len(), 40);
+                    assert_eq!(reader.current_frame(), &oversized[..7]);
+                }
+            }
+        }
+        reader.push(&puback);
+        assert_eq!(reader.next_frame(24), Ok(Some(&puback[..])));
+        assert_eq!(reader.release_held(), Some(held.len()));
+        assert_eq!(reader.current_frame(), held);
+        assert_eq!(reader.next_frame(24), Ok(None));
+        assert_eq!(reader.buffered(), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! Property tests (tier 2): encode→decode round trips through our framing
 //! for every packet a server sends, arbitrary bytes against a connected session, the frame
-//! reader against an independent splitter, and topic validation and matching (MQTT 3.1.1
+//! reader against an independent splitter and with frames held back, and topic validation and matching (MQTT 3.1.1
 //! §2.2, §3.2–§3.13, §4.7) against reference implementations written from the spec.
 #![allow(
     clippy::unwrap_used,
@@ -282,6 +282,44 @@ proptest! {
     }
 
     #[test]
+    fn held_frames_come_back_whole_and_in_order_while_the_rest_are_cut_past_them(
+        packets in prop::collection::vec(server_packet(), 1..12),
+        holds in prop::collection::vec(any::<bool>(), 12),
+        releases in prop::collection::vec(any::<bool>(), 12),
+        points in prop::collection::vec(any::<usize>(), 0..24),
+    ) {
+        let frames: Vec<Vec<u8>> = packets.iter().map(ServerPacket::encode).collect();
+        // Room for every frame held at once: holding never stalls this reader.
+        let mut reader = FrameReader::<{ 16 * MAX }>::new();
+        let (mut passed, mut released) = (Vec::new(), Vec::new());
+        let mut index = 0;
+        for chunk in split_at_points(&frames.concat(), &points) {
+            prop_assert_eq!(reader.push(&chunk), chunk.len());
+            while reader.advance(MAX).unwrap().is_some() {
+                if holds[index] {
+                    reader.hold();
+                } else {
+                    passed.push(reader.current_frame().to_vec());
+                }
+                if releases[index] && reader.release_held().is_some() {
+                    released.push(reader.current_frame().to_vec());
+                }
+                index += 1;
+            }
+        }
+        while reader.release_held().is_some() {
+            released.push(reader.current_frame().to_vec());
+        }
+        let chosen = |hold: bool| -> Vec<Vec<u8>> {
+            frames.iter().zip(&holds).filter(|(_, h)| **h == hold).map(|(f, _)| f.clone()).collect()
+        };
+        prop_assert_eq!(passed, chosen(false));
+        prop_assert_eq!(released, chosen(true));
+        prop_assert_eq!(reader.next_frame(MAX).unwrap(), None);
+        prop_assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
     fn reader_agrees_with_a_reference_splitter_on_arbitrary_bytes(
         stream in prop::collection::vec(any::<u8>(), 0..600),
         chunks in prop::collection::vec(1..80usize, 1..40),
@@ -533,6 +571,35 @@ proptest! {
 
 // ----- (d) topics --------------------------------------------------------------------------------
 
+/// §4.7.3 and §1.5.3: a topic name is at least one character, at most 65,535 bytes of UTF-8,
+/// without U+0000 (MQTT-1.5.3-2) and without the wildcards `+` and `#`, which "MUST NOT be
+/// used within a Topic Name" (§4.7.1, MQTT-4.7.1-1).
+fn reference_name_is_valid(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 65_535 && !name.chars().any(|c| matches!(c, '\0' | '+' | '#'))
+}
+
+/// §4.7.1.2 and §4.7.1.3 read character by character, as the spec words them: `#` follows a
+/// separator or starts the filter and is its last character (MQTT-4.7.1-2); `+` follows a
+/// separator or starts the filter and is followed by a separator or the end, so that it
+/// "occupies an entire level" (MQTT-4.7.1-3). Plus §4.7.3 and §1.5.3: non-empty, at most
+/// 65,535 bytes, no U+0000. Written without splitting into levels, unlike `validate_filter`.
+fn reference_filter_is_valid_by_characters(filter: &str) -> bool {
+    if filter.is_empty() || filter.len() > 65_535 {
+        return false;
+    }
+    let chars: Vec<char> = filter.chars().collect();
+    chars.iter().enumerate().all(|(i, &c)| {
+        let after_separator = i == 0 || chars[i - 1] == '/';
+        let before_separator = i + 1 == chars.len() || chars[i + 1] == '/';
+        match c {
+            '\0' => false,
+            '#' => after_separator && i + 1 == chars.len(),
+            '+' => after_separator && before_separator,
+            _ => true,
+        }
+    })
+}
+
 /// §4.7.1 read as "a filter is a list of levels, each `+`, a last `#`, or literal text".
 fn reference_filter_is_valid(filter: &str) -> bool {
     if filter.is_empty() || filter.len() > 65_535 || filter.contains('\0') {
@@ -561,6 +628,24 @@ fn reference_matches(filter: &str, name: &str) -> bool {
     } else {
         n.len() == f.len() && f.iter().zip(&n).all(level_ok)
     }
+}
+
+/// Any text, with the characters that topic rules are about (`/`, `+`, `#`, U+0000, a leading
+/// `$`) common enough to meet, beside arbitrary Unicode of one to four bytes in UTF-8.
+fn topic_text() -> impl Strategy<Value = String> {
+    let special = prop_oneof![
+        Just('/'),
+        Just('+'),
+        Just('#'),
+        Just('\0'),
+        Just('$'),
+        Just('a')
+    ];
+    prop_oneof![
+        any::<String>(),
+        prop::collection::vec(prop_oneof![3 => special, 1 => any::<char>()], 0..16)
+            .prop_map(|chars| chars.into_iter().collect()),
+    ]
 }
 
 fn level() -> impl Strategy<Value = String> {
@@ -598,10 +683,23 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 5_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn topic_validation_never_panics(text in any::<String>()) {
-        let _ = validate_name(&text);
-        let _ = validate_filter(&text);
-        let _ = matches(&text, &text);
+    fn topic_validation_of_any_text_agrees_with_the_spec(
+        text in topic_text(),
+        other in topic_text(),
+    ) {
+        prop_assert_eq!(validate_name(&text).is_ok(), reference_name_is_valid(&text),
+                        "name {:?}", text);
+        prop_assert_eq!(validate_filter(&text).is_ok(),
+                        reference_filter_is_valid_by_characters(&text), "filter {:?}", text);
+        // A name is also a filter (one without wildcards), and as a filter it matches itself.
+        if reference_name_is_valid(&text) {
+            prop_assert!(reference_filter_is_valid_by_characters(&text), "{:?}", text);
+            prop_assert!(matches(&text, &text), "name {:?} does not match itself", text);
+        }
+        if reference_filter_is_valid_by_characters(&text) && reference_name_is_valid(&other) {
+            prop_assert_eq!(matches(&text, &other), reference_matches(&text, &other),
+                            "filter {:?}, name {:?}", text, other);
+        }
     }
 
     #[test]

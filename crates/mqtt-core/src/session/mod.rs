@@ -23,6 +23,29 @@
 //! so they are sent again as new messages and subscriptions are restored. Nothing is dropped:
 //! when the outbox is full, `publish` refuses with [`ResourceError::OutboxFull`].
 //!
+//! # Back-pressure on the broker's messages
+//! An application that answers messages needs room for each answer, and a message the session
+//! has acknowledged (PUBACK, PUBREC) the broker never sends again (§4.3.2, §4.3.3): it must not
+//! be delivered to an application that has no room left. So the application says how many
+//! more messages it can take ([`Session::set_message_room`]), the idea of MQTT 5's Receive
+//! Maximum (MQTT 5.0 §4.9) on a 3.1.1 client. A PUBLISH beyond that room is held: kept whole,
+//! unparsed and unacknowledged, in the receive buffer, and delivered in order once there is room;
+//! its PUBACK or PUBREC goes out then, when the application has taken it. While PUBLISHes are
+//! held the broker's other packets are still handled past them: the acknowledgements of our
+//! own messages, which free the outbox room the application is waiting for, are never stuck
+//! behind the messages waiting for that room (and a PUBLISH too large to keep is acknowledged
+//! and dropped as it arrives, as always). The broker's window of unacknowledged QoS 1/2
+//! messages (Mosquitto's `max_inflight_messages`, 20) bounds what it sends ahead of them, and
+//! TCP flow control holds back the rest.
+//!
+//! When the receive buffer is full of held messages nothing more can be read. If the oldest is
+//! QoS 0 it is delivered even so: QoS 0 has no acknowledgement, so nothing bounds how many the
+//! broker sends ahead of the acknowledgements the application waits for, and holding them
+//! could stall the connection for good; the application may drop what it cannot keep, as QoS 0
+//! allows. A QoS 1/2 message is never delivered past the room: then the session waits
+//! ([`Session::receive_blocked`]), and if no room comes the keepalive ends the connection and
+//! the broker sends the held messages again on the next one (they were never acknowledged).
+//!
 //! # Layout
 //! One file per concern, each owning its part of the session's state, in the manner of
 //! minimq's `mqtt_client/session/`:
@@ -129,6 +152,8 @@ pub struct Session<
     keepalive: Keepalive,
     disconnect_requested: bool,
     lost: Option<Error>,
+    /// How many more messages the application can take; see the module doc.
+    message_room: usize,
 }
 
 impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
@@ -163,6 +188,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             keepalive: Keepalive::new(),
             disconnect_requested: false,
             lost: None,
+            message_room: usize::MAX,
         }
     }
 
@@ -203,6 +229,24 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         self.reader.push(bytes)
     }
 
+    /// The application can take `room` more messages ([`Event::Message`]) from now on; each one
+    /// [`Session::poll_event`] delivers uses one. The broker's PUBLISHes beyond it wait in the
+    /// receive buffer, unacknowledged (see the module doc). Unlimited until first set.
+    pub fn set_message_room(&mut self, room: usize) {
+        self.message_room = room;
+    }
+
+    /// Whether nothing can be received now: the receive buffer is full of messages the
+    /// application has no room for, the oldest at QoS 1 or 2. Until it makes room only time
+    /// changes anything (the keepalive); a driver should wait for its next deadline instead of
+    /// polling again at once.
+    pub fn receive_blocked(&mut self) -> bool {
+        self.message_room == 0
+            && self.reader.held() > 0
+            && self.reader.is_full()
+            && !self.reader.oldest_held().is_some_and(is_qos0_publish)
+    }
+
     /// Time has passed: fires the CONNACK and ping timeouts and schedules PINGREQ.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.link {
@@ -234,7 +278,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             }
             let max_packet_size = self.config.max_packet_size;
             let max_dropped = self.config.max_dropped_publish_size;
-            let header = match self.reader.cut(max_packet_size, max_dropped) {
+            let header = match self.next_cut(max_packet_size, max_dropped) {
                 Ok(Some(Cut::Frame(_))) => None,
                 Ok(Some(Cut::OversizedPublish(header))) => Some(header),
                 Ok(None) => return None,
@@ -273,7 +317,10 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 Step::Continue => continue,
                 Step::Lost(error) => return Some(self.lose_now(error)),
                 Step::Event(event) => return Some(event),
-                Step::Message(layout) => return Some(layout.message(self.reader.current_frame())),
+                Step::Message(layout) => {
+                    self.message_room = self.message_room.saturating_sub(1);
+                    return Some(layout.message(self.reader.current_frame()));
+                }
                 Step::Dropped(head) => return Some(head.event(self.reader.current_frame())),
             }
         }
@@ -303,6 +350,39 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     }
 
     // ----- internals ----------------------------------------------------------------------
+
+    /// The next frame to handle: held PUBLISHes first once there is room for them, else the
+    /// next frame behind them, holding each PUBLISH the application has no room for (see the
+    /// module doc). Only while connected: before CONNACK a PUBLISH is a protocol error.
+    fn next_cut(
+        &mut self,
+        max_packet_size: usize,
+        max_dropped: usize,
+    ) -> Result<Option<Cut>, ProtocolError> {
+        if self.link != Link::Up {
+            return self.reader.cut(max_packet_size, max_dropped);
+        }
+        loop {
+            if self.message_room > 0 && self.reader.held() > 0 {
+                return Ok(self.reader.release_held().map(Cut::Frame));
+            }
+            match self.reader.cut(max_packet_size, max_dropped)? {
+                Some(Cut::Frame(_))
+                    if self.message_room == 0 && is_publish(self.reader.current_frame()) =>
+                {
+                    self.reader.hold();
+                }
+                Some(cut) => return Ok(Some(cut)),
+                None => {
+                    let stalled = self.reader.held() > 0 && self.reader.is_full();
+                    if stalled && self.reader.oldest_held().is_some_and(is_qos0_publish) {
+                        return Ok(self.reader.release_held().map(Cut::Frame));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
 
     /// The head of a PUBLISH too large to keep: checked like a whole one, acknowledged, and
     /// reported; its body is read past by the reader.
@@ -365,6 +445,16 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         }
         self.keepalive.transmit_pingreq(now, &self.config, buf)
     }
+}
+
+/// Whether a frame is a PUBLISH (type 3, §2.2.1).
+fn is_publish(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|first| first >> 4 == 3)
+}
+
+/// Whether a frame is a PUBLISH at QoS 0 (§3.3.1.2).
+fn is_qos0_publish(frame: &[u8]) -> bool {
+    is_publish(frame) && frame.first().is_some_and(|first| first & 0b0110 == 0)
 }
 
 /// What handling one frame produced, with no borrow of the frame.

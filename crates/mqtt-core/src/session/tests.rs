@@ -1094,3 +1094,147 @@ fn configure_checks_the_settings_and_refuses_while_a_transport_is_attached() {
         Err(ConfigError::NotDisconnected)
     );
 }
+
+// ----- back-pressure on the broker's messages -----------------------------------------------
+
+fn command(qos: QoS, id: u16, payload: &'static [u8]) -> Packet<'static> {
+    let qospid = match qos {
+        QoS::AtMostOnce => QosPid::AtMostOnce,
+        QoS::AtLeastOnce => QosPid::AtLeastOnce(pid(id)),
+        QoS::ExactlyOnce => QosPid::ExactlyOnce(pid(id)),
+    };
+    Packet::Publish(mqttrs::Publish {
+        dup: false,
+        qospid,
+        retain: false,
+        topic_name: "devices/dev-1/cmd/ping",
+        payload,
+    })
+}
+
+fn payloads(events: &[StdString]) -> StdVec<&str> {
+    events.iter().filter_map(|e| e.split('"').nth(1)).collect()
+}
+
+#[test]
+fn messages_beyond_the_room_are_held_unacknowledged_and_delivered_in_order_later() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    s.set_message_room(1);
+    from_broker(&mut s, command(QoS::AtLeastOnce, 1, b"a"));
+    from_broker(&mut s, command(QoS::ExactlyOnce, 2, b"b"));
+    from_broker(&mut s, command(QoS::AtMostOnce, 0, b"c"));
+    from_broker(&mut s, command(QoS::AtLeastOnce, 3, b"d"));
+    assert_eq!(payloads(&events(&mut s)), ["a"]);
+    // MQTT-4.3.2: acknowledged once the application has taken it, and not before.
+    assert_eq!(transmit_described(&mut s, T0), ["Puback(Pid(1))"]);
+    assert!(events(&mut s).is_empty(), "no room: nothing more");
+
+    s.set_message_room(2);
+    assert_eq!(payloads(&events(&mut s)), ["b", "c"]);
+    assert_eq!(transmit_described(&mut s, T0), ["Pubrec(Pid(2))"]);
+    s.set_message_room(8);
+    assert_eq!(payloads(&events(&mut s)), ["d"]);
+    assert_eq!(transmit_described(&mut s, T0), ["Puback(Pid(3))"]);
+}
+
+#[test]
+fn acknowledgements_behind_held_messages_are_handled_past_them() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    let id = s
+        .publish("devices/dev-1/reply/ping", b"r", QoS::AtLeastOnce, false)
+        .unwrap();
+    transmit(&mut s, T0);
+    s.set_message_room(0);
+    // The broker wrote a command before it received our message, then the PUBACK for it:
+    // the room the application waits for must not wait behind the command.
+    from_broker(&mut s, command(QoS::AtLeastOnce, 5, b"next"));
+    from_broker(&mut s, Packet::Puback(pid(1)));
+    from_broker(&mut s, Packet::Pingresp);
+    assert_eq!(events(&mut s), [format!("Published({id:?})")]);
+    assert_eq!(s.outbox_len(), 0);
+    assert!(
+        transmit(&mut s, T0).is_empty(),
+        "the command is not acknowledged"
+    );
+
+    s.set_message_room(1);
+    assert_eq!(payloads(&events(&mut s)), ["next"]);
+    assert_eq!(transmit_described(&mut s, T0), ["Puback(Pid(5))"]);
+}
+
+#[test]
+fn a_receive_buffer_full_of_held_qos1_messages_reads_nothing_more_until_there_is_room() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    s.set_message_room(0);
+    let mut buf = [0u8; 64];
+    let mut id = 1;
+    let mut fed = StdVec::new();
+    loop {
+        let n =
+            mqttrs::encode_slice(&command(QoS::AtLeastOnce, id, b"0123456789"), &mut buf).unwrap();
+        let taken = s.handle_bytes(&buf[..n]);
+        fed.extend_from_slice(&buf[..taken]);
+        assert!(events(&mut s).is_empty());
+        if taken < n {
+            break;
+        }
+        id += 1;
+    }
+    assert!(s.receive_blocked());
+    assert!(s.receive_buffer().is_empty());
+    assert!(transmit(&mut s, T0).is_empty());
+
+    s.set_message_room(1);
+    assert!(!s.receive_blocked());
+    assert_eq!(payloads(&events(&mut s)), ["0123456789"]);
+    assert!(!s.receive_buffer().is_empty(), "room to read again");
+}
+
+#[test]
+fn a_receive_buffer_full_of_held_qos0_messages_delivers_the_oldest_past_the_room() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    s.set_message_room(0);
+    let mut buf = [0u8; 64];
+    let n = mqttrs::encode_slice(&command(QoS::AtMostOnce, 0, b"0123456789"), &mut buf).unwrap();
+    let mut delivered = 0;
+    for _ in 0..40 {
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let taken = s.handle_bytes(rest);
+            rest = &rest[taken..];
+            delivered += events(&mut s).len();
+            assert!(!s.receive_blocked());
+        }
+    }
+    // QoS 0 carries no acknowledgement to bound how many the broker sends ahead of the
+    // acknowledgements the application waits for: reading on is the only way forward.
+    assert!(delivered > 0 && delivered < 40, "{delivered}");
+}
+
+#[test]
+fn held_messages_go_with_the_connection_unacknowledged_and_the_broker_sends_them_again() {
+    let mut s = session();
+    connect(&mut s, T0, false);
+    s.set_message_room(0);
+    from_broker(&mut s, command(QoS::AtLeastOnce, 4, b"held"));
+    assert!(events(&mut s).is_empty());
+    s.handle_disconnected(TransportError::Closed);
+    events(&mut s);
+    s.set_message_room(4);
+    connect(&mut s, T0, true);
+    assert!(
+        transmit(&mut s, T0).is_empty(),
+        "no PUBACK for the old connection's bytes"
+    );
+    let mut again = command(QoS::AtLeastOnce, 4, b"held");
+    if let Packet::Publish(publish) = &mut again {
+        publish.dup = true;
+    }
+    from_broker(&mut s, again);
+    assert_eq!(payloads(&events(&mut s)), ["held"]);
+    assert_eq!(transmit_described(&mut s, T0), ["Puback(Pid(4))"]);
+}

@@ -7,7 +7,8 @@
 //! in-flight window is on the wire; `handle_bytes` takes at most the receive buffer between
 //! two polls; every transmitted packet decodes with `mqttrs` to exactly its length and is a
 //! packet a client may send; a deadline from `poll_timeout` is acted on by `handle_timeout`;
-//! each QoS 1/2 message is reported `Published` at most once.
+//! each QoS 1/2 message is reported `Published` at most once; no QoS 1/2 message is delivered
+//! past the room the application gave (`set_message_room`).
 //!
 //! Checked while the broker's bytes all came from the model (no raw bytes since the last
 //! session-less CONNACK, and no session reset the client could not see): the connection is
@@ -114,6 +115,9 @@ struct World {
     to_client: VecDeque<u8>,
     /// Bytes `handle_bytes` accepted since the last call that may consume buffered bytes.
     accepted_since_poll: usize,
+    /// Bytes of oversized PUBLISHes (`MessageDropped`) the session may still read past: those
+    /// are discarded as they arrive, so they may go past the receive buffer between polls.
+    read_past_allowance: usize,
     /// Raw bytes went to the session on this connection.
     raw_this_connection: bool,
     /// Raw bytes went to the session since the last session-less CONNACK: the session's state
@@ -142,6 +146,8 @@ struct World {
     /// The broker closed this connection (after a refusing CONNACK): what the session writes
     /// on it goes nowhere. A session that took a raw CONNACK as accepted still writes.
     broker_closed: bool,
+    /// Messages the application can still take (`set_message_room`), `None` for no limit.
+    room: Option<usize>,
 }
 
 impl World {
@@ -181,6 +187,7 @@ impl World {
             to_broker: VecDeque::new(),
             to_client: VecDeque::new(),
             accepted_since_poll: 0,
+            read_past_allowance: 0,
             raw_this_connection: false,
             tainted: false,
             ever_raw: false,
@@ -193,6 +200,7 @@ impl World {
             wanted: BTreeSet::new(),
             refused: false,
             broker_closed: false,
+            room: None,
         }
     }
 
@@ -224,6 +232,7 @@ impl World {
         self.diverged |= core::mem::take(&mut self.reset_unseen);
         self.session.handle_connected(self.now);
         self.accepted_since_poll = 0;
+        self.read_past_allowance = 0;
         self.to_broker.clear();
         self.to_client.clear();
         self.broker.connection_closed();
@@ -285,10 +294,20 @@ impl World {
             Event::Message(message) => {
                 assert!(mqtt_core::topic::validate_name(message.topic).is_ok());
                 assert!(message.payload.len() <= self.max_packet_size);
+                match &mut self.room {
+                    Some(0) => assert_eq!(
+                        message.qos,
+                        QoS::AtMostOnce,
+                        "a QoS 1/2 message delivered past the room"
+                    ),
+                    Some(room) => *room -= 1,
+                    None => {}
+                }
             }
             Event::MessageDropped {
                 topic, packet_len, ..
             } => {
+                self.read_past_allowance += packet_len;
                 assert!(mqtt_core::topic::validate_name(topic).is_ok());
                 assert!(packet_len > self.max_packet_size);
                 assert!(packet_len <= mqtt_core::DEFAULT_MAX_DROPPED_PUBLISH_SIZE);
@@ -462,13 +481,22 @@ impl World {
         assert!(taken <= bytes.len(), "took {taken} of {}", bytes.len());
         if connected {
             self.accepted_since_poll += taken;
-            assert!(
-                self.accepted_since_poll <= RX,
-                "{} bytes accepted between polls into a {RX}-byte buffer",
-                self.accepted_since_poll
-            );
+            self.check_accepted();
         }
         taken
+    }
+
+    /// At most the receive buffer between two polls, besides the bodies of oversized
+    /// PUBLISHes, which are discarded as they arrive.
+    fn check_accepted(&mut self) {
+        let excess = self.accepted_since_poll.saturating_sub(RX);
+        assert!(
+            excess <= self.read_past_allowance,
+            "{} bytes accepted between polls into a {RX}-byte buffer",
+            self.accepted_since_poll
+        );
+        self.read_past_allowance -= excess;
+        self.accepted_since_poll -= excess;
     }
 
     fn feed_raw(&mut self, bytes: &[u8]) {
@@ -492,7 +520,7 @@ impl World {
         self.session.handle_received(n);
         if connected {
             self.accepted_since_poll += n;
-            assert!(self.accepted_since_poll <= RX);
+            self.check_accepted();
         }
     }
 
@@ -632,12 +660,20 @@ impl World {
         }
     }
 
+    fn set_message_room(&mut self, room: Option<usize>) {
+        trace!("  room {room:?}");
+        self.room = room;
+        self.session.set_message_room(room.unwrap_or(usize::MAX));
+    }
+
     // ----- the end ----------------------------------------------------------------------------
 
     /// Reconnects if needed and lets the model broker and the session talk until nothing moves;
     /// then, if the broker was always the model, checks that nothing was lost.
     fn settle(&mut self) {
         trace!("settle");
+        // The application takes what it held back: the model broker's messages never stall it.
+        self.set_message_room(None);
         self.broker.refuse_next = None;
         self.broker.forget_session = false;
         for _ in 0..4 {
@@ -814,8 +850,12 @@ pub fn run(data: &[u8]) {
                 let what = input.arg();
                 if what & 1 == 0 {
                     world.broker.refuse_next = Some(1 + (what >> 1) % 5);
-                } else {
+                } else if what & 2 == 0 {
                     world.broker.forget_session = true;
+                } else {
+                    // The application's room for messages: none, a few, or no limit.
+                    let room = usize::from(what >> 2) % 5;
+                    world.set_message_room((room < 4).then_some(room));
                 }
             }
         }
