@@ -606,6 +606,7 @@ impl<'a> Supervisor<'a> {
         if control::serve_requests(self.client.session(), &mut self.status) > 0 {
             self.burst_until = Uptime.now().plus_ms(BURST_MS);
         }
+        #[cfg(CONFIG_APP_SHELL_BENCH)]
         if let Some(request) = control::take_bench() {
             match self.device.start_bench(request, Uptime.now()) {
                 Ok(()) => self.bench_cpu_start = net::cpu_time_us(),

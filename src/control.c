@@ -84,6 +84,16 @@ static int cmd_memory(const struct shell *sh, size_t argc, char **argv)
 #define APP_MEMORY_CMD
 #endif
 
+#if defined(CONFIG_APP_SHELL_BENCH)
+#define APP_BENCH_CMD                                                                              \
+	SHELL_CMD_ARG(bench, NULL,                                                                 \
+		      "<count> <qos> [size]: publish count numbered messages of size bytes "       \
+		      "(default 64) to <base>/bench/q<qos> as fast as the outbox takes them",      \
+		      cmd_mqtt, 3, 1),
+#else
+#define APP_BENCH_CMD
+#endif
+
 SHELL_STATIC_SUBCMD_SET_CREATE(
 	mqtt_commands,
 	APP_MEMORY_CMD
@@ -95,10 +105,7 @@ SHELL_STATIC_SUBCMD_SET_CREATE(
 		      "<topic> <payload> [qos]: publish through the MQTT thread (qos 0, 1 or 2; "
 		      "default 1); queued in the outbox while offline",
 		      cmd_mqtt, 3, 1),
-	SHELL_CMD_ARG(bench, NULL,
-		      "<count> <qos> [size]: publish count numbered messages of size bytes "
-		      "(default 64) to <base>/bench/q<qos> as fast as the outbox takes them",
-		      cmd_mqtt, 3, 1),
+	APP_BENCH_CMD
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(mqtt, &mqtt_commands, "The MQTT client", NULL);

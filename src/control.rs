@@ -17,9 +17,9 @@ use crate::runtime_credentials;
 use crate::sync::lock;
 use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write as _};
-use device_app::{
-    parse_mqtt_command, BenchRequest, ShellCommand, SHELL_PAYLOAD_MAX, SHELL_TOPIC_MAX,
-};
+#[cfg(CONFIG_APP_SHELL_BENCH)]
+use device_app::BenchRequest;
+use device_app::{parse_mqtt_command, ShellCommand, SHELL_PAYLOAD_MAX, SHELL_TOPIC_MAX};
 use heapless::{Deque, String, Vec};
 use log::{info, warn};
 use mqtt_core::{MessageId, QoS, Session};
@@ -116,6 +116,7 @@ static AWAITED: Mutex<Awaited> = Mutex::new(Awaited {
     answer: None,
 });
 static ANSWERED: Semaphore = Semaphore::new(0, 1);
+#[cfg(CONFIG_APP_SHELL_BENCH)]
 static BENCH: Mutex<Option<BenchRequest>> = Mutex::new(None);
 static STATUS: Mutex<Snapshot> = Mutex::new(Snapshot {
     state: LinkState::WaitingForNetwork,
@@ -299,6 +300,7 @@ fn at_least_ms(ms: u64) -> Duration {
 }
 
 /// The benchmark `mqtt bench` left, if any.
+#[cfg(CONFIG_APP_SHELL_BENCH)]
 pub fn take_bench() -> Option<BenchRequest> {
     lock(&BENCH).take()
 }
@@ -325,6 +327,12 @@ fn run_command(args: &[&str], out: &mut impl fmt::Write) -> Outcome {
             print_status(out);
             Outcome::Done
         }
+        #[cfg(not(CONFIG_APP_SHELL_BENCH))]
+        ShellCommand::Bench(_) => {
+            let _ = write!(out, "bench: not in this build (CONFIG_APP_SHELL_BENCH)");
+            Outcome::Refused
+        }
+        #[cfg(CONFIG_APP_SHELL_BENCH)]
         ShellCommand::Bench(request) => {
             let mut waiting = lock(&BENCH);
             if waiting.is_some() {
