@@ -3,7 +3,7 @@
 //! back down (CONNACK timeout, a lost transport, DISCONNECT on request), and what each
 //! concern restores when the broker does or does not have the session.
 
-use super::{encode, Event, Fields, Session};
+use super::{encode, encode_bodyless, Event, Fields, Session, DISCONNECT};
 use crate::error::{ConfigError, ConnectRefusal, Error, ProtocolError, TransportError};
 use crate::framing::MIN_MAX_PACKET_SIZE;
 use crate::{topic, Instant, QoS};
@@ -240,7 +240,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// Writes DISCONNECT into `buf`; the link is down once it is written.
     pub(super) fn transmit_disconnect(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let n = encode(&Packet::Disconnect, buf)?;
+        let n = encode_bodyless(DISCONNECT, buf)?;
         info!("disconnected by request");
         self.link = Link::Down;
         self.reader.clear();

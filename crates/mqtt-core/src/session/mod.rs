@@ -462,9 +462,27 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     }
 }
 
-/// Encodes a packet into `buf`; every concern writes its packets through this.
+/// Encodes a packet into `buf`; every concern writes its packets through this, except the two
+/// packets without a body ([`encode_bodyless`]).
 fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
     mqttrs::encode_slice(packet, buf).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
+}
+
+/// PINGREQ's first byte (§3.12.1).
+const PINGREQ: u8 = 0xC0;
+/// DISCONNECT's first byte (§3.14.1).
+const DISCONNECT: u8 = 0xE0;
+
+/// Writes PINGREQ or DISCONNECT: a fixed header whose remaining length is 0. Not through
+/// [`encode`]: `&Packet::Pingreq` is a constant `Packet`, which the compiler keeps whole in
+/// flash (1,332 bytes, the size of mqttrs's SUBSCRIBE variant), once per packet type.
+fn encode_bodyless(first_byte: u8, buf: &mut [u8]) -> Result<usize, Error> {
+    let [type_and_flags, remaining_length, ..] = buf else {
+        return Err(ResourceError::TransmitBufferTooSmall.into());
+    };
+    *type_and_flags = first_byte;
+    *remaining_length = 0;
+    Ok(2)
 }
 
 #[cfg(test)]
