@@ -49,6 +49,7 @@ mod inbound;
 mod keepalive;
 mod outbound;
 mod subscriptions;
+mod zero_option;
 
 pub use connection::{
     ConnectOptions, ConnectionState, LastWill, Password, SessionConfig,
@@ -65,6 +66,7 @@ use inbound::{Inbound, MessageLayout};
 use keepalive::Keepalive;
 use outbound::Outbox;
 use subscriptions::Subscriptions;
+use zero_option::ZeroOption;
 
 /// What the session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +121,8 @@ pub struct Session<
     const SLOTS: usize = OUTBOX_SLOTS,
     const SLOT_BYTES: usize = OUTBOX_SLOT_BYTES,
 > {
-    config: SessionConfig<'a>,
+    /// `None` until [`Session::configure`]; [`Session::config`] is then the defaults.
+    config: ZeroOption<SessionConfig<'a>>,
     link: Link,
     reader: FrameReader<RX>,
     outbox: Outbox<SLOTS, SLOT_BYTES>,
@@ -128,7 +131,7 @@ pub struct Session<
     inbound: Inbound,
     keepalive: Keepalive,
     disconnect_requested: bool,
-    lost: Option<Error>,
+    lost: ZeroOption<Error>,
 }
 
 impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
@@ -143,17 +146,12 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// A session to be configured with [`Session::configure`] before it connects: `const`,
     /// so that a session with its buffers and outbox can be a `static` made at compile time
-    /// (in `.bss`) instead of being built on a stack and moved.
+    /// instead of being built on a stack and moved. Its bytes are all zero (no configuration,
+    /// empty tables; see `zero_option.rs`), so that such a static lies in `.bss` and costs no
+    /// flash.
     pub const fn unconfigured() -> Self {
         Self {
-            config: SessionConfig::new(ConnectOptions {
-                client_id: "",
-                username: None,
-                password: None,
-                clean_session: true,
-                keep_alive_s: 0,
-                last_will: None,
-            }),
+            config: ZeroOption::None,
             link: Link::Down,
             reader: FrameReader::new(),
             outbox: Outbox::new(),
@@ -162,7 +160,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             inbound: Inbound::new(),
             keepalive: Keepalive::new(),
             disconnect_requested: false,
-            lost: None,
+            lost: ZeroOption::None,
         }
     }
 
@@ -173,13 +171,13 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             return Err(ConfigError::NotDisconnected);
         }
         config.validate(RX, SLOTS)?;
-        self.config = config;
+        self.config = ZeroOption::Some(config);
         Ok(())
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &SessionConfig<'a> {
-        &self.config
+        self.config.or_unconfigured()
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -213,7 +211,10 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 }
             }
             Link::Up => {
-                if let Err(error) = self.keepalive.handle_timeout(now, &self.config) {
+                if let Err(error) = self
+                    .keepalive
+                    .handle_timeout(now, self.config.or_unconfigured())
+                {
                     self.lose(error);
                 }
             }
@@ -232,8 +233,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 // Down: nothing to parse. Acks full: let poll_transmit drain them first.
                 return None;
             }
-            let max_packet_size = self.config.max_packet_size;
-            let max_dropped = self.config.max_dropped_publish_size;
+            let max_packet_size = self.config().max_packet_size;
+            let max_dropped = self.config().max_dropped_publish_size;
             let header = match self.reader.cut(max_packet_size, max_dropped) {
                 Ok(Some(Cut::Frame(_))) => None,
                 Ok(Some(Cut::OversizedPublish(header))) => Some(header),
@@ -251,7 +252,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                     Err(error) => Step::Lost(error.into()),
                     Ok(packet) => {
                         let mut fields = Fields {
-                            config: &self.config,
+                            config: self.config.or_unconfigured(),
                             link: &mut self.link,
                             outbox: &mut self.outbox,
                             subscriptions: &mut self.subscriptions,
@@ -298,7 +299,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         match self.link {
             Link::Down => None,
             Link::Connecting { deadline, .. } => Some(deadline),
-            Link::Up => self.keepalive.poll_timeout(&self.config),
+            Link::Up => self.keepalive.poll_timeout(self.config()),
         }
     }
 
@@ -354,7 +355,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         if let Some(n) = self.subscriptions.transmit_request(buf)? {
             return Ok(Some(n));
         }
-        let window = self.config.inflight_window;
+        let window = self.config().inflight_window;
         if let Some(n) = self.outbox.transmit_publish(window, buf)? {
             return Ok(Some(n));
         }
@@ -363,7 +364,25 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             // messages still unacknowledged stay in the outbox for the next connection.
             return self.transmit_disconnect(buf).map(Some);
         }
-        self.keepalive.transmit_pingreq(now, &self.config, buf)
+        self.keepalive
+            .transmit_pingreq(now, self.config.or_unconfigured(), buf)
+    }
+}
+
+/// What [`Session::config`] is before [`Session::configure`]: the defaults, no client id.
+const UNCONFIGURED: SessionConfig<'static> = SessionConfig::new(ConnectOptions {
+    client_id: "",
+    username: None,
+    password: None,
+    clean_session: true,
+    keep_alive_s: 0,
+    last_will: None,
+});
+
+impl<'a> ZeroOption<SessionConfig<'a>> {
+    /// The configuration in force; a field's method, so that it borrows only this field.
+    fn or_unconfigured(&self) -> &SessionConfig<'a> {
+        self.as_ref().unwrap_or(&UNCONFIGURED)
     }
 }
 
