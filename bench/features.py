@@ -51,7 +51,16 @@ VARIANTS = [
      "`CONFIG_APP_TLS_PROFILE_COMPACT=y` (its mbedTLS heap is 40 KiB instead of 48 KiB)"),
 ]
 
-REGION = re.compile(r"^\s*(FLASH|RAM):\s*(\d+)\s*B\s")
+# The linker writes a size that is a whole number of KiB as "301 KB".
+# Why a variant cannot be built, where the build's words alone do not say it.
+WHY = {"psa": "Every algorithm this image uses is asked for as a `PSA_WANT_*` symbol, and "
+              "mbedTLS 3.6's TLS 1.3 needs PSA (`check_config.h`: `MBEDTLS_SSL_PROTO_TLS1_3` "
+              "requires `MBEDTLS_PSA_CRYPTO_CLIENT` and PSA's HKDF): without PSA the image "
+              "would be another configuration altogether (TLS 1.2 only, on mbedTLS's legacy "
+              "ECP, ECDH, ECDSA, RSA, GCM and SHA modules), not this one less a layer."}
+
+REGION = re.compile(r"^\s*(FLASH|RAM):\s*(\d+)\s*(B|KB|MB)\s")
+UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2}
 # Symbols whose change a variant brings along (Kconfig dependencies), listed beside it.
 TRACKED = re.compile(r"^(CONFIG_(?:MBEDTLS|PSA_WANT|APP_TLS_PROFILE|APP_P256)\w*)=(.*)$")
 
@@ -63,6 +72,7 @@ def build(name: str, overlays: list) -> dict:
             "-DTOOLCHAIN_HAS_PICOLIBC=ON"]
     if overlays:
         args.append("-DEXTRA_CONF_FILE=" + ";".join(str(CONF / o) for o in overlays))
+    fresh = not (build_dir / "build.ninja").exists()
     # The linker prints its memory regions only when it links: make it link every time.
     (build_dir / "zephyr" / "zephyr.elf").unlink(missing_ok=True)
     env = dict(os.environ, ZEPHYR_TOOLCHAIN_VARIANT=os.environ.get("K64F_TOOLCHAIN_VARIANT",
@@ -71,11 +81,16 @@ def build(name: str, overlays: list) -> dict:
     started = time.monotonic()
     with log.open("w") as out:
         rc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
-    result = {"name": name, "seconds": round(time.monotonic() - started), "log": str(log)}
+    result = {"name": name, "seconds": round(time.monotonic() - started), "fresh": fresh,
+              "log": str(log)}
     text = log.read_text(errors="replace")
-    regions = {m.group(1): int(m.group(2)) for m in map(REGION.match, text.splitlines()) if m}
-    if rc != 0 or set(regions) != {"FLASH", "RAM"}:
+    regions = {m.group(1): int(m.group(2)) * UNITS[m.group(3)]
+               for m in map(REGION.match, text.splitlines()) if m}
+    if rc != 0:
         result["error"] = why_it_failed(text)
+        return result
+    if set(regions) != {"FLASH", "RAM"}:
+        result["error"] = "the link printed no FLASH and RAM lines"
         return result
     result.update(flash=regions["FLASH"], ram=regions["RAM"],
                   config=tracked_config(build_dir / "zephyr" / ".config"))
@@ -96,8 +111,9 @@ def why_it_failed(text: str) -> str:
     if refused:
         deps = sorted({d for _, d in refused if d})
         names = ", ".join(n for n, _ in refused[:6]) + (", ..." if len(refused) > 6 else "")
-        return (f"Kconfig refuses it: {len(refused)} symbols asked for (" + names + ") "
-                "depend on what was turned off" + (f" ({'; '.join(deps)})" if deps else ""))
+        return (f"Kconfig refuses it: {len(refused)} symbols the configuration asks for (" + names
+                + ") depend on what was turned off"
+                + (f" (unsatisfied: {'; '.join(deps)})" if deps else ""))
     for line in lines:
         if re.search(r"error:|undefined reference|#error", line):
             return line.strip()
@@ -114,6 +130,12 @@ def tracked_config(path: Path) -> dict:
         if m and TRACKED.match(m.group(1) + "=n"):
             config[m.group(1)] = "n"
     return config
+
+
+def set_by(overlays: list) -> set:
+    """The symbols the variant's own files set."""
+    return {m.group(1) for o in overlays for line in (CONF / o).read_text().splitlines()
+            if (m := re.match(r"^(CONFIG_\w+)=", line))}
 
 
 def config_changes(base: dict, variant: dict) -> list:
@@ -137,7 +159,9 @@ def run(results: Path) -> dict:
         row = build(name, overlays)
         row.update(off=off, how=how)
         if "error" not in row:
-            row["changes"] = config_changes(base["config"], row.pop("config"))
+            own = set_by(overlays)
+            row["changes"] = [c for c in config_changes(base["config"], row.pop("config"))
+                              if "CONFIG_" + c.split("=")[0] not in own]
         rows.append(row)
         print(f"    {row.get('flash', '-')} B FLASH, {row.get('ram', '-')} B RAM, "
               f"{row['seconds']} s" + (f": {row['error']}" if "error" in row else ""), flush=True)
@@ -158,17 +182,21 @@ def signed(v: int) -> str:
 
 def write_doc(data: dict, doc: Path) -> None:
     base, meta = data["baseline"], data["meta"]
-    total = base["seconds"] + sum(r["seconds"] for r in data["variants"])
+    builds = [base] + data["variants"]
+    total = sum(r["seconds"] for r in builds)
+    fresh = sum(1 for r in builds if r.get("fresh"))
     md = ["# frdm_k64f footprint by TLS feature\n",
           "Generated by `bench/features.py` (`BENCH_ONLY=features bench/run`; do not edit: run it "
           f"again). Run: {meta['date']}, firmware commit {meta['commit']}"
-          f"{' (+ uncommitted changes)' if meta['dirty'] else ''}; {len(data['variants']) + 1} "
-          f"builds in {total // 60} min {total % 60} s.\n",
+          f"{' (+ uncommitted changes)' if meta['dirty'] else ''}; {len(builds)} builds "
+          f"({fresh} in new build directories, the others incremental) in {total // 60} min "
+          f"{total % 60} s.\n",
           "Each row is the image as shipped (the INTEROP profile) built again with one feature "
           "off; the numbers are the linker's `Memory region` lines and their difference from the "
           f"image as shipped: **FLASH {base['flash']:,} B, RAM {base['ram']:,} B**. RAM is what "
           "the linker places (mbedTLS's heap is a fixed array in it, so the heap's own peak "
-          "does not show here). *Also changed* lists the Kconfig symbols the change took along "
+          "does not show here); it moves in steps of 64 B, the alignment of the thread stacks "
+          "placed after `.bss`. *Also changed* lists the Kconfig symbols the change took along "
           "through their dependencies.\n",
           "| without | FLASH | Δ FLASH | RAM | Δ RAM | how | also changed |",
           "|---|---:|---:|---:|---:|---|---|"]
@@ -178,13 +206,14 @@ def write_doc(data: dict, doc: Path) -> None:
             failed.append(r)
             md.append(f"| {r['off']} | — | — | — | — | {r['how']} | does not build: see below |")
             continue
-        also = ", ".join(f"`{c}`" for c in r["changes"] if c.split("=")[0] not in r["how"])
+        also = ", ".join(f"`{c}`" for c in r["changes"])
         md.append(f"| {r['off']} | {r['flash']:,} | {signed(r['flash'] - base['flash'])} | "
                   f"{r['ram']:,} | {signed(r['ram'] - base['ram'])} | {r['how']} | {also} |")
     if failed:
         md.append("\nVariants that do not build, in the build's words:\n")
         for r in failed:
-            md.append(f"- without {r['off']} ({r['how']}): {r['error']}.")
+            md.append(f"- without {r['off']} ({r['how']}): {r['error']}."
+                      + (f" {WHY[r['name']]}" if r["name"] in WHY else ""))
     md.append("\nWhat the rows cannot show: features depend on each other, so the savings do not "
               "add up (without TLS 1.2 the ECDHE-RSA key exchange goes too, and with it part of "
               "what RSA costs). The RSA and P-384 rows remove only mbedTLS's code: the "
