@@ -20,6 +20,18 @@ pub enum LedAction {
     Toggle,
 }
 
+impl LedAction {
+    /// The action in the log's words (`led1: Toggle -> off`), which the tests match: not its
+    /// `Debug` output, so that renaming the variant does not change the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedAction::On => "On",
+            LedAction::Off => "Off",
+            LedAction::Toggle => "Toggle",
+        }
+    }
+}
+
 /// A command received on the device's command filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -175,6 +187,14 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn led_actions_are_logged_in_the_words_the_end_to_end_tests_match() {
+        // pytest/test_app.py: "led1: On -> on", "led1: Toggle -> off".
+        assert_eq!(LedAction::On.as_str(), "On");
+        assert_eq!(LedAction::Off.as_str(), "Off");
+        assert_eq!(LedAction::Toggle.as_str(), "Toggle");
     }
 
     #[test]
