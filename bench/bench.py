@@ -90,6 +90,10 @@ def cmd_footprint(name: str, build_dir: str, out: str) -> None:
     memory_file = build / "bench-memory.txt"
     regions = memory_regions(memory_file.read_text()) if memory_file.exists() else {}
     result = {"name": name, "regions": regions}
+    if "RAM" in regions:
+        # What the board's RAM region (192 KiB on frdm_k64f) leaves for the application's own
+        # threads, stacks and buffers once the image's RAM is placed.
+        result["ram_left"] = regions["RAM"]["size"] - regions["RAM"]["used"]
     for kind in ("rom", "ram"):
         candidates = [build / f"{kind}.json", build / "zephyr" / f"{kind}.json"]
         found = next((p for p in candidates if p.exists()), None)

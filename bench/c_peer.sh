@@ -9,6 +9,7 @@
 #                      client_key.der.inc) for the image; nothing of it is committed
 #   ${P}c-fair-sim     native_sim/native/64 (with mbedtls-heap.conf, as bench/run's C image)
 #   ${P}c-fair-k64f    frdm_k64f (the same picolibc fix as bench/run's C image: ${P}c-libc-fix)
+#   ${P}c-fair-compact-k64f  the same with our COMPACT profile (bench/conf/c-fair-compact.conf)
 
 C_FAIR_CERTS=${P}c-fair-certs
 if [[ ! -f $C_FAIR_CERTS/client_key.der.inc ]]; then
@@ -42,5 +43,11 @@ if want footprint; then
     GNUARMEMB_TOOLCHAIN_PATH=${GNUARMEMB_TOOLCHAIN_PATH:-/usr} \
     build c-fair-k64f "${P}c-fair-k64f" -b frdm_k64f "$SAMPLE" -- -DTOOLCHAIN_HAS_PICOLIBC=ON \
     "-DEXTRA_CONF_FILE=overlay-tls.conf;$BENCH/conf/c-fair-tls.conf" \
+    "-DEXTRA_ZEPHYR_MODULES=$C_FAIR_MODULE" "-DEXTRA_CFLAGS=-I${P}c-libc-fix -I$C_FAIR_CERTS"
+  ZEPHYR_TOOLCHAIN_VARIANT=${K64F_TOOLCHAIN_VARIANT:-gnuarmemb} \
+    GNUARMEMB_TOOLCHAIN_PATH=${GNUARMEMB_TOOLCHAIN_PATH:-/usr} \
+    build c-fair-compact-k64f "${P}c-fair-compact-k64f" -b frdm_k64f "$SAMPLE" -- \
+    -DTOOLCHAIN_HAS_PICOLIBC=ON \
+    "-DEXTRA_CONF_FILE=overlay-tls.conf;$BENCH/conf/c-fair-tls.conf;$BENCH/conf/c-fair-compact.conf" \
     "-DEXTRA_ZEPHYR_MODULES=$C_FAIR_MODULE" "-DEXTRA_CFLAGS=-I${P}c-libc-fix -I$C_FAIR_CERTS"
 fi

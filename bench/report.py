@@ -4,6 +4,7 @@ Nothing here is a number of its own: a value the run did not produce is shown as
 with the reason the run recorded."""
 
 import json
+import re
 from pathlib import Path
 
 KIB = 1024
@@ -48,6 +49,59 @@ def verdict(value, limit, at_least=False):
     return "**met**" if ok else "**missed**"
 
 
+# The groups of rows each measurement file holds: when a run did not make the file (a run of
+# some parts only, e.g. BENCH_ONLY=footprint,features,report), the rows come from the
+# docs/benchmark.md that an earlier run wrote, marked with that run.
+SIM_GROUPS = ("native_sim CPU (callgrind Ir)", "publish over TLS (msgs/s at a subscriber)",
+              "mbedTLS heap")
+ARM_GROUPS = ("Cortex-M4 CPU (mps2/an386 in QEMU, instructions)",)
+CARRIED = "†"
+LIMIT = re.compile(r"([≤≥])\s*([\d.]+)×")
+
+
+def previous_run(doc: Path) -> dict:
+    """Rows, detail lines and the run they came from, read back from an earlier
+    docs/benchmark.md; what it had carried over itself keeps its own run."""
+    if not doc.exists():
+        return {}
+    text = doc.read_text()
+    m = re.search(r"Run: (.*?), Zephyr .*?, firmware commit (\w+)", text)
+    run = f"the run of {m.group(1)} (firmware commit {m.group(2)})" if m else "an earlier run"
+    m = re.search(rf"^{CARRIED} Not measured in this run: (?:taken|carried over) from (.*?)\.$",
+                  text, re.M)
+    run = m.group(1) if m else run
+    rows, details, in_details = [], [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            in_details = line == "## Details"
+            continue
+        if in_details and line.startswith("- "):
+            details.append(line)
+        cells = [c.strip() for c in line.split(" | ")]
+        if not line.startswith("| ") or len(cells) != 7 or cells[0] in ("| group", "|---"):
+            continue
+        group, metric, ours, c, ratio_text, target, result = cells
+        group, result = group.removeprefix("| "), result.removesuffix(" |").removesuffix("|")
+        limit = LIMIT.search(target)
+        ratio_value = ratio_text.removesuffix("×").replace(",", "")
+        rows.append({"group": group, "metric": metric.removesuffix(f" {CARRIED}"), "ours": ours,
+                     "c": c, "ratio": float(ratio_value) if re.fullmatch(r"[\d.]+", ratio_value)
+                     else None, "target": target, "verdict": result.strip(),
+                     "limit": float(limit.group(2)) if limit else None,
+                     "at_least": bool(limit) and limit.group(1) == "≥", "carried": True})
+    return {"run": run, "rows": rows, "details": details}
+
+
+def carry_over(rows: list, previous: dict, groups: tuple) -> list:
+    """`rows` with those of `groups` replaced by the earlier run's."""
+    old = [r for r in previous.get("rows", []) if r["group"] in groups]
+    if not old:
+        return rows
+    at = next((i for i, r in enumerate(rows) if r["group"] in groups), len(rows))
+    kept = [r for r in rows if r["group"] not in groups]
+    return kept[:at] + old + kept[at:]
+
+
 def error_of(sim, key):
     e = get(sim, key, "error")
     return f" ({key}: {e})" if e else ""
@@ -55,8 +109,10 @@ def error_of(sim, key):
 
 def write(results: Path, docs: Path) -> None:
     ours_fp = load(results / "footprint-ours.json")
+    compact_fp = load(results / "footprint-ours-compact.json")
     c_fp = load(results / "footprint-c.json")
     fair_fp = load(results / "footprint-c-fair.json")
+    fair_compact_fp = load(results / "footprint-c-fair-compact.json")
     sim = load(results / "sim.json")
     fair = load(results / "sim-fair.json")
     arm = load(results / "an386.json")
@@ -74,16 +130,25 @@ def write(results: Path, docs: Path) -> None:
                      "verdict": verdict(r, limit, at_least) if limit is not None else "",
                      "note": note})
 
-    # Footprint
-    for region, limit in (("FLASH", 1.0), ("RAM", 1.0)):
-        o = get(ours_fp, "regions", region, "used")
-        c = get(c_fp, "regions", region, "used")
-        add("frdm_k64f footprint", f"{region} used (linker)", o, c, fmt_kib,
-            f"≤ {limit}× C", limit)
-    for region in ("FLASH", "RAM"):
-        add("frdm_k64f footprint", f"{region} used (linker), beside the fair C peer",
-            get(ours_fp, "regions", region, "used"), get(fair_fp, "regions", region, "used"),
-            fmt_kib)
+    # Footprint, for both TLS profiles: what the image takes, and what the board's RAM region
+    # leaves for the application (higher is better there).
+    ram_size = get(ours_fp, "regions", "RAM", "size")
+    beside = "beside the fair C peer of the same profile"
+    for profile, ours, fair in (("INTEROP", ours_fp, fair_fp),
+                                ("COMPACT", compact_fp, fair_compact_fp)):
+        for region, limit in (("FLASH", 1.0), ("RAM", 1.0)):
+            add("frdm_k64f footprint", f"{region} used, {profile} (linker)",
+                get(ours, "regions", region, "used"), get(c_fp, "regions", region, "used"),
+                fmt_kib, f"≤ {limit}× C", limit)
+        add("frdm_k64f footprint", f"RAM left for the application, {profile} "
+            f"({fmt_int(ram_size)} B RAM region − RAM used)", get(ours, "ram_left"),
+            get(c_fp, "ram_left"), fmt_kib)
+        for region in ("FLASH", "RAM"):
+            add("frdm_k64f footprint", f"{region} used, {profile}, {beside}",
+                get(ours, "regions", region, "used"), get(fair, "regions", region, "used"),
+                fmt_kib)
+        add("frdm_k64f footprint", f"RAM left for the application, {profile}, {beside}",
+            get(ours, "ram_left"), get(fair, "ram_left"), fmt_kib)
 
     # Instructions
     oc, cc = get(sim, "ours_callgrind") or {}, get(sim, "c_callgrind") or {}
@@ -184,6 +249,11 @@ def write(results: Path, docs: Path) -> None:
         get(sim, "config", "BENCH_OURS_EXE", "mbedtls_heap_size"),
         get(sim, "config", "BENCH_C_EXE", "mbedtls_heap_size"), fmt_kib)
 
+    previous = previous_run(docs / "benchmark.md")
+    carried_groups = (SIM_GROUPS if not sim else ()) + (ARM_GROUPS if not arm else ())
+    rows = carry_over(rows, previous, carried_groups)
+    carried = any(r.get("carried") for r in rows)
+
     md = []
     md.append("# Benchmark: our firmware beside Zephyr's `samples/net/mqtt_publisher`\n")
     md.append("Generated by `bench/run` (do not edit: run it again). "
@@ -197,7 +267,8 @@ def write(results: Path, docs: Path) -> None:
     md.append("| group | metric | ours | C sample | ratio | target | result |")
     md.append("|---|---|---:|---:|---:|---|---|")
     for r in rows:
-        md.append(f"| {r['group']} | {r['metric']} | {r['ours']} | {r['c']} | "
+        mark = f" {CARRIED}" if r.get("carried") else ""
+        md.append(f"| {r['group']} | {r['metric']}{mark} | {r['ours']} | {r['c']} | "
                   f"{fmt_ratio(r['ratio']) if r['group'] != 'native_sim CPU (callgrind Ir)' or 'resumption' not in r['metric'] else ''} | "
                   f"{r['target']} | {r['verdict']} |")
     errors = [error_of(sim, k) for k in ("ours_callgrind", "c_callgrind", "ours_throughput",
@@ -206,8 +277,31 @@ def write(results: Path, docs: Path) -> None:
     errors += [error_of(fair, k) for k in ("c_fair_tls13", "c_fair_tls12", "c_fair_callgrind",
                                            "c_fair_throughput", "c_fair_heap")]
     errors = [e for e in errors if e]
+    if carried:
+        md.append(f"\n{CARRIED} Not measured in this run: carried over from "
+                  f"{previous['run']}.")
     if errors:
         md.append("\nParts that failed in this run:" + "".join(f"\n- {e.strip(' ()')}" for e in errors))
+
+    md.append("\n## frdm_k64f footprint, both TLS profiles\n")
+    images = (("ours, INTEROP", ours_fp), ("ours, COMPACT", compact_fp), ("C sample", c_fp),
+              ("fair C peer, INTEROP", fair_fp), ("fair C peer, COMPACT", fair_compact_fp))
+    sraml = {get(fp, "regions", "SRAML", "used") for _, fp in images}
+    md.append("The linker's `Memory region` lines. *RAM left for the application* is the "
+              f"board's RAM region ({fmt_int(ram_size)} B) less what the image places in it: "
+              "room for the application's own threads, stacks and buffers"
+              + (" (none of the images places anything in SRAML, the K64F's other 64 KiB)"
+                 if sraml == {0} else "")
+              + ". The fair C peer's COMPACT image is its INTEROP one with "
+              "`bench/conf/c-fair-compact.conf`. What each TLS feature costs: "
+              "[footprint-by-feature.md](footprint-by-feature.md).\n")
+    md.append("| | " + " | ".join(name for name, _ in images) + " |")
+    md.append("|---|" + "---:|" * len(images))
+    for label, value in (("FLASH used", lambda fp: get(fp, "regions", "FLASH", "used")),
+                         ("RAM used", lambda fp: get(fp, "regions", "RAM", "used")),
+                         ("RAM left for the application", lambda fp: get(fp, "ram_left"))):
+        md.append(f"| {label} | " + " | ".join(
+            "—" if value(fp) is None else f"{value(fp):,} B" for _, fp in images) + " |")
 
     md.append("\n## Details\n")
     for name, key in (("ours", "ours_throughput"),
@@ -234,6 +328,9 @@ def write(results: Path, docs: Path) -> None:
                           f"{q.get('expected')} received in {q.get('span_s', 0):.2f} s"
                           + (f", {q['from_start_s']:.2f} s from the start"
                              if q.get("from_start_s") else ""))
+    if not sim:
+        md += [line if line.endswith(CARRIED) else f"{line} {CARRIED}"
+               for line in previous.get("details", [])]
     if oc.get("tls"):
         md.append(f"- ours negotiated: `{oc['tls'].strip()}`")
     for key in ("c_fair_tls13", "c_fair_tls12"):

@@ -119,8 +119,9 @@ fn nul_terminated(host: &str) -> Option<String<256>> {
 /// time and configured at start, so that it never sits in a stack frame: the MQTT thread's
 /// stack holds only what one call needs, the TLS handshake's frames above all. Made at run
 /// time instead (`StaticCell::init_with`), it passed through the stack and overflowed the
-/// 12 KiB main stack at boot on mps2/an386; made at compile time, its few non-zero bytes put
-/// all 7.7 KB of it into `.data`, which costs as much flash.
+/// 12 KiB main stack at boot on mps2/an386. Made at compile time it is all zero bytes
+/// (`Session::unconfigured`), so it lies in `.bss`; one non-zero byte would put all 7.7 KB
+/// of it into `.data`, which costs as much flash (`scripts/test` checks its section).
 static CLIENT: ConstStaticCell<MqttClient> =
     ConstStaticCell::new(Client::new(Session::unconfigured(), Uptime));
 /// What the device runs on, made once at start (see [`start`]).

@@ -79,10 +79,16 @@ struct Request {
     work: Work,
 }
 
-/// What the MQTT thread answered: done or refused, in words.
-struct Answer {
-    done: bool,
-    text: String<ANSWER_MAX>,
+/// Whether the MQTT thread has answered the awaited request, and how. `Not` is a 0 byte
+/// (`repr(u8)`), so that [`AWAITED`] is all zero bytes and lies in `.bss`: with an
+/// `Option<Answer { done: bool, .. }>` here, `None` was a 2 (the bool's niche) and all 808
+/// bytes of it were in `.data`, a copy in flash as well.
+#[repr(u8)]
+#[derive(Clone, Copy)]
+enum Answered {
+    Not = 0,
+    Done,
+    Refused,
 }
 
 /// The shell's side of one request: which ticket it waits for, and the answer once given.
@@ -90,7 +96,9 @@ struct Awaited {
     last_ticket: u32,
     /// 0: nobody waits.
     ticket: u32,
-    answer: Option<Answer>,
+    answered: Answered,
+    /// The answer in words, once `answered`.
+    text: String<ANSWER_MAX>,
 }
 
 /// What `mqtt status` prints.
@@ -98,8 +106,9 @@ struct Snapshot {
     state: LinkState,
     host: String<64>,
     port: u16,
-    tls_version: &'static str,
-    cipher: &'static str,
+    /// TLS version and cipher suite of the last connection; `None` (a 0 pointer, so that
+    /// [`STATUS`] lies in `.bss`) before the first.
+    tls: Option<(&'static str, &'static str)>,
     inflight: usize,
     outbox: usize,
     published: u32,
@@ -113,7 +122,8 @@ static REQUEST_WAITING: Semaphore = Semaphore::new(0, 1);
 static AWAITED: Mutex<Awaited> = Mutex::new(Awaited {
     last_ticket: 0,
     ticket: 0,
-    answer: None,
+    answered: Answered::Not,
+    text: String::new(),
 });
 static ANSWERED: Semaphore = Semaphore::new(0, 1);
 #[cfg(CONFIG_APP_SHELL_BENCH)]
@@ -122,8 +132,7 @@ static STATUS: Mutex<Snapshot> = Mutex::new(Snapshot {
     state: LinkState::WaitingForNetwork,
     host: String::new(),
     port: 0,
-    tls_version: "none",
-    cipher: "none",
+    tls: None,
     inflight: 0,
     outbox: 0,
     published: 0,
@@ -149,8 +158,7 @@ impl Status {
 
     pub fn set_tls(&mut self, version: &'static str, cipher: &'static str) {
         let mut status = lock(&STATUS);
-        status.tls_version = version;
-        status.cipher = cipher;
+        status.tls = Some((version, cipher));
     }
 
     /// Records what ended the last connection or connection attempt, in words.
@@ -247,7 +255,12 @@ fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
     };
     let mut awaited = lock(&AWAITED);
     if request.ticket == awaited.ticket {
-        awaited.answer = Some(Answer { done, text });
+        awaited.answered = if done {
+            Answered::Done
+        } else {
+            Answered::Refused
+        };
+        awaited.text = text;
         awaited.ticket = 0;
         ANSWERED.give();
     } else if matches!(request.work, Work::Cred { .. }) {
@@ -384,7 +397,7 @@ fn ask(
         let mut awaited = lock(&AWAITED);
         awaited.last_ticket = awaited.last_ticket.wrapping_add(1).max(1);
         awaited.ticket = awaited.last_ticket;
-        awaited.answer = None;
+        awaited.answered = Answered::Not;
         ANSWERED.reset();
         awaited.ticket
     };
@@ -399,21 +412,22 @@ fn ask(
     }
     REQUEST_WAITING.give();
     let _ = ANSWERED.take(at_least_ms(ANSWER_TIMEOUT_MS));
-    let answer = {
+    let (answered, text) = {
         let mut awaited = lock(&AWAITED);
         awaited.ticket = 0;
-        awaited.answer.take()
+        let answered = core::mem::replace(&mut awaited.answered, Answered::Not);
+        (answered, core::mem::take(&mut awaited.text))
     };
-    match answer {
-        Some(Answer { done, text }) => {
+    match answered {
+        Answered::Done => {
             let _ = out.write_str(&text);
-            if done {
-                Outcome::Done
-            } else {
-                Outcome::Refused
-            }
+            Outcome::Done
         }
-        None => {
+        Answered::Refused => {
+            let _ = out.write_str(&text);
+            Outcome::Refused
+        }
+        Answered::Not => {
             still_queued(ticket, out);
             Outcome::Warning
         }
@@ -456,6 +470,7 @@ pub unsafe fn ask_cred(op: c_int, arg: &str, out: *mut u8, out_cap: usize) -> c_
 fn print_status(out: &mut impl fmt::Write) {
     {
         let status = lock(&STATUS);
+        let (tls_version, cipher) = status.tls.unwrap_or(("none", "none"));
         let last_error = if status.last_error.is_empty() {
             "none"
         } else {
@@ -467,8 +482,8 @@ fn print_status(out: &mut impl fmt::Write) {
             status.state.as_str(),
             status.host,
             status.port,
-            status.tls_version,
-            status.cipher,
+            tls_version,
+            cipher,
             status.inflight,
             status.outbox,
             status.published,

@@ -3,7 +3,8 @@
 //! back down (CONNACK timeout, a lost transport, DISCONNECT on request), and what each
 //! concern restores when the broker does or does not have the session.
 
-use super::{encode, Event, Fields, Session};
+use super::zero_option::ZeroOption;
+use super::{encode, encode_bodyless, Event, Fields, Session, DISCONNECT};
 use crate::error::{ConfigError, ConnectRefusal, Error, ProtocolError, TransportError};
 use crate::framing::MIN_MAX_PACKET_SIZE;
 use crate::{topic, Instant, QoS};
@@ -156,10 +157,10 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     pub fn handle_connected(&mut self, now: Instant) {
         self.reader.clear();
         self.inbound.restart();
-        self.lost = None;
+        self.lost = ZeroOption::None;
         self.keepalive.restart(now);
         self.disconnect_requested = false;
-        let deadline = now.plus_ms(u64::from(self.config.connack_timeout_ms));
+        let deadline = now.plus_ms(u64::from(self.config().connack_timeout_ms));
         self.link = Link::Connecting {
             connect_sent: false,
             deadline,
@@ -184,7 +185,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     /// The connection is over; [`Session::poll_event`] reports it next.
     pub(super) fn lose(&mut self, error: Error) {
         self.go_down(&error);
-        self.lost = Some(error);
+        self.lost = ZeroOption::Some(error);
     }
 
     /// The connection is over; the event that reports it, for `poll_event` to return.
@@ -219,7 +220,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
     }
 
     fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let options = &self.config.connect;
+        let options = &self.config().connect;
         let connect = mqttrs::Connect {
             protocol: Protocol::MQTT311,
             keep_alive: options.keep_alive_s,
@@ -240,7 +241,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// Writes DISCONNECT into `buf`; the link is down once it is written.
     pub(super) fn transmit_disconnect(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let n = encode(&Packet::Disconnect, buf)?;
+        let n = encode_bodyless(DISCONNECT, buf)?;
         info!("disconnected by request");
         self.link = Link::Down;
         self.reader.clear();

@@ -8,11 +8,10 @@
 //! [`Session::poll_timeout`]: super::Session::poll_timeout
 //! [`Session::handle_timeout`]: super::Session::handle_timeout
 
-use super::{encode, SessionConfig};
+use super::{encode_bodyless, SessionConfig, PINGREQ};
 use crate::error::{Error, TimeoutKind};
 use crate::Instant;
 use log::debug;
-use mqttrs::Packet;
 
 /// Keepalive timing of one connection.
 pub(super) struct Keepalive {
@@ -108,7 +107,7 @@ impl Keepalive {
         if self.ping != Ping::Due {
             return Ok(None);
         }
-        let n = encode(&Packet::Pingreq, buf)?;
+        let n = encode_bodyless(PINGREQ, buf)?;
         self.ping = Ping::AwaitingResponse(now.plus_ms(u64::from(config.ping_timeout_ms)));
         debug!("sending PINGREQ");
         Ok(Some(n))

@@ -72,6 +72,7 @@ mod inbound;
 mod keepalive;
 mod outbound;
 mod subscriptions;
+mod zero_option;
 
 pub use connection::{
     ConnectOptions, ConnectionState, LastWill, Password, SessionConfig,
@@ -88,6 +89,7 @@ use inbound::{Inbound, MessageLayout};
 use keepalive::Keepalive;
 use outbound::Outbox;
 use subscriptions::Subscriptions;
+use zero_option::ZeroOption;
 
 /// What the session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,8 @@ pub struct Session<
     const SLOTS: usize = OUTBOX_SLOTS,
     const SLOT_BYTES: usize = OUTBOX_SLOT_BYTES,
 > {
-    config: SessionConfig<'a>,
+    /// `None` until [`Session::configure`]; [`Session::config`] is then the defaults.
+    config: ZeroOption<SessionConfig<'a>>,
     link: Link,
     reader: FrameReader<RX>,
     outbox: Outbox<SLOTS, SLOT_BYTES>,
@@ -151,8 +154,9 @@ pub struct Session<
     inbound: Inbound,
     keepalive: Keepalive,
     disconnect_requested: bool,
-    lost: Option<Error>,
-    /// How many more messages the application can take; see the module doc.
+    lost: ZeroOption<Error>,
+    /// How many more messages the application can take; see the module doc. Zero in an
+    /// unconfigured session (all of whose bytes are zero), unlimited once configured.
     message_room: usize,
 }
 
@@ -168,17 +172,12 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// A session to be configured with [`Session::configure`] before it connects: `const`,
     /// so that a session with its buffers and outbox can be a `static` made at compile time
-    /// (in `.bss`) instead of being built on a stack and moved.
+    /// instead of being built on a stack and moved. Its bytes are all zero (no configuration,
+    /// empty tables; see `zero_option.rs`), so that such a static lies in `.bss` and costs no
+    /// flash.
     pub const fn unconfigured() -> Self {
         Self {
-            config: SessionConfig::new(ConnectOptions {
-                client_id: "",
-                username: None,
-                password: None,
-                clean_session: true,
-                keep_alive_s: 0,
-                last_will: None,
-            }),
+            config: ZeroOption::None,
             link: Link::Down,
             reader: FrameReader::new(),
             outbox: Outbox::new(),
@@ -187,8 +186,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             inbound: Inbound::new(),
             keepalive: Keepalive::new(),
             disconnect_requested: false,
-            lost: None,
-            message_room: usize::MAX,
+            lost: ZeroOption::None,
+            message_room: 0,
         }
     }
 
@@ -199,13 +198,15 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             return Err(ConfigError::NotDisconnected);
         }
         config.validate(RX, SLOTS)?;
-        self.config = config;
+        self.config = ZeroOption::Some(config);
+        // No limit on the messages taken until the application sets one.
+        self.message_room = usize::MAX;
         Ok(())
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &SessionConfig<'a> {
-        &self.config
+        self.config.or_unconfigured()
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -231,7 +232,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// The application can take `room` more messages ([`Event::Message`]) from now on; each one
     /// [`Session::poll_event`] delivers uses one. The broker's PUBLISHes beyond it wait in the
-    /// receive buffer, unacknowledged (see the module doc). Unlimited until first set.
+    /// receive buffer, unacknowledged (see the module doc). Unlimited from
+    /// [`Session::configure`] on until set.
     pub fn set_message_room(&mut self, room: usize) {
         self.message_room = room;
     }
@@ -257,7 +259,10 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 }
             }
             Link::Up => {
-                if let Err(error) = self.keepalive.handle_timeout(now, &self.config) {
+                if let Err(error) = self
+                    .keepalive
+                    .handle_timeout(now, self.config.or_unconfigured())
+                {
                     self.lose(error);
                 }
             }
@@ -276,8 +281,8 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                 // Down: nothing to parse. Acks full: let poll_transmit drain them first.
                 return None;
             }
-            let max_packet_size = self.config.max_packet_size;
-            let max_dropped = self.config.max_dropped_publish_size;
+            let max_packet_size = self.config().max_packet_size;
+            let max_dropped = self.config().max_dropped_publish_size;
             let header = match self.next_cut(max_packet_size, max_dropped) {
                 Ok(Some(Cut::Frame(_))) => None,
                 Ok(Some(Cut::OversizedPublish(header))) => Some(header),
@@ -295,7 +300,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
                     Err(error) => Step::Lost(error.into()),
                     Ok(packet) => {
                         let mut fields = Fields {
-                            config: &self.config,
+                            config: self.config.or_unconfigured(),
                             link: &mut self.link,
                             outbox: &mut self.outbox,
                             subscriptions: &mut self.subscriptions,
@@ -345,7 +350,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         match self.link {
             Link::Down => None,
             Link::Connecting { deadline, .. } => Some(deadline),
-            Link::Up => self.keepalive.poll_timeout(&self.config),
+            Link::Up => self.keepalive.poll_timeout(self.config()),
         }
     }
 
@@ -434,7 +439,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         if let Some(n) = self.subscriptions.transmit_request(buf)? {
             return Ok(Some(n));
         }
-        let window = self.config.inflight_window;
+        let window = self.config().inflight_window;
         if let Some(n) = self.outbox.transmit_publish(window, buf)? {
             return Ok(Some(n));
         }
@@ -443,7 +448,25 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             // messages still unacknowledged stay in the outbox for the next connection.
             return self.transmit_disconnect(buf).map(Some);
         }
-        self.keepalive.transmit_pingreq(now, &self.config, buf)
+        self.keepalive
+            .transmit_pingreq(now, self.config.or_unconfigured(), buf)
+    }
+}
+
+/// What [`Session::config`] is before [`Session::configure`]: the defaults, no client id.
+const UNCONFIGURED: SessionConfig<'static> = SessionConfig::new(ConnectOptions {
+    client_id: "",
+    username: None,
+    password: None,
+    clean_session: true,
+    keep_alive_s: 0,
+    last_will: None,
+});
+
+impl<'a> ZeroOption<SessionConfig<'a>> {
+    /// The configuration in force; a field's method, so that it borrows only this field.
+    fn or_unconfigured(&self) -> &SessionConfig<'a> {
+        self.as_ref().unwrap_or(&UNCONFIGURED)
     }
 }
 
@@ -552,9 +575,27 @@ impl<'s, 'a, const SLOTS: usize, const SLOT_BYTES: usize> Fields<'s, 'a, SLOTS, 
     }
 }
 
-/// Encodes a packet into `buf`; every concern writes its packets through this.
+/// Encodes a packet into `buf`; every concern writes its packets through this, except the two
+/// packets without a body ([`encode_bodyless`]).
 fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, Error> {
     mqttrs::encode_slice(packet, buf).map_err(|_| ResourceError::TransmitBufferTooSmall.into())
+}
+
+/// PINGREQ's first byte (§3.12.1).
+const PINGREQ: u8 = 0xC0;
+/// DISCONNECT's first byte (§3.14.1).
+const DISCONNECT: u8 = 0xE0;
+
+/// Writes PINGREQ or DISCONNECT: a fixed header whose remaining length is 0. Not through
+/// [`encode`]: `&Packet::Pingreq` is a constant `Packet`, which the compiler keeps whole in
+/// flash (1,332 bytes, the size of mqttrs's SUBSCRIBE variant), once per packet type.
+fn encode_bodyless(first_byte: u8, buf: &mut [u8]) -> Result<usize, Error> {
+    let [type_and_flags, remaining_length, ..] = buf else {
+        return Err(ResourceError::TransmitBufferTooSmall.into());
+    };
+    *type_and_flags = first_byte;
+    *remaining_length = 0;
+    Ok(2)
 }
 
 #[cfg(test)]

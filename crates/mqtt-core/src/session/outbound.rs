@@ -3,6 +3,7 @@
 //! PUBREC, PUBREL and PUBCOMP), the window of QoS 1/2 messages on the wire, and the resend
 //! with DUP and the same packet identifier after a reconnect.
 
+use super::zero_option::ZeroOption;
 use super::{encode, Event, Session};
 use crate::error::{ConfigError, Error, ResourceError};
 use crate::{topic, QoS};
@@ -36,7 +37,7 @@ pub(super) struct Slot<const B: usize> {
 
 /// `SLOTS` messages of at most `SLOT_BYTES` encoded bytes each, queued or in flight.
 pub(super) struct Outbox<const SLOTS: usize, const SLOT_BYTES: usize> {
-    pub(super) slots: [Option<Slot<SLOT_BYTES>>; SLOTS],
+    pub(super) slots: [ZeroOption<Slot<SLOT_BYTES>>; SLOTS],
     next_message_id: u32,
 }
 
@@ -55,7 +56,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 
     /// Whether [`Session::publish`] would accept one more message now.
     pub fn outbox_has_room(&self) -> bool {
-        self.outbox.slots.iter().any(Option::is_none)
+        self.outbox.slots.iter().any(ZeroOption::is_none)
     }
 
     /// Queues a message. Accepted while disconnected too: it waits in the outbox.
@@ -71,7 +72,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
             .outbox
             .slots
             .iter()
-            .position(Option::is_none)
+            .position(ZeroOption::is_none)
             .ok_or(ResourceError::OutboxFull)?;
         let packet_id = match qos {
             QoS::AtMostOnce => None,
@@ -100,7 +101,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
         let id = MessageId(outbox.next_message_id);
         outbox.next_message_id = outbox.next_message_id.wrapping_add(1);
         if let Some(slot) = outbox.slots.get_mut(free) {
-            *slot = Some(Slot {
+            *slot = ZeroOption::Some(Slot {
                 id,
                 packet_id,
                 stage: Stage::Queued,
@@ -115,7 +116,7 @@ impl<'a, const RX: usize, const SLOTS: usize, const SLOT_BYTES: usize>
 impl<const SLOTS: usize, const SLOT_BYTES: usize> Outbox<SLOTS, SLOT_BYTES> {
     pub(super) const fn new() -> Self {
         Self {
-            slots: [const { None }; SLOTS],
+            slots: [const { ZeroOption::None }; SLOTS],
             next_message_id: 0,
         }
     }
@@ -185,7 +186,7 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Outbox<SLOTS, SLOT_BYTES> {
             s.as_ref()
                 .is_some_and(|s| s.packet_id == Some(pid) && s.stage == awaited)
         });
-        match found.and_then(Option::take) {
+        match found.and_then(ZeroOption::take) {
             Some(slot) => {
                 debug!("{:?} acknowledged", slot.id);
                 Some(Event::Published(slot.id))
@@ -247,7 +248,7 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Outbox<SLOTS, SLOT_BYTES> {
             .find(|s| s.as_ref().is_some_and(|s| s.id == id))
         {
             // QoS 0: nothing comes back; the slot is free once written.
-            *emptied = None;
+            *emptied = ZeroOption::None;
         }
         debug!("sending PUBLISH {id:?}");
         Ok(Some(n))

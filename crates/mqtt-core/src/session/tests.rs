@@ -1018,6 +1018,28 @@ fn transmit_buffer_too_small_keeps_the_packet_queued() {
 }
 
 #[test]
+fn pingreq_and_disconnect_are_the_two_bytes_of_the_spec() {
+    // §3.12.1 and §3.14.1: type 12 / 14, no flags, remaining length 0.
+    let mut s = session();
+    connect(&mut s, T0, false);
+    let ping_at = T0.plus_ms(30_000);
+    s.handle_timeout(ping_at);
+    let mut tiny = [0u8; 1];
+    assert_eq!(
+        s.poll_transmit(ping_at, &mut tiny),
+        Err(Error::Exhausted(ResourceError::TransmitBufferTooSmall))
+    );
+    assert_eq!(transmit(&mut s, ping_at), [[0xC0, 0x00]]);
+    s.disconnect();
+    assert_eq!(
+        s.poll_transmit(ping_at, &mut tiny),
+        Err(Error::Exhausted(ResourceError::TransmitBufferTooSmall))
+    );
+    assert_eq!(transmit(&mut s, ping_at), [[0xE0, 0x00]]);
+    assert_eq!(s.state(), ConnectionState::Disconnected);
+}
+
+#[test]
 fn packet_ids_skip_those_still_in_use() {
     let mut s = session();
     connect(&mut s, T0, false);

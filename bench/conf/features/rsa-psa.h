@@ -1,0 +1,14 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * bench/features.py, "RSA": every RSA key type and algorithm out of PSA.
+ */
+#undef PSA_WANT_KEY_TYPE_RSA_PUBLIC_KEY
+#undef PSA_WANT_KEY_TYPE_RSA_KEY_PAIR_BASIC
+#undef PSA_WANT_KEY_TYPE_RSA_KEY_PAIR_IMPORT
+#undef PSA_WANT_KEY_TYPE_RSA_KEY_PAIR_EXPORT
+#undef PSA_WANT_KEY_TYPE_RSA_KEY_PAIR_GENERATE
+#undef PSA_WANT_ALG_RSA_PKCS1V15_SIGN
+#undef PSA_WANT_ALG_RSA_PKCS1V15_CRYPT
+#undef PSA_WANT_ALG_RSA_PSS
+#undef PSA_WANT_ALG_RSA_OAEP
