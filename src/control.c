@@ -22,6 +22,9 @@
 #include <zephyr/debug/thread_analyzer.h>
 #include <zephyr/net/net_pkt.h>
 #endif
+#if defined(CONFIG_THREAD_ANALYZER) && defined(CONFIG_MBEDTLS_MEMORY_DEBUG)
+#include <mbedtls/memory_buffer_alloc.h>
+#endif
 
 /* `mqtt status` is the longest answer: ten lines. */
 #define ANSWER_MAX 512
@@ -73,7 +76,20 @@ static int cmd_memory(const struct shell *sh, size_t argc, char **argv)
 		shell_print(sh, "heap free: %u", (uint32_t)heap_free);
 	}
 	if (app_tls_heap_stats(&used, &peak, &size) == 0) {
+#if defined(CONFIG_MBEDTLS_MEMORY_DEBUG)
+		/*
+		 * The byte counts leave out each block's header (mbedTLS's memory_header, eight
+		 * words): the blocks say how much that adds.
+		 */
+		size_t bytes, blocks, peak_blocks;
+
+		mbedtls_memory_buffer_alloc_cur_get(&bytes, &blocks);
+		mbedtls_memory_buffer_alloc_max_get(&bytes, &peak_blocks);
+		shell_print(sh, "tls heap: %u used, peak %u of %u; blocks %u in use, peak %u", used,
+			    peak, size, (uint32_t)blocks, (uint32_t)peak_blocks);
+#else
 		shell_print(sh, "tls heap: %u used, peak %u of %u", used, peak, size);
+#endif
 	}
 	return 0;
 }

@@ -2,10 +2,12 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * docs/p256-on-arm.md, variant "ecp-w4-nofp" (bench/conf/ecp-w4-nofp.conf): the application's mbedTLS
- * settings, then the ECP module's window size and fixed-point tables. mbedTLS's defaults,
- * which prj.conf keeps, are a window of 4 with fixed-point tables.
+ * settings, then the ECP module's window size and fixed-point tables, which replace
+ * app_mbedtls_config.h's (mbedTLS's defaults: a window of 4 with fixed-point tables).
  */
 #include "app_mbedtls_config.h"
 
+#undef MBEDTLS_ECP_WINDOW_SIZE
+#undef MBEDTLS_ECP_FIXED_POINT_OPTIM
 #define MBEDTLS_ECP_WINDOW_SIZE 4
 #define MBEDTLS_ECP_FIXED_POINT_OPTIM 0

@@ -77,7 +77,8 @@ def set_link(up: bool) -> None:
 class Bridge:
     """Relays Ethernet frames between QEMU (its `-nic socket` sends each frame as one UDP
     datagram on loopback) and the tap device, and impairs them on the way, in both
-    directions: loss, delay with jitter (frames overtake each other: reordering).
+    directions: loss, delay with jitter (frames overtake each other: reordering), and
+    duplication (a second copy with a delay of its own).
 
     This stands in for `tc netem`, which the kernel of the machine the tests were written on
     lacks (CONFIG_NET_SCH_NETEM is not set); it works wherever a tap device does."""
@@ -99,6 +100,8 @@ class Bridge:
         self.jitter_s = 0.0
         self.relayed = 0
         self.dropped = 0
+        self.duplicated = 0
+        self.duplicate = 0.0
         self.reordered = 0  # frames delivered after one scheduled later than them
         self.last_delivered = 0
         self.random = random.Random(2131)
@@ -111,20 +114,29 @@ class Bridge:
     def qemu_nic(self) -> str:
         return f"socket,udp=127.0.0.1:{self.port},localaddr=127.0.0.1:{self.qemu_port}"
 
-    def impair(self, loss: float = 0.0, delay_ms: int = 0, jitter_ms: int = 0) -> None:
+    def impair(self, loss: float = 0.0, delay_ms: int = 0, jitter_ms: int = 0,
+               duplicate: float = 0.0) -> None:
         with self.lock:
             self.loss = loss
             self.delay_s = delay_ms / 1000
             self.jitter_s = jitter_ms / 1000
+            self.duplicate = duplicate
 
     def _schedule(self, send, frame: bytes) -> None:
         with self.lock:
             if self.random.random() < self.loss:
                 self.dropped += 1
                 return
-            delay = max(0.0, self.delay_s + self.random.uniform(-self.jitter_s, self.jitter_s))
-            self.sequence += 1
-            heapq.heappush(self.pending, (time.monotonic() + delay, self.sequence, send, frame))
+            copies = 1
+            if self.random.random() < self.duplicate:
+                self.duplicated += 1
+                copies = 2
+            for _ in range(copies):
+                delay = max(0.0, self.delay_s
+                            + self.random.uniform(-self.jitter_s, self.jitter_s))
+                self.sequence += 1
+                heapq.heappush(self.pending,
+                               (time.monotonic() + delay, self.sequence, send, frame))
             self.lock.notify()
 
     def _to_tap(self, frame: bytes) -> None:
@@ -264,22 +276,37 @@ class SntpServer:
 
 
 class Broker:
-    """Mosquitto over TLS on one address of the tap (certs/broker-up in the foreground)."""
+    """Mosquitto over TLS on one address of the tap (certs/broker-up in the foreground).
 
-    def __init__(self, certs: Path, run_dir: Path, bind: str = HOST_ADDRESS):
+    `tls_1_2_only`: the listener offers nothing newer than TLS 1.2. Mosquitto's `tls_version`
+    is a minimum, so the cap comes from OpenSSL's own configuration (`MaxProtocol` in an
+    OPENSSL_CONF file, which Mosquitto loads at start). `conf_lines`: more lines for its
+    mosquitto.conf (certs/broker-up --conf-line)."""
+
+    def __init__(self, certs: Path, run_dir: Path, bind: str = HOST_ADDRESS,
+                 tls_1_2_only: bool = False, conf_lines: tuple = ()):
         self.certs = certs
         self.run_dir = run_dir
         self.bind = bind
+        self.tls_1_2_only = tls_1_2_only
+        self.conf_lines = conf_lines
         self.log_path = run_dir / "broker-stdout.log"
         self.process = None
 
     def start(self) -> "Broker":
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.tls_1_2_only:
+            conf = self.run_dir / "openssl-tls12.cnf"
+            conf.write_text("openssl_conf = conf\n[conf]\nssl_conf = ssl\n[ssl]\n"
+                            "system_default = tls\n[tls]\nMaxProtocol = TLSv1.2\n")
+            env["OPENSSL_CONF"] = str(conf)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(REPO / "certs" / "broker-up"), "--certs", str(self.certs), "--port",
              str(BROKER_PORT), "--bind", self.bind, "--run-dir", str(self.run_dir),
-             "--foreground"], stdout=log, stderr=subprocess.STDOUT)
+             "--foreground", *(arg for line in self.conf_lines for arg in ("--conf-line", line))],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -438,15 +465,22 @@ class Qemu:
             self.log_path.write_text("\n".join(self.console.seen) + "\n")
 
 
+# What a network pool running dry leaves in the log: the IP stack's own errors (the test image
+# logs them: test.conf), the Ethernet driver's, and the words the firmware gives ENOMEM and
+# ENOBUFS (src/net.rs).
+ALLOC_FAILURE = re.compile(r"allocation failed|Failed to obtain RX buffer|Failed to get|"
+                           r"pkt alloc|Cannot allocate|out of sockets, buffers or memory")
 THREAD_LINE = re.compile(r"^\s*(\S.*?)\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
 ISR_LINE = re.compile(r"^\s*ISR\d*\s*: STACK: unused (\d+) usage (\d+) / (\d+)")
 POOL_LINE = re.compile(r"^(net (?:pkt|buf) (?:rx|tx)): peak (\d+) of (\d+)")
-TLS_HEAP_LINE = re.compile(r"^tls heap: (\d+) used, peak (\d+) of (\d+)")
+TLS_HEAP_LINE = re.compile(r"^tls heap: (\d+) used, peak (\d+) of (\d+)"
+                           r"(?:; blocks (\d+) in use, peak (\d+))?")
 
 
 def memory(device: "Qemu") -> dict:
     """`mqtt memory` (the test image's thread analyzer, pools and heaps) parsed:
-    {"stacks": {thread: (used, size)}, "pools": {...}, "tls_heap": (peak, size)}."""
+    {"stacks": {thread: (used, size)}, "pools": {...}, "tls_heap": (peak, size),
+    "tls_heap_used": bytes in use now, "tls_heap_blocks": peak blocks or None}."""
     device.command("mqtt memory")
     result = {"stacks": {}, "pools": {}, "tls_heap": None}
     while result["tls_heap"] is None:
@@ -459,4 +493,6 @@ def memory(device: "Qemu") -> dict:
             result["pools"][match.group(1)] = (int(match.group(2)), int(match.group(3)))
         elif match := TLS_HEAP_LINE.match(line):
             result["tls_heap"] = (int(match.group(2)), int(match.group(3)))
+            result["tls_heap_used"] = int(match.group(1))
+            result["tls_heap_blocks"] = int(match.group(5)) if match.group(5) else None
     return result
