@@ -257,6 +257,17 @@ class Image:
         self.user_config = user
         self.ecp_window, self.ecp_fixed_point = ecp_settings(user)
 
+    def build(self) -> str:
+        """How it was built: the overlays and Kconfig values given to west build."""
+        cache = self.elf.parent.parent / "CMakeCache.txt"
+        if not cache.exists():
+            return "?"
+        entries = dict(re.findall(r"^(EXTRA_CONF_FILE|CONFIG_\w+):\w+=(.*)$",
+                                  cache.read_text(), re.M))
+        parts = [f"`-DEXTRA_CONF_FILE={entries.pop('EXTRA_CONF_FILE', '')}`"]
+        parts += [f"`-D{key}={value}`" for key, value in sorted(entries.items())]
+        return " ".join(parts)
+
     def flash(self) -> int:
         """text + data: what the image takes of flash."""
         out = subprocess.run(["arm-none-eabi-size", str(self.elf)], check=True,
@@ -557,6 +568,16 @@ def report(results: dict) -> str:
              "figures (thread analyzer, runtime statistics, pool and mbedTLS heap usage) and "
              "the IP stack's error log.", ""]
     main_image = results["image"]
+    images = [("this image", main_image)]
+    if results.get("probe"):
+        images.append(("pool probe", results["probe"][0]))
+    images += [(f"{image.profile} heap", image) for image, _ in results.get("heap", [])[1:]]
+    images += [(f"heap check, {image.profile}", image) for image, _ in results.get("checks", [])]
+    images += [("ECP variant", image) for image, _ in results.get("ecp", [])[1:]]
+    lines += ["Made by `bench/an386.py " + " ".join(results["argv"]) + "`, on images built "
+              "with `west build -b mps2/an386 . -- -DTOOLCHAIN_HAS_PICOLIBC=ON` and:", ""]
+    lines += [f"- {label} (`{image.elf}`): {image.build()}" for label, image in images]
+    lines.append("")
     lines += [f"Image: {main_image.profile} profile, mbedTLS heap {main_image.heap_size:,} B, "
               f"ECP {main_image.ecp()}; network pools: {pool_counts(main_image)} (buffers of "
               f"{main_image.config.get('CONFIG_NET_BUF_DATA_SIZE', '?')} B), TCP windows "
@@ -864,7 +885,7 @@ def main() -> None:
     rig.enter_private_network()
     rig.make_tap()
     bridge = rig.Bridge()
-    results = {"image": image}
+    results = {"image": image, "argv": sys.argv[1:]}
     with tempfile.TemporaryDirectory(prefix="an386-bench-") as work:
         net = Rig(Path(work), bridge)
         net.image = args.image

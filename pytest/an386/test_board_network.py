@@ -218,6 +218,8 @@ def test_every_message_arrives_through_loss_delay_and_reordering(network, dnsmas
     # Retransmissions run paths a clean link never does (TCP's work queue sends from its
     # own stack): the stacks sized from a clean run must hold them too.
     assert_sized_stacks_keep_a_tenth_free(device)
+    # Out-of-order and duplicated segments wait in the pools: none may run dry.
+    assert_no_network_pool_ran_dry(device)
 
 
 def test_device_follows_the_broker_name_to_a_new_address(dnsmasq, sntp, broker, certs,
@@ -306,6 +308,7 @@ def test_every_sized_stack_keeps_a_tenth_of_its_size_free(dnsmasq, sntp, broker,
     queued = queue_numbered(device, "stack", 20)
     assert not missing_when_back(observer, "observer-stacks", queued)
     assert_sized_stacks_keep_a_tenth_free(device)
+    assert_no_network_pool_ran_dry(device)
 
 
 def assert_sized_stacks_keep_a_tenth_free(device) -> None:
@@ -316,3 +319,14 @@ def assert_sized_stacks_keep_a_tenth_free(device) -> None:
     for thread in SIZED_STACKS:
         used, size = stacks[thread]
         assert used <= 0.9 * size, f"{thread}: {used} of {size} bytes of stack used"
+
+
+def assert_no_network_pool_ran_dry(device) -> None:
+    """prj.conf sizes the packet and buffer pools from peaks bench/an386.py measured; a pool
+    all in use at once has had an allocation fail or wait."""
+    pools = rig.memory(device)["pools"]
+    print("network pools peak/count:", pools)
+    for pool, (peak, count) in pools.items():
+        assert peak < count, f"{pool}: all {count} in use at once"
+    failures = [line for line in device.console.seen if rig.ALLOC_FAILURE.search(line)]
+    assert not failures, f"allocation failures: {failures[:5]}"
