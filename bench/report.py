@@ -134,7 +134,7 @@ def write(results: Path, docs: Path) -> None:
     # leaves for the application (higher is better there).
     ram_size = get(ours_fp, "regions", "RAM", "size")
     beside = "beside the fair C peer of the same profile"
-    for profile, ours, fair in (("INTEROP", ours_fp, fair_fp),
+    for profile, ours, peer in (("INTEROP", ours_fp, fair_fp),
                                 ("COMPACT", compact_fp, fair_compact_fp)):
         for region, limit in (("FLASH", 1.0), ("RAM", 1.0)):
             add("frdm_k64f footprint", f"{region} used, {profile} (linker)",
@@ -145,10 +145,10 @@ def write(results: Path, docs: Path) -> None:
             get(c_fp, "ram_left"), fmt_kib)
         for region in ("FLASH", "RAM"):
             add("frdm_k64f footprint", f"{region} used, {profile}, {beside}",
-                get(ours, "regions", region, "used"), get(fair, "regions", region, "used"),
+                get(ours, "regions", region, "used"), get(peer, "regions", region, "used"),
                 fmt_kib)
         add("frdm_k64f footprint", f"RAM left for the application, {profile}, {beside}",
-            get(ours, "ram_left"), get(fair, "ram_left"), fmt_kib)
+            get(ours, "ram_left"), get(peer, "ram_left"), fmt_kib)
 
     # Instructions
     oc, cc = get(sim, "ours_callgrind") or {}, get(sim, "c_callgrind") or {}
