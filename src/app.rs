@@ -135,6 +135,7 @@ type MqttClient = Client<'static, TlsSocket, Uptime>;
 /// Never returns: the device runs until power goes away.
 pub fn run() -> ! {
     let settings: &'static Settings = SETTINGS.init(Settings::current());
+    announce(settings);
     // Before `start`, not inside it: the credential checks' mbedTLS frames then sit on
     // `run`'s frame alone, not on `start`'s as well (together they set the thread's peak).
     let mutual_tls = install_credentials(settings);
@@ -196,9 +197,8 @@ struct CheckedSettings {
     strings: NulStrings,
 }
 
-/// Logs what the device starts with and checks what it cannot run without; halts with the
-/// reason otherwise. Pins the broker's key if the settings say so.
-fn check_settings(settings: &'static Settings) -> CheckedSettings {
+/// Logs what the device starts with: the boot's first lines.
+fn announce(settings: &Settings) {
     info!(
         "secure-mqtt starting: broker {}:{}, client id {}",
         settings.broker_host, settings.broker_port, settings.client_id
@@ -214,6 +214,11 @@ fn check_settings(settings: &'static Settings) -> CheckedSettings {
             settings.username
         );
     }
+}
+
+/// Checks what the device cannot run without; halts with the reason otherwise. Pins the
+/// broker's key if the settings say so.
+fn check_settings(settings: &'static Settings) -> CheckedSettings {
     let topics = match DeviceTopics::new(settings.topic_prefix, settings.client_id) {
         Ok(topics) => topics,
         Err(cause) => halt(format_args!("invalid topic prefix or client id: {cause}")),
