@@ -13,12 +13,14 @@
 //!    `provision/json` topic and wait for `thingName`;
 //! 5. store the new set and reconnect with it.
 //!
-//! This crate holds the topics ([`topics`]), the payloads ([`messages`]), the checks of an
-//! issued certificate ([`issued`]) and when to renew ([`renewal`]); the firmware makes the key
-//! and the CSR with mbedTLS and stores the set as `cred commit` does.
+//! This crate holds the steps and what a failure means ([`flow`]), the topics ([`topics`]),
+//! the payloads ([`messages`]), the checks of an issued certificate ([`issued`]) and when to
+//! renew and retry ([`renewal`]); the firmware makes the key and the CSR with mbedTLS and
+//! stores the set as `cred commit` does.
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod flow;
 pub mod issued;
 pub mod messages;
 pub mod renewal;
