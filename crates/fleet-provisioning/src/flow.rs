@@ -259,12 +259,20 @@ impl Flow {
         }
     }
 
-    /// The commit was written: done until the next renewal.
+    /// The commit was written: done until the new certificate's renewal (its validity came
+    /// with the `handle_connected` of the connection that tried it).
     pub fn handle_committed(&mut self) {
         if self.state == State::Committing {
             self.failures = 0;
             self.token.clear();
-            self.enter(State::Idle { due: None });
+            let due = match self.identity {
+                Some(Identity::Own {
+                    not_before,
+                    not_after,
+                }) => Some(self.config.renewal.due_at(not_before, not_after)),
+                _ => None,
+            };
+            self.enter(State::Idle { due });
         }
     }
 

@@ -74,19 +74,21 @@ fn a_claimed_device_gets_registers_tries_and_commits_its_own_certificate() {
     assert_eq!(ask(&mut flow, 600).0, Some(Asked::TryNewSet));
     // The firmware closes the claim session and connects with the new set.
     assert_eq!(flow.handle_disconnected(Instant(700)), None);
-    flow.handle_connected(
-        Identity::Own {
-            not_before: 0,
-            not_after: 1000,
-        },
-        Instant(800),
-        None,
-    );
+    // Issued for 1,000..1,600 s; the clock reads 1,001 s at uptime 0.8 s.
+    let own = Identity::Own {
+        not_before: 1_000,
+        not_after: 1_600,
+    };
+    flow.handle_connected(own, Instant(800), Some(1_001));
     assert_eq!(flow.handle_new_set(true, Instant(800)), None);
     assert_eq!(ask(&mut flow, 800).0, Some(Asked::Commit));
     flow.handle_committed();
     assert_eq!(ask(&mut flow, 900), (None, None));
     assert_eq!(flow.failures(), 0);
+    // On the same connection, the new certificate's renewal is due at 75 % of its lifetime.
+    assert_eq!(flow.deadline(), Some(Instant(800 + 449_000)));
+    assert_eq!(ask(&mut flow, 449_799), (None, None));
+    assert_eq!(ask(&mut flow, 449_800).0, Some(Asked::MakeKeyAndCsr));
 }
 
 #[test]
