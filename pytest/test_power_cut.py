@@ -352,43 +352,85 @@ def test_a_power_cut_during_cred_commit_leaves_the_old_or_the_new_set(
 
 # --- The persistent outbox -------------------------------------------------------------------
 
-PUB_ANSWER = r"^pub #\d+ (queued as message \d+|rejected: .*|still queued.*)"
+PUB_ANSWER = r"^pub #(\d+) (queued as message \d+|rejected: .*|still queued.*)"
+VALUE_OFFSET = 0x4000  # settings' NVS id of a record's value: its name's id + this
 
 
 class Observer:
-    """A persistent QoS 1 session on the sequence topic: every arrival, in order."""
+    """A persistent QoS 1 session on the sequence topic: every arrival, counted by payload.
+
+    The end of a boot's arrivals is an event, not a quiet spell: once the device is dead or
+    has reported its outbox empty, the test publishes a marker to the same topic; the broker
+    delivers to this session in the order it took the messages in, and it takes a device's
+    QoS 1 message in before it sends the PUBACK that lets the device delete the record. So
+    everything the device had delivered arrives before the marker."""
 
     def __init__(self, broker_port: int):
-        self.sub = persistent_subscription(Peer(broker_port), OBSERVER_ID, SEQ_TOPIC)
+        self.peer = Peer(broker_port)
+        self.sub = persistent_subscription(self.peer, OBSERVER_ID, SEQ_TOPIC)
         self.count = collections.Counter()
+        self.markers = 0
 
-    def arrivals(self, settle: float = 0.5) -> list:
-        """What arrived since the last call, after `settle` seconds without news."""
+    def arrivals(self, timeout: float = 30) -> list:
+        """What arrived since the last call, up to a marker published now."""
+        self.markers += 1
+        marker = f"marker-{self.markers}"
+        self.peer.publish(SEQ_TOPIC, marker, qos=1)
         got = []
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                line = self.sub.lines.get(timeout=settle)
+                line = self.sub.lines.get(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:  # queue.Empty
-                return got
+                raise AssertionError(f"the observer's marker {marker} did not come back within "
+                                     f"{timeout} s; arrived meanwhile: {got}")
             payload = line.split(" ", 1)[1]
+            if payload == marker:
+                return got
+            assert not payload.startswith("marker-"), f"an old marker came again: {payload}"
             got.append(payload)
             self.count[payload] += 1
 
 
-def name_deletes(seen: Watch) -> int:
-    """Settings records deleted by the writes that reached the flash whole: NVS entries
-    (8 bytes) of a name id with length 0 (settings deletes the name first, then the value)."""
-    deleted = 0
-    for length, data, _ in seen.complete():
-        if length == 8 and data is not None:
-            ate_id = int.from_bytes(data[0:2], "little")
-            ate_len = int.from_bytes(data[4:6], "little")
-            deleted += ate_id in NAME_IDS and ate_len == 0
-    return deleted
+def outbox_records(writes: list) -> tuple:
+    """The settings records that `writes` (those that reached the flash whole, in order)
+    saved and deleted, by the NVS id of their name: (saved, deleted). Settings writes a record
+    as its value (id = name id + 0x4000), then its name; it deletes the name, then the value.
+    NVS's garbage collection copies old entries between the ATE that closes a sector and the
+    one that ends the collection (both id 0xffff), then erases the collected sector: those
+    copies are left out, so a record is the one its operation wrote."""
+    saved, deleted = [], []
+    in_gc = False
+    value_id = None  # the id of the last value written outside garbage collection
+    for length, data, _ in writes:
+        if data is None or length != ATE:
+            if data is None and length >= 1024:  # a sector erase ends a collection
+                in_gc = False
+            continue
+        ate_id = int.from_bytes(data[0:2], "little")
+        ate_len = int.from_bytes(data[4:6], "little")
+        if ate_id == 0xFFFF:
+            in_gc = not in_gc
+            continue
+        if in_gc:
+            continue
+        if ate_id in NAME_IDS:
+            if ate_len == 0:
+                deleted.append(ate_id)
+            elif value_id == ate_id + VALUE_OFFSET:
+                saved.append(ate_id)
+        elif ate_id - VALUE_OFFSET in NAME_IDS and ate_len > 0:
+            value_id = ate_id
+    return saved, deleted
 
 
 def test_a_power_cut_while_outbox_records_are_written_or_deleted_loses_no_queued_message(
         tmp_path, broker, broker_port, device):
+    """Every message the device reported queued (at once, or in its log after a "still
+    queued" answer), and every one whose record reached the flash whole before a cut ended
+    its publish, arrives; none arrives again once the flash shows its record deleted. Records
+    are told apart by the NVS id of their name, read from the hook's write lines: the
+    publish that wrote it names its message, the delete that removed it names the same."""
     observer = Observer(broker_port)
     deadline = time.monotonic() + 10
     while f" as {OBSERVER_ID} " not in broker.log():
@@ -396,12 +438,37 @@ def test_a_power_cut_while_outbox_records_are_written_or_deleted_loses_no_queued
         time.sleep(0.1)
     dead = free_port()  # offline: nothing listens there
     rig = Rig(device, tmp_path)
-    queued = []  # payloads the device reported as queued
-    forbidden = set()  # acknowledged and deleted: never to be sent again
+    queued = []  # payloads the device reported queued: it must deliver them
+    journaled = []  # no answer (the cut came first), but the record reached the flash whole
+    record_of = {}  # NVS name id -> the payload whose record it names
+    deleted_at = {}  # payload -> its arrivals when its record was deleted: never more after
+    published = set()  # every payload given to `mqtt pub`
+    tally = collections.Counter()
     seq = 0
 
+    def pub_outcome(console: Console, payload: str) -> tuple:
+        """Publishes `payload` offline: ("queued" | "rejected" | None if cut, its Watch).
+        A "still queued" answer is followed to the MQTT thread's log line (or the cut)."""
+        published.add(payload)
+        console.command(f"mqtt pub {SEQ_TOPIC} {payload} 1")
+        seen = rig.watch(console, PUB_ANSWER, timeout=10)
+        if seen.ended:
+            return None, seen
+        answer = seen.match.group(2)
+        if not answer.startswith("still queued"):
+            return answer.split()[0], seen
+        tally["still queued"] += 1
+        logged = rf"control: pub #{seen.match.group(1)} (queued|rejected)"
+        # The log line may come before the shell's answer: among the lines already read.
+        earlier = [m for line in seen.lines if (m := re.search(logged, line))]
+        if earlier:
+            return earlier[0].group(1), seen
+        rig.watch(console, logged, timeout=10, seen=seen)
+        return (None if seen.ended else seen.match.group(1)), seen
+
     def offline_publish(count: int, budget: int):
-        """Boots offline, arms the cut, queues `count` messages; the cut's match or None."""
+        """Boots offline, arms the cut, publishes `count` messages: (messages restored at
+        boot, the writes of the publishes, the cut's Watch or None)."""
         nonlocal seq
         console = rig.boot(dead)
         boot = device.readlines_until(regex=r"reconnecting in \d+ ms", timeout=15)
@@ -411,45 +478,92 @@ def test_a_power_cut_while_outbox_records_are_written_or_deleted_loses_no_queued
         writes = []
         for _ in range(count):
             seq += 1
-            console.command(f"mqtt pub {SEQ_TOPIC} m{seq} 1")
-            seen = rig.watch(console, PUB_ANSWER, timeout=10)
+            payload = f"m{seq}"
+            outcome, seen = pub_outcome(console, payload)
             writes += seen.writes
+            saved, _ = outbox_records(seen.complete())
+            assert len(saved) <= 1, f"{payload}: one publish saved {len(saved)} records"
+            if outcome == "queued":
+                assert saved, f"{payload} reported queued, its record not seen written: " \
+                              f"{seen.writes}"
+                queued.append(payload)
+            elif outcome is None and saved:
+                journaled.append(payload)
+            if saved:
+                record_of[saved[0]] = payload
             if seen.ended:
+                tally["unanswered at the cut"] += outcome is None
                 return restored, writes, seen
-            if seen.match.group(1).startswith("queued as message"):
-                queued.append(f"m{seq}")
         return restored, writes, None
 
     def online(budget):
-        """Boots online (cut after `budget` bytes, if given); what the boot's writes deleted
-        and what arrived, in order."""
+        """Boots online (cut after `budget` bytes, if given) until the device reports its
+        outbox empty or dies: the boot's Watch, and what arrived (up to the marker)."""
         options = [f"--power-cut-after={budget}"] if budget is not None else []
         console = rig.boot(broker_port, *options)
-        # Sent, acknowledged and deleted within a second or two of the boot, unless cut.
         seen = Watch()
-        if budget is not None and budget < 10**9:
-            seen = rig.watch(console, "a line that never comes", timeout=6, must_match=False)
-        arrived = observer.arrivals(settle=1.0)
+        rig.watch(console, "mqtt: subscribed", timeout=30, seen=seen)
+        deadline = time.monotonic() + 30
+        while not seen.ended:
+            if not command(console, "mqtt status", seen):
+                break
+            rig.watch(console, r"^outbox: (\d+)\s*$", timeout=10, seen=seen)
+            if seen.ended or int(seen.match.group(1)) == 0:
+                break
+            assert time.monotonic() < deadline, "the outbox did not empty within 30 s"
+            rig.watch(console, "a line that never comes", timeout=0.2, must_match=False,
+                      seen=seen)
+        if not seen.ended and command(console, "flashcut count", seen):
+            rig.watch(console, r"flashcut: \d+ bytes in", timeout=5, seen=seen)
         if not seen.ended:
-            console.command("flashcut count")
-            more = rig.watch(console, r"flashcut: \d+ bytes in", timeout=5)
-            seen.writes += more.writes
-            seen.ended = more.ended
-            if more.ended:  # a slow boot: the cut came late
-                arrived += observer.arrivals(settle=1.0)
-            else:
-                device.close()
-        cut = seen if seen.ended else None
-        return seen, cut, arrived
+            device.close()
+        arrived = observer.arrivals()
+        strange = [payload for payload in arrived if payload not in published]
+        assert not strange, f"arrived, yet never published (a record restored wrong?): {strange}"
+        return seen, arrived
+
+    def command(console: Console, line: str, seen: Watch) -> bool:
+        """Sends a shell command; False if the process had ended (its cut, read into
+        `seen`)."""
+        try:
+            console.command(line)
+            return True
+        except (TwisterHarnessException, OSError):  # OSError: a broken pipe
+            # The process is ending (its exit closed the pipe before it can be reaped).
+            rig.watch(console, "a line that never comes", timeout=5, must_match=False,
+                      seen=seen)
+            assert seen.ended, "the device stopped taking commands, yet runs"
+            return False
+
+    def check_deletes(seen: Watch) -> list:
+        """The payloads whose records this boot deleted; checks what arrived against them."""
+        for payload, count in deleted_at.items():
+            assert observer.count[payload] == count, \
+                f"{payload}: sent again after its record was deleted (arrivals: " \
+                f"{count} then {observer.count[payload]})"
+        _, deleted = outbox_records(seen.complete())
+        tally["records deleted"] += len(deleted)
+        unknown = [name_id for name_id in deleted if name_id not in record_of]
+        assert not unknown, f"records deleted that no publish was seen writing: {unknown}"
+        payloads = [record_of.pop(name_id) for name_id in deleted]
+        for payload in payloads:
+            # Deleted after the PUBACK, which the broker sends after taking the message in.
+            assert observer.count[payload] > 0, \
+                f"{payload}: its record was deleted, yet it never reached the observer"
+            deleted_at[payload] = observer.count[payload]
+        return payloads
 
     # Measure: what queueing 4 messages offline writes, and what sending and deleting them does.
     _, save_writes, _ = offline_publish(4, 10**9)
     device.close()
-    assert len(queued) == 4
+    assert len(queued) == 4, queued
     per_save = sum(n for n, _, _ in save_writes) / 4
-    deleting, _, arrived = online(10**9)
+    deleting, arrived = online(10**9)
     assert sorted(arrived) == sorted(queued), arrived
-    forbidden |= set(arrived)
+    # The deletes are read from the hook's lines: a drift in their format must fail here,
+    # not shrink the check to nothing.
+    assert sorted(check_deletes(deleting)) == sorted(queued), \
+        f"the 4 records deleted are not the 4 messages sent: {deleting.writes}"
     per_delete = sum(n for n, _, _ in deleting.writes) / 4
     print(f"queueing 4 messages writes {[n for n, _, _ in save_writes]}; "
           f"sending them, {[n for n, _, _ in deleting.writes]}")
@@ -460,17 +574,16 @@ def test_a_power_cut_while_outbox_records_are_written_or_deleted_loses_no_queued
     # cycles go on until enough cuts have landed.
     cuts = collections.Counter()
     landed = []
-    duplicates = 0
     for i in range(OUTBOX_CUTS * 2):
         if sum(cuts.values()) >= OUTBOX_CUTS:
             break
         save_fraction, delete_fraction = (i * 0.618034) % 1, (0.5 + i * 0.381966) % 1
         # Records written: 1 to 4 new messages (fewer while old ones wait), cut somewhere in
         # their writes.
-        pending = len([p for p in queued if observer.count[p] == 0])
+        pending = len([p for p in queued + journaled if observer.count[p] == 0])
         count = max(1, 4 - pending)
         budget = round(save_fraction * per_save * count)
-        before = len(queued)
+        before = len(queued) + len(journaled)
         restored, writes, cut = offline_publish(count, budget)
         if cut is not None:
             cuts["while writing"] += 1
@@ -478,32 +591,30 @@ def test_a_power_cut_while_outbox_records_are_written_or_deleted_loses_no_queued
         else:
             device.close()
         # Records deleted: sent, acknowledged, deleted; cut somewhere in the deletes.
-        pending = len([p for p in queued if observer.count[p] == 0])
-        expected = max(restored + len(queued) - before, pending, 1)
+        pending = len([p for p in queued + journaled if observer.count[p] == 0])
+        expected = max(restored + len(queued) + len(journaled) - before, pending, 1)
         budget = round(delete_fraction * per_delete * expected)
-        seen, cut, arrived = online(budget)
-        again = [p for p in arrived if p in forbidden]
-        assert not again, f"acknowledged and deleted, yet sent again after a cut: {again}"
-        duplicates += len([p for p in arrived if observer.count[p] > 1])
-        deleted = name_deletes(seen)
-        assert deleted <= len(arrived), (deleted, arrived)
-        forbidden |= set(arrived[:deleted])
-        if cut is not None:
+        seen, arrived = online(budget)
+        check_deletes(seen)
+        if seen.ended:
             cuts["while deleting"] += 1
-            landed.append(("delete", budget, *cut.cut))
-        else:
-            forbidden |= set(arrived)  # no cut: every record of this boot was deleted
+            landed.append(("delete", budget, *seen.cut))
 
-    # A last boot without a cut sends whatever is left.
-    _, _, arrived = online(None)
-    again = [p for p in arrived if p in forbidden]
-    assert not again, f"acknowledged and deleted, yet sent again after a cut: {again}"
+    # A last boot without a cut sends whatever is left; the observer reads up to a marker
+    # sent once the device reported its outbox empty.
+    online(None)
+    check_deletes(Watch())
     lost = [p for p in queued if observer.count[p] == 0]
+    lost_journaled = [p for p in journaled if observer.count[p] == 0]
+    duplicates = sum(n - 1 for n in observer.count.values() if n > 1)
     observer.sub.close()
     print(f"{sum(cuts.values())} cuts in the outbox's writes {dict(cuts)}; {len(queued)} "
-          f"messages queued, {len(forbidden)} checked not to come again once deleted, "
-          f"{duplicates} sent twice (acknowledged, record not yet deleted at "
-          f"the cut), boots {rig.boots}; cuts (phase, budget, write #, bytes of it written, "
-          f"its length): {landed}")
-    assert not lost, f"queued, then lost: {lost}"
+          f"messages reported queued, {len(journaled)} more journaled whole before a cut "
+          f"ended their publish; {dict(tally)}; {len(deleted_at)} matched to their deleted "
+          f"records and checked not to come again; {duplicates} sent twice (acknowledged, "
+          f"record not yet deleted at the cut), boots {rig.boots}; cuts (phase, budget, "
+          f"write #, bytes of it written, its length): {landed}")
+    assert not lost, f"reported queued, then lost: {lost}"
+    assert not lost_journaled, f"journaled whole, then lost: {lost_journaled}"
+    assert tally["records deleted"] > 4, "no record deletion seen under the cuts"
     assert sum(cuts.values()) >= OUTBOX_CUTS
