@@ -96,6 +96,17 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What became of a certificate that arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Certificate {
+    /// The device's: stage it beside the set in use, then register.
+    Taken,
+    /// Not awaited now, or someone else's: drop it.
+    Ignored,
+    /// Awaited but wrong: the attempt failed.
+    Refused(Failure),
+}
+
 /// Timing and naming, from Kconfig.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowConfig {
@@ -200,27 +211,33 @@ impl Flow {
         self.fail(Failure::KeyGeneration(code), now)
     }
 
+    /// Whether a certificate is awaited: the firmware reads and checks one only then.
+    pub fn awaits_certificate(&self) -> bool {
+        matches!(self.state, State::Requesting { .. })
+    }
+
     /// A certificate arrived and was checked: `Ok` with its ownership token, or the problem.
     /// Someone else's certificate (another key) is ignored: on a broker of the user's own,
-    /// every claim-identity subscriber receives every reply.
+    /// every claim-identity subscriber receives every reply. Only a [`Certificate::Taken`]
+    /// one is staged by the firmware.
     pub fn handle_certificate(
         &mut self,
         checked: Result<&str, IssuedProblem>,
         now: Instant,
-    ) -> Option<Failure> {
-        if !matches!(self.state, State::Requesting { .. }) {
-            return None;
+    ) -> Certificate {
+        if !self.awaits_certificate() {
+            return Certificate::Ignored;
         }
         match checked {
-            Err(problem) if problem.is_someone_elses() => None,
-            Err(problem) => Some(self.fail(Failure::Issued(problem), now)),
+            Err(problem) if problem.is_someone_elses() => Certificate::Ignored,
+            Err(problem) => Certificate::Refused(self.fail(Failure::Issued(problem), now)),
             Ok(token) => {
                 self.token.clear();
                 if self.token.push_str(token).is_err() {
-                    return Some(self.fail(Failure::TokenTooLong, now));
+                    return Certificate::Refused(self.fail(Failure::TokenTooLong, now));
                 }
                 self.enter(State::Registering { since: now });
-                None
+                Certificate::Taken
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The claim and renewal flow driven as the firmware drives it, step by step.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use fleet_provisioning::flow::{Action, Failure, Flow, FlowConfig, Identity, Step};
+use fleet_provisioning::flow::{Action, Certificate, Failure, Flow, FlowConfig, Identity, Step};
 use fleet_provisioning::issued::IssuedProblem;
 use fleet_provisioning::messages::Rejected;
 use fleet_provisioning::renewal::RenewalPolicy;
@@ -65,7 +65,12 @@ fn a_claimed_device_gets_registers_tries_and_commits_its_own_certificate() {
     to_request(&mut flow, 0);
     // Each action is handed out once.
     assert_eq!(ask(&mut flow, 10), (None, None));
-    assert_eq!(flow.handle_certificate(Ok("token-1"), Instant(500)), None);
+    assert!(flow.awaits_certificate());
+    assert_eq!(
+        flow.handle_certificate(Ok("token-1"), Instant(500)),
+        Certificate::Taken
+    );
+    assert!(!flow.awaits_certificate());
     assert_eq!(
         ask(&mut flow, 500).0,
         Some(Asked::Register("token-1".into()))
@@ -98,15 +103,18 @@ fn someone_elses_certificate_is_ignored_and_another_problem_is_a_failure() {
     to_request(&mut flow, 0);
     assert_eq!(
         flow.handle_certificate(Err(IssuedProblem::OtherKey), Instant(100)),
-        None
+        Certificate::Ignored
     );
     assert_eq!(ask(&mut flow, 100), (None, None));
     assert_eq!(
         flow.handle_certificate(Err(IssuedProblem::OtherCommonName), Instant(200)),
-        Some(Failure::Issued(IssuedProblem::OtherCommonName))
+        Certificate::Refused(Failure::Issued(IssuedProblem::OtherCommonName))
     );
     // Backing off: a late certificate is not taken.
-    assert_eq!(flow.handle_certificate(Ok("late"), Instant(300)), None);
+    assert_eq!(
+        flow.handle_certificate(Ok("late"), Instant(300)),
+        Certificate::Ignored
+    );
     assert_eq!(ask(&mut flow, 300), (None, None));
     assert_eq!(flow.deadline(), Some(Instant(200 + 60_000)));
 }
@@ -169,7 +177,16 @@ fn refusals_count_only_for_the_exchange_in_flight() {
     let mut flow = Flow::new(CONFIG);
     flow.handle_connected(Identity::Claim, Instant(0), None);
     to_request(&mut flow, 0);
-    flow.handle_certificate(Ok("t"), Instant(5));
+    assert_eq!(
+        flow.handle_certificate(Ok("t"), Instant(5)),
+        Certificate::Taken
+    );
+    // A second certificate while registering is not taken: the first one's token stays.
+    assert_eq!(
+        flow.handle_certificate(Ok("t2"), Instant(5)),
+        Certificate::Ignored
+    );
+    assert_eq!(ask(&mut flow, 5).0, Some(Asked::Register("t".into())));
     assert_eq!(
         flow.handle_rejected(Step::Registration, refusal(), Instant(6)),
         Some(Failure::Rejected(Step::Registration, refusal()))
@@ -242,6 +259,6 @@ fn a_token_longer_than_kept_is_named() {
     let token = "x".repeat(fleet_provisioning::flow::MAX_OWNERSHIP_TOKEN + 1);
     assert_eq!(
         flow.handle_certificate(Ok(&token), Instant(1)),
-        Some(Failure::TokenTooLong)
+        Certificate::Refused(Failure::TokenTooLong)
     );
 }

@@ -4,7 +4,7 @@
 //! the failure count only grows, until a commit resets it; a registration carries the last
 //! token taken.
 
-use fleet_provisioning::flow::{Action, Flow, FlowConfig, Identity, Step};
+use fleet_provisioning::flow::{Action, Certificate, Flow, FlowConfig, Identity, Step};
 use fleet_provisioning::issued::IssuedProblem;
 use fleet_provisioning::messages::Rejected;
 use fleet_provisioning::renewal::RenewalPolicy;
@@ -64,12 +64,30 @@ pub fn run(data: &[u8]) {
             5 => Some(flow.handle_key_failed(-1, now)),
             6 => {
                 let token = format!("token-{}", now.0);
-                let failure = flow.handle_certificate(Ok(&token), now);
-                token_taken = Some(token);
-                failure
+                let awaited = flow.awaits_certificate();
+                match flow.handle_certificate(Ok(&token), now) {
+                    Certificate::Taken => {
+                        assert!(awaited, "a certificate taken when none was awaited");
+                        token_taken = Some(token);
+                        None
+                    }
+                    Certificate::Ignored => {
+                        assert!(!awaited, "an awaited certificate of the own key ignored");
+                        None
+                    }
+                    Certificate::Refused(failure) => Some(failure),
+                }
             }
-            7 => flow.handle_certificate(Err(IssuedProblem::OtherKey), now),
-            8 => flow.handle_certificate(Err(IssuedProblem::OtherCommonName), now),
+            7 => {
+                let outcome = flow.handle_certificate(Err(IssuedProblem::OtherKey), now);
+                assert_eq!(outcome, Certificate::Ignored, "someone else's certificate");
+                None
+            }
+            8 => match flow.handle_certificate(Err(IssuedProblem::OtherCommonName), now) {
+                Certificate::Taken => panic!("a certificate for another name taken"),
+                Certificate::Ignored => None,
+                Certificate::Refused(failure) => Some(failure),
+            },
             9 => flow.handle_rejected(Step::Certificate, refusal(), now),
             10 => flow.handle_rejected(Step::Registration, refusal(), now),
             11 => {
