@@ -1,9 +1,13 @@
 //! Why a TLS handshake with the broker failed, from what mbedTLS's certificate verification
 //! saw: the `MBEDTLS_X509_BADCERT_*` flags of `include/mbedtls/x509.h` that the firmware's
 //! verification callback records, plus two bits of its own (the callback ran at all; the
-//! broker's key is not the pinned one). The callback runs once per certificate of the chain
-//! after mbedTLS's checks of it; mbedTLS checks the leaf's key usage after it, so the callback
-//! records that verdict too.
+//! broker's key is not the pinned one; a certificate mbedTLS could not read). The callback
+//! runs once per certificate of the chain after mbedTLS's checks of it; mbedTLS checks the
+//! leaf's key usage after it, so the callback records that verdict too.
+//!
+//! The handshake's own mbedTLS error stays inside Zephyr's socket layer (the socket reports
+//! `ECONNABORTED` for all of them), so a failure the flags do not explain is named by where it
+//! happened: before the certificate was checked, or after it passed.
 
 use core::fmt;
 
@@ -29,6 +33,9 @@ pub mod flags {
     pub const BAD_PK: u32 = 0x8000;
     /// `MBEDTLS_X509_BADCERT_BAD_KEY`: a key size or curve the build does not accept.
     pub const BAD_KEY: u32 = 0x10000;
+    /// Ours: a certificate of the chain could not be read (mbedTLS skips one signed with a
+    /// hash, or carrying a key type, that the build lacks, and checks an empty one).
+    pub const UNREADABLE: u32 = 0x2000_0000;
     /// Ours: the verification callback ran (the chain was read and checked).
     pub const CHECKED: u32 = 0x4000_0000;
     /// Ours: the broker's public key is not the pinned one.
@@ -61,11 +68,15 @@ pub enum Algorithm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateProblem {
     /// The handshake failed before any certificate was checked: no TLS version, cipher suite
-    /// or group in common, or a certificate this build cannot read at all (signed with a hash
-    /// it lacks, such as SHA-1, or a key type it lacks).
+    /// or signature algorithm in common (a TLS 1.3 broker whose certificate is signed with a
+    /// hash this build does not offer, such as SHA-1, gives up here).
     NotChecked,
+    /// A certificate of the chain could not be read: signed with a hash, or carrying a key
+    /// type, that this build lacks (SHA-1 over TLS 1.2).
+    Unreadable,
     /// The broker's certificate passed every check and the handshake failed after it (the
-    /// broker's handshake signature, or the broker refused this device).
+    /// broker's handshake signature, or the broker refused this device). Kept short: the log
+    /// line may add a hint to it.
     PassedChecks,
     /// The certificate has expired.
     Expired,
@@ -91,7 +102,9 @@ impl CertificateProblem {
     /// name mismatch on a trusted certificate is a name mismatch.
     pub fn from_flags(flags: u32) -> Self {
         use self::flags::*;
-        let order: [(u32, CertificateProblem); 10] = [
+        let order: [(u32, CertificateProblem); 11] = [
+            // Unreadable, the chain cannot be trusted either: the cause comes first.
+            (UNREADABLE, CertificateProblem::Unreadable),
             (NOT_TRUSTED, CertificateProblem::NotTrusted),
             (EXPIRED, CertificateProblem::Expired),
             (FUTURE, CertificateProblem::NotYetValid),
@@ -139,10 +152,13 @@ impl fmt::Display for CertificateProblem {
         use CertificateProblem as P;
         match self {
             P::NotChecked => f.write_str(
-                "tls: handshake failed before the broker certificate was checked (no TLS version, cipher suite or group in common, or a certificate this build cannot read: signed with a hash such as SHA-1, or a key type it lacks)",
+                "tls: handshake failed before the certificate check: no TLS version, cipher suite or signature algorithm in common (e.g. SHA-1 signed)",
+            ),
+            P::Unreadable => f.write_str(
+                "tls: broker certificate chain unreadable: signed with a hash (e.g. SHA-1) or a key type this build lacks",
             ),
             P::PassedChecks => f.write_str(
-                "tls: handshake failed after the broker certificate passed its checks (the broker's handshake signature, or the broker refused this device)",
+                "tls: handshake failed after the broker certificate passed its checks",
             ),
             P::NotTrusted => f.write_str("tls: broker certificate not signed by our CA"),
             P::Expired => f.write_str("tls: broker certificate expired"),
@@ -200,6 +216,37 @@ mod tests {
             assert!(text.starts_with("tls: handshake failed "), "{text}");
         }
         assert!(problem(0).to_string().contains("SHA-1"));
+    }
+
+    #[test]
+    fn an_unreadable_certificate_is_named_before_the_trust_it_cannot_have() {
+        let unreadable = CHECKED | UNREADABLE | NOT_TRUSTED | PINNED_KEY_MISMATCH;
+        assert_eq!(problem(unreadable), CertificateProblem::Unreadable);
+        assert!(problem(unreadable).to_string().contains("SHA-1"));
+    }
+
+    #[test]
+    fn every_cause_fits_a_log_line_with_a_long_host_name() {
+        // Zephyr's log lines end at 255 bytes: "WARN:rustapp::app: ", then
+        // "connect to HOST:PORT failed: " with a 64-byte host leave 142 bytes for the cause,
+        // and for the client certificate hint after a handshake that failed past the check.
+        const ROOM: usize = 255 - 19 - 94;
+        let hint = "; this device has no client certificate, which the broker may require";
+        assert!(problem(CHECKED).to_string().len() + hint.len() <= ROOM);
+        for flags in [
+            0,
+            UNREADABLE,
+            NOT_TRUSTED,
+            FUTURE,
+            BAD_MD,
+            BAD_KEY,
+            KEY_USAGE,
+        ] {
+            let text = problem(flags).to_string();
+            assert!(text.len() <= ROOM, "{} bytes: {text}", text.len());
+        }
+        let text = problem(NS_CERT_TYPE).to_string();
+        assert!(text.len() <= ROOM, "{} bytes: {text}", text.len());
     }
 
     #[test]

@@ -112,10 +112,12 @@ impl<'a> Rotation<'a> {
     }
 
     /// One attempt's endpoints with their index, in the order to try them: every endpoint
-    /// once, from the one that took the last connection.
-    pub fn attempt(&self) -> impl Iterator<Item = (usize, Endpoint<'a>)> + '_ {
+    /// once, from the one that took the last connection. A copy, so that the attempt can
+    /// report back ([`Rotation::connected`]) while it goes through them.
+    pub fn attempt(&self) -> Vec<(usize, Endpoint<'a>), MAX_ENDPOINTS> {
         try_order(self.endpoints.len(), self.last_good)
             .filter_map(|index| Some((index, *self.endpoints.get(index)?)))
+            .collect()
     }
 
     /// The endpoint at `index` took the TLS connection: the next attempt starts there.
@@ -241,7 +243,7 @@ mod tests {
     }
 
     fn hosts<'a>(rotation: &Rotation<'a>) -> StdVec<&'a str> {
-        rotation.attempt().map(|(_, e)| e.host).collect()
+        rotation.attempt().iter().map(|(_, e)| e.host).collect()
     }
 
     #[test]
@@ -250,7 +252,7 @@ mod tests {
         assert_eq!(hosts(&rotation), ["a", "b", "c"]);
         rotation.connected(2);
         assert_eq!(hosts(&rotation), ["c", "a", "b"]);
-        let indices: StdVec<_> = rotation.attempt().map(|(i, _)| i).collect();
+        let indices: StdVec<_> = rotation.attempt().iter().map(|(i, _)| *i).collect();
         assert_eq!(indices, [2, 0, 1]);
     }
 
