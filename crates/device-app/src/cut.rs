@@ -114,7 +114,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> fmt::Write for CutText<B> {
 }
 
 /// The longest start of `text` that fits in `room` bytes without splitting a character.
-pub fn fitting(text: &str, room: usize) -> &str {
+fn fitting(text: &str, room: usize) -> &str {
     let mut take = text.len().min(room);
     while !text.is_char_boundary(take) {
         take -= 1;
