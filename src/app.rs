@@ -694,7 +694,10 @@ fn connect(
     }
     let mut outcome = AttemptOutcome::default();
     let mut last_cause = NetError::NameNotResolved;
-    for (index, endpoint) in brokers.attempt() {
+    for index in brokers.attempt() {
+        let Some(endpoint) = brokers.endpoint(index) else {
+            continue;
+        };
         match connect_endpoint(endpoint, tls) {
             Ok(socket) => {
                 brokers.connected(index);

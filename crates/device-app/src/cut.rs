@@ -72,44 +72,45 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> CutText<B> {
         self.len = 0;
         self.cut = false;
     }
-
-    fn append(&mut self, text: &str) {
-        let end = self.len + text.len();
-        if let Some(dst) = self.buf.as_mut().get_mut(self.len..end) {
-            dst.copy_from_slice(text.as_bytes());
-            self.len = end;
-        }
-    }
-
-    /// Cuts the text written so far to at most `len` bytes, at a character boundary.
-    fn shorten(&mut self, len: usize) {
-        let keep = fitting(self.as_str(), len).len();
-        self.len = keep;
-    }
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> fmt::Write for CutText<B> {
     /// Never fails: a formatter goes on, and what does not fit is dropped.
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.cut {
-            return Ok(());
-        }
-        let capacity = self.buf.as_ref().len();
-        if s.len() <= capacity - self.len {
-            self.append(s);
-            return Ok(());
-        }
-        self.cut = true;
-        let keep = capacity.saturating_sub(CUT_MARKER.len());
-        if keep >= self.len {
-            let room = keep - self.len;
-            self.append(fitting(s, room));
-        } else {
-            self.shorten(keep);
-        }
-        let room = capacity - self.len;
-        self.append(fitting(CUT_MARKER, room));
+        // One copy of the cutting for every buffer type: it is not generic.
+        write_cut(self.buf.as_mut(), &mut self.len, &mut self.cut, s);
         Ok(())
+    }
+}
+
+/// Appends `s` to the text in `buf[..*len]`, or cuts it (see the module).
+fn write_cut(buf: &mut [u8], len: &mut usize, cut: &mut bool, s: &str) {
+    if *cut {
+        return;
+    }
+    let capacity = buf.len();
+    if s.len() <= capacity - *len {
+        append(buf, len, s);
+        return;
+    }
+    *cut = true;
+    let keep = capacity.saturating_sub(CUT_MARKER.len());
+    if keep < *len {
+        // What was written is whole characters: cut it at one of their boundaries.
+        let written = core::str::from_utf8(buf.get(..*len).unwrap_or_default());
+        *len = fitting(written.unwrap_or_default(), keep).len();
+    } else {
+        append(buf, len, fitting(s, keep - *len));
+    }
+    let room = capacity - *len;
+    append(buf, len, fitting(CUT_MARKER, room));
+}
+
+fn append(buf: &mut [u8], len: &mut usize, text: &str) {
+    let end = *len + text.len();
+    if let Some(dst) = buf.get_mut(*len..end) {
+        dst.copy_from_slice(text.as_bytes());
+        *len = end;
     }
 }
 

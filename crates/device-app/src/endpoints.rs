@@ -111,13 +111,16 @@ impl<'a> Rotation<'a> {
         }
     }
 
-    /// One attempt's endpoints with their index, in the order to try them: every endpoint
-    /// once, from the one that took the last connection. A copy, so that the attempt can
-    /// report back ([`Rotation::connected`]) while it goes through them.
-    pub fn attempt(&self) -> Vec<(usize, Endpoint<'a>), MAX_ENDPOINTS> {
+    /// One attempt's endpoint indices, in the order to try them: every endpoint once, from
+    /// the one that took the last connection. It does not borrow the rotation, so that the
+    /// attempt can report back ([`Rotation::connected`]) as it goes.
+    pub fn attempt(&self) -> impl Iterator<Item = usize> {
         try_order(self.endpoints.len(), self.last_good)
-            .filter_map(|index| Some((index, *self.endpoints.get(index)?)))
-            .collect()
+    }
+
+    /// The endpoint at `index`.
+    pub fn endpoint(&self, index: usize) -> Option<Endpoint<'a>> {
+        self.endpoints.get(index).copied()
     }
 
     /// The endpoint at `index` took the TLS connection: the next attempt starts there.
@@ -243,7 +246,8 @@ mod tests {
     }
 
     fn hosts<'a>(rotation: &Rotation<'a>) -> StdVec<&'a str> {
-        rotation.attempt().iter().map(|(_, e)| e.host).collect()
+        let endpoints = rotation.attempt().map(|i| rotation.endpoint(i));
+        endpoints.map(|e| e.unwrap().host).collect()
     }
 
     #[test]
@@ -252,7 +256,7 @@ mod tests {
         assert_eq!(hosts(&rotation), ["a", "b", "c"]);
         rotation.connected(2);
         assert_eq!(hosts(&rotation), ["c", "a", "b"]);
-        let indices: StdVec<_> = rotation.attempt().iter().map(|(i, _)| *i).collect();
+        let indices: StdVec<_> = rotation.attempt().collect();
         assert_eq!(indices, [2, 0, 1]);
     }
 
