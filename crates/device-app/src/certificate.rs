@@ -140,7 +140,6 @@ impl CertificateProblem {
         match flags & !CHECKED {
             0 if flags & CHECKED != 0 => CertificateProblem::PassedChecks,
             0 => CertificateProblem::NotChecked,
-            PINNED_KEY_MISMATCH => CertificateProblem::PinnedKeyMismatch,
             _ if flags & PINNED_KEY_MISMATCH != 0 => CertificateProblem::PinnedKeyMismatch,
             other => CertificateProblem::Other(other),
         }
