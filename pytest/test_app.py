@@ -104,7 +104,6 @@ def test_status_says_mqtt_connecting_until_the_broker_answers_connect(broker_por
         while states[-1] == "connecting" and len(states) < 5:
             states.append(console.status()["state"])
         assert states[-1] == "mqtt connecting", states
-        assert held, "the device's handshake did not reach the listener"
     finally:
         listener.stop()
         for tls in held:
