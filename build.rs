@@ -22,7 +22,7 @@ fn shim_bindings() -> Result<(), Box<dyn Error>> {
         .use_core()
         .allowlist_function("app_.*")
         // Defined in Rust for C to call; C checks its calls against the header.
-        .blocklist_function("app_cred_command|app_mqtt_command")
+        .blocklist_function("app_cred_command|app_mqtt_command|app_dhcp_bound|app_dhcp_stopped")
         .allowlist_var("APP_.*")
         .allowlist_type("app_.*")
         .layout_tests(false)

@@ -276,45 +276,22 @@ int app_tls_set_hostname(int fd, const char *host)
 }
 
 /*
- * ALPN: `list` holds protocol names separated by spaces or commas (CONFIG_APP_TLS_ALPN), e.g.
- * "x-amzn-mqtt-ca" for AWS IoT Core on port 443. Zephyr keeps the pointers, so the names live
- * in static storage: one TLS socket at a time, set up on the MQTT thread only. An empty list
- * sends no ALPN extension.
+ * ALPN: `count` protocol names (CONFIG_APP_TLS_ALPN, parsed by the Rust side), e.g.
+ * "x-amzn-mqtt-ca" for AWS IoT Core on port 443. Zephyr copies the pointer array but keeps the
+ * pointers, so the names must live as long as the socket. None sends no ALPN extension.
  */
-int app_tls_set_alpn(int fd, const char *list)
+int app_tls_set_alpn(int fd, const char *const *names, size_t count)
 {
-#if defined(CONFIG_MBEDTLS_SSL_ALPN)
-	static char names[64];
-	static const char *protocols[CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS];
-	size_t count = 0;
-	char *cursor;
-
-	if (strlen(list) >= sizeof(names)) {
-		return -EINVAL;
-	}
-	strcpy(names, list);
-	for (cursor = names; *cursor != '\0';) {
-		while (*cursor == ' ' || *cursor == ',') {
-			*cursor++ = '\0';
-		}
-		if (*cursor == '\0') {
-			break;
-		}
-		if (count == ARRAY_SIZE(protocols)) {
-			return -EINVAL;
-		}
-		protocols[count++] = cursor;
-		while (*cursor != '\0' && *cursor != ' ' && *cursor != ',') {
-			cursor++;
-		}
-	}
 	if (count == 0) {
 		return 0;
 	}
-	return set_tls_option(fd, TLS_ALPN_LIST, protocols, count * sizeof(protocols[0]));
+#if defined(CONFIG_MBEDTLS_SSL_ALPN)
+	BUILD_ASSERT(CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS >= APP_ALPN_MAX_NAMES);
+	return set_tls_option(fd, TLS_ALPN_LIST, names, count * sizeof(names[0]));
 #else
 	ARG_UNUSED(fd);
-	return list[0] == '\0' ? 0 : -EINVAL;
+	ARG_UNUSED(names);
+	return -EINVAL;
 #endif
 }
 
@@ -357,7 +334,7 @@ BUILD_ASSERT(APP_BADCERT_NS_CERT_TYPE == MBEDTLS_X509_BADCERT_NS_CERT_TYPE);
 BUILD_ASSERT(APP_BADCERT_BAD_MD == MBEDTLS_X509_BADCERT_BAD_MD);
 BUILD_ASSERT(APP_BADCERT_BAD_PK == MBEDTLS_X509_BADCERT_BAD_PK);
 BUILD_ASSERT(APP_BADCERT_BAD_KEY == MBEDTLS_X509_BADCERT_BAD_KEY);
-BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
+BUILD_ASSERT(((APP_VERIFY_PINNED_KEY_MISMATCH | APP_VERIFY_CHECKED | APP_VERIFY_UNREADABLE) &
 	      (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_REVOKED |
 	       MBEDTLS_X509_BADCERT_CN_MISMATCH | MBEDTLS_X509_BADCERT_NOT_TRUSTED |
 	       MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCRL_EXPIRED |
@@ -368,7 +345,7 @@ BUILD_ASSERT((APP_VERIFY_PINNED_KEY_MISMATCH &
 	       MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK |
 	       MBEDTLS_X509_BADCERT_BAD_KEY | MBEDTLS_X509_BADCRL_BAD_MD |
 	       MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY)) == 0,
-	     "pin flag collides with an mbedTLS flag");
+	     "one of our flags collides with an mbedTLS flag");
 
 /* Set once at boot by the MQTT thread (app_tls_pin_key), before its first handshake; the
  * handshakes that read it run on the same thread.
@@ -402,6 +379,13 @@ static bool matches_pinned_key(const mbedtls_x509_crt *crt)
 static int check_peer_certificate(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
 	ARG_UNUSED(ctx);
+	last_verify_flags |= APP_VERIFY_CHECKED;
+	/* mbedTLS skips a certificate it cannot parse (an algorithm the build lacks) and checks
+	 * an empty one in its place.
+	 */
+	if (crt->version == 0) {
+		last_verify_flags |= APP_VERIFY_UNREADABLE;
+	}
 	/* Depth 0 is the broker's own certificate; the pin is on its key, not the CA's. */
 	if (depth == 0 && key_pinned && !matches_pinned_key(crt)) {
 		*flags |= MBEDTLS_X509_BADCERT_OTHER;
@@ -412,10 +396,14 @@ static int check_peer_certificate(void *ctx, mbedtls_x509_crt *crt, int depth, u
 	 * without a flag anyone can read): record the same verdict here, so the log names it.
 	 */
 	if (depth == 0 &&
-	    (mbedtls_x509_crt_check_extended_key_usage(crt, MBEDTLS_OID_SERVER_AUTH,
-							MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0 ||
-	     mbedtls_x509_crt_check_key_usage(crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0)) {
+	    mbedtls_x509_crt_check_extended_key_usage(crt, MBEDTLS_OID_SERVER_AUTH,
+						       MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0) {
 		last_verify_flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+	}
+	/* ECDHE: the server signs its key share, so its key must be for digitalSignature. */
+	if (depth == 0 &&
+	    mbedtls_x509_crt_check_key_usage(crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0) {
+		last_verify_flags |= MBEDTLS_X509_BADCERT_KEY_USAGE;
 	}
 	last_verify_flags |= *flags;
 	return 0;
@@ -618,8 +606,6 @@ static K_SEM_DEFINE(network_up, 0, 1);
 /* Set when the network or the address in use went away; the MQTT thread reads and clears it. */
 static atomic_t connection_invalidated;
 #if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
-/* The address DHCPv4 last bound; only the net_mgmt thread touches it. */
-static struct in_addr last_lease;
 static struct net_mgmt_event_callback dhcp_callback;
 #endif
 static struct net_mgmt_event_callback l4_callback;
@@ -645,7 +631,7 @@ static void on_network_event(struct net_mgmt_event_callback *cb, uint64_t event,
 		break;
 #if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
 	case NET_EVENT_IPV4_DHCP_STOP:
-		last_lease.s_addr = 0;
+		app_dhcp_stopped();
 		atomic_set(&connection_invalidated, 1);
 		break;
 	case NET_EVENT_IPV4_DHCP_BOUND: {
@@ -654,13 +640,9 @@ static void on_network_event(struct net_mgmt_event_callback *cb, uint64_t event,
 		if (dhcp == NULL || cb->info_length != sizeof(*dhcp)) {
 			break;
 		}
-		/* A renewal binds the same address again; a new lease with another one ends
-		 * whatever still runs on the old.
-		 */
-		if (last_lease.s_addr != 0 && last_lease.s_addr != dhcp->requested_ip.s_addr) {
+		if (app_dhcp_bound(dhcp->requested_ip.s4_addr)) {
 			atomic_set(&connection_invalidated, 1);
 		}
-		last_lease = dhcp->requested_ip;
 		break;
 	}
 #endif

@@ -36,8 +36,8 @@ int app_credential_delete(int sec_tag, int kind);
 #define APP_ADDRESS_SIZE 48
 
 /* mbedTLS's X.509 verify flags that the Rust side names a refusal by (MBEDTLS_X509_BADCERT_*;
- * shim.c asserts each), and the flag shim.c adds when the broker's key is not the pinned one,
- * a bit mbedTLS does not use.
+ * shim.c asserts each), and the flags shim.c adds, bits mbedTLS does not use: the broker's key
+ * is not the pinned one; the verify callback ran; it saw a certificate mbedTLS could not read.
  */
 #define APP_BADCERT_EXPIRED            0x01u
 #define APP_BADCERT_CN_MISMATCH        0x04u
@@ -50,6 +50,10 @@ int app_credential_delete(int sec_tag, int kind);
 #define APP_BADCERT_BAD_PK             0x8000u
 #define APP_BADCERT_BAD_KEY            0x10000u
 #define APP_VERIFY_PINNED_KEY_MISMATCH 0x80000000u
+#define APP_VERIFY_CHECKED             0x40000000u
+#define APP_VERIFY_UNREADABLE          0x20000000u
+/* Most ALPN names offered (at most CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS). */
+#define APP_ALPN_MAX_NAMES             2
 
 int app_resolve(const char *host, uint16_t port, uint8_t (*addrs)[APP_ADDRESS_SIZE],
 		size_t *lens, size_t max);
@@ -57,7 +61,7 @@ int app_tls_socket(const uint8_t *addr);
 int app_tls_require_peer_verification(int fd);
 int app_tls_set_sec_tags(int fd, const int32_t *tags, size_t count);
 int app_tls_set_hostname(int fd, const char *host);
-int app_tls_set_alpn(int fd, const char *list);
+int app_tls_set_alpn(int fd, const char *const *names, size_t count);
 int app_tls_enable_session_cache(int fd);
 int app_tls_purge_session_cache(int fd);
 /* The broker key pin for every handshake from now on: the SHA-256 of its SubjectPublicKeyInfo
@@ -138,5 +142,11 @@ int app_cred_command(int op, const char *arg, size_t arg_len, char *out, size_t 
  * the lines to print.
  */
 int app_mqtt_command(size_t argc, char **argv, char *out, size_t out_cap);
+
+/* DHCPv4 events (src/net.rs), on the net_mgmt thread. Whether a lease for `address` (network
+ * order) ends the connections on the previous lease's address; DHCPv4 stopped.
+ */
+bool app_dhcp_bound(const uint8_t address[4]);
+void app_dhcp_stopped(void);
 
 #endif /* APP_SHIM_H_ */
