@@ -26,6 +26,7 @@ import base64
 import collections
 import concurrent.futures
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -42,6 +43,7 @@ from conftest import CLIENT_ID, DEV_CERTS, DEVICE_TOPICS, Console, Peer, mkcerts
 from loopback import free_port
 
 CRED_CUTS = 150
+AIMED_TRIES = 40  # changes that may pass before the aimed write comes
 BROWNOUT_BOOTS = 20  # consecutive boots, each cut during its own flash writes
 OUTBOX_CUTS = 110  # each cycle: one cut while records are written, one while they are deleted
 LINE = 48  # base64 characters per `cred data` line
@@ -64,6 +66,7 @@ ATE = 8  # bytes of an NVS allocation table entry
 INDEX = 28  # bytes of the credential index (crates/provisioning/src/store.rs)
 NAME_IDS = range(0x8001, 0xC000)  # settings' NVS ids of names (NVS_NAMECNT_ID + 1 on)
 SEQ_TOPIC = f"{DEVICE_TOPICS}/seq"
+CA_DER = (DEV_CERTS / "ca.crt.der").read_bytes()
 OBSERVER_ID = "power-cut-observer"
 
 
@@ -258,10 +261,22 @@ def change(rig: "Rig", console: Console, creds: dict, budget: int,
     return seen
 
 
+def provision_ca(console: Console) -> None:
+    """Stages the development CA (the image's own) for the next commit: a record that stays
+    valid while the device pairs change, so NVS's garbage collection has one to copy."""
+    send_upload(console, "ca", CA_DER)
+    console.command("cred end")
+    console.until("ca staged", timeout=10)
+
+
 def index_record(creds: dict) -> bytes:
-    """The index `cred commit` writes for this device pair over the image's CA, the slots
-    left out (crates/provisioning/src/store.rs): source, slot, length, CRC-32 per kind."""
+    """The index `cred commit` writes for this device pair over the image's CA or the
+    provisioned one (`creds["ca"]`), the slots left out (crates/provisioning/src/store.rs):
+    source, slot, length, CRC-32 per kind."""
     entries = [bytes(8)]
+    if creds.get("ca"):
+        entries = [bytes([1, 0]) + len(creds["ca"]).to_bytes(2, "little")
+                   + zlib.crc32(creds["ca"]).to_bytes(4, "little")]
     for kind in ("cert", "key"):
         der = creds[kind]
         entries.append(bytes([1, 0]) + len(der).to_bytes(2, "little")
@@ -339,21 +354,24 @@ def test_a_power_cut_during_cred_commit_leaves_the_old_or_the_new_set(
              ("erase", budgets.randrange(1, 4096)), ("erase", 4096)]
 
     # A fresh device pair per change: NVS does not write a record identical to the one it
-    # holds, so a set staged again would skip its writes and the cuts would miss them. A
-    # collection comes about every fifth change: up to 8 changes per aimed cut.
+    # holds, so a set staged again would skip its writes and the cuts would miss them. The
+    # aimed cuts take turns with three more sets: each change writes the slot that holds the
+    # set before the last, so its records are written too. A collection comes about every
+    # sixth change, and one with a live record to copy (the CA's) every third collection.
     def make(i):
         out = tmp_path / f"set-{i}"
         mkcerts("device", CLIENT_ID, "--out", str(out), "--ca-dir", str(DEV_CERTS))
         return {"cert": (out / "device.crt.der").read_bytes(),
-                "key": (out / "device.key.der").read_bytes()}
+                "key": (out / "device.key.der").read_bytes(), "ca": CA_DER}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        sets = list(pool.map(make, range(CRED_CUTS + 3 + 8 * len(aimed))))
+        sets = list(pool.map(make, range(CRED_CUTS + 6)))
     rig = Rig(device, tmp_path)
 
     # Unharmed changes first: what one writes once every record's name exists (the first
     # change of each slot also writes the names).
     console = rig.boot(broker_port)
     connected(console)
+    provision_ca(console)
     for creds in sets[:3]:
         seen = change(rig, console, creds, 10**9)
         assert seen.match and not seen.ended, "the device ended during an unharmed change"
@@ -373,7 +391,7 @@ def test_a_power_cut_during_cred_commit_leaves_the_old_or_the_new_set(
         + [INDEX + crc + k for k in range(1, ATE + 1)] * 2
     body = CRED_CUTS - len(at_commit)
     points = [(i / body, None) for i in range(body)] + [(None, k) for k in at_commit]
-    unused = iter(sets[3:])
+    unused = iter(sets[3:-3])
     state = {"in_use": sets[2], "listed": cred_list(console), "console": console}
     outcomes = collections.Counter()
     landed = collections.Counter()
@@ -415,15 +433,16 @@ def test_a_power_cut_during_cred_commit_leaves_the_old_or_the_new_set(
         assert seen.ended, f"no power cut at byte {n} of {total}: {seen.writes}"
         after_cut(seen, creds, f"at byte {n}")
 
+    turns = itertools.cycle(sets[-3:])
     for number, (kind, n) in enumerate(aimed, start=len(points)):
-        for tries in range(8):
-            creds = next(unused)
+        for tries in range(AIMED_TRIES):
+            creds = next(turns)
             seen = change(rig, state["console"], creds, n, seed=SEED + number, at=kind)
             if seen.ended:
                 break
             # No collection in this change: it committed whole.
             state["in_use"], state["listed"] = creds, cred_list(state["console"])
-        assert seen.ended, f"no {kind} write in 8 changes: {collections.Counter(seen.kinds)}"
+        assert seen.ended, f"no {kind} write in {AIMED_TRIES} changes"
         assert seen.kinds[-1] == kind, \
             f"the cut aimed at {n} bytes into a {kind} write landed in a {seen.kinds[-1]} one"
         after_cut(seen, creds, f"{n} bytes into a {kind} write")
@@ -453,9 +472,9 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
         out = tmp_path / f"set-{i}"
         mkcerts("device", CLIENT_ID, "--out", str(out), "--ca-dir", str(DEV_CERTS))
         return {"cert": (out / "device.crt.der").read_bytes(),
-                "key": (out / "device.key.der").read_bytes()}
+                "key": (out / "device.key.der").read_bytes(), "ca": CA_DER}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        sets = iter(list(pool.map(make, range(30))))
+        sets = itertools.cycle(list(pool.map(make, range(3))))
     rig = Rig(device, tmp_path)
     states = collections.Counter()
     runs = []  # consecutive cut boots, per run
@@ -473,32 +492,39 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
             f"neither the old nor the new set: {after}"
         return next(c for c in sets_ok if hashlib.sha256(c["cert"]).hexdigest() in after[1])
 
-    # A first set provisioned whole.
+    # A first set provisioned whole, with a CA record for the garbage collections to copy.
     console = rig.boot(broker_port)
     connected(console)
+    provision_ca(console)
     in_use = next(sets)
     assert change(rig, console, in_use, 10**9).match
     while True:
         assert len(runs) < 5, f"no run of {BROWNOUT_BOOTS} cut boots in {runs}; not cut: {uncut}"
         # A cut in the middle of a garbage collection during a change: the next boot has to
         # finish it (erase the half-filled sector, copy again, mark, erase).
-        for tries in range(8):
+        for tries in range(AIMED_TRIES):
             creds = next(sets)
-            seen = change(rig, console, creds, rng.randrange(0, 600),
+            seen = change(rig, console, creds, rng.randrange(0, 400),
                           seed=rng.randrange(1, 2**31), at="gc-copy-data")
             if seen.ended:
                 break
             in_use = creds
-        assert seen.ended, "no garbage collection in 8 changes"
+        assert seen.ended, f"no garbage collection copy in {AIMED_TRIES} changes"
         runs.append(0)
+        marked = False  # the last cut came after the gc done marker
         while runs[-1] < BROWNOUT_BOOTS:
-            budget, seed = rng.randrange(0, 4096), rng.randrange(1, 2**31)
+            # Within what the boot has to write: the erase of the collected sector (4 KiB)
+            # once the marker is there; else the restarted collection's erase, copies,
+            # marker and erase (about 9 KiB).
+            budget = rng.randrange(0, 4096 if marked else 8192)
+            seed = rng.randrange(1, 2**31)
             console = rig.boot(broker_port, f"--power-cut-after={budget}",
                                f"--flash-seed={seed}")
             boot = rig.watch(console, "mqtt: subscribed", timeout=30, must_match=False)
             if boot.ended:
                 runs[-1] += 1
                 states[boot.cut_state] += 1
+                marked = "gc-done" in boot.kinds[:-1]
                 continue
             assert boot.match, "a boot neither cut nor connected"
             wrote = sum(length for length, _, _ in boot.writes)

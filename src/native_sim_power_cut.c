@@ -294,7 +294,8 @@ int __real_nvs_mount(struct nvs_fs *fs);
  */
 int __wrap_nvs_mount(struct nvs_fs *fs)
 {
-	if (nvs == NULL) {
+	/* Settings sets the device again before it tries a failed mount again. */
+	if (fs->flash_device != DEVICE_GET(flashcut)) {
 		nvs = fs;
 		real_flash = fs->flash_device;
 		fs->flash_device = DEVICE_GET(flashcut);

@@ -54,7 +54,11 @@ pub struct StorageError(pub i32);
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "flash error {}", self.0)
+        match self.0 {
+            // Also what NVS answers for a record whose data fails its CRC (NVS_DATA_CRC).
+            -5 => write!(f, "I/O error (the flash failed, or a record failed its data CRC)"),
+            code => write!(f, "flash error {code}"),
+        }
     }
 }
 
