@@ -15,10 +15,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <zephyr/fs/nvs.h>
 #include <zephyr/kernel.h>
 #include <zephyr/random/random.h>
 #include <zephyr/settings/settings.h>
 #include <zephyr/shell/shell.h>
+#include <zephyr/storage/flash_map.h>
+#include <zephyr/sys/crc.h>
+#include <zephyr/sys/printk.h>
 
 #include "shim.h"
 
@@ -52,6 +56,66 @@ static int load_record(const char *key, size_t len, settings_read_cb read_cb, vo
 	return 0;
 }
 
+#if DT_HAS_CHOSEN(zephyr_settings_partition)
+#define SETTINGS_PARTITION DT_FIXED_PARTITION_ID(DT_CHOSEN(zephyr_settings_partition))
+#else
+#define SETTINGS_PARTITION FIXED_PARTITION_ID(storage_partition)
+#endif
+
+/*
+ * NVS's mount finishes an interrupted garbage collection by erasing the sector it was copying
+ * into, then copying again. A power cut inside that erase can leave the sector's bytes
+ * anything (NOR flash stopped mid-erase); then every sector's last entry reads as written, NVS
+ * finds no open sector and refuses to mount (-EDEADLK). That sector holds nothing the sector
+ * it copies from does not: erase it again when it is the only one whose closing entry fails
+ * its CRC-8, as the mount would have. Returns 0 if a sector was erased.
+ */
+static int erase_torn_sector(void)
+{
+	const struct flash_area *fa;
+	struct flash_sector first;
+	uint32_t count = 1;
+	uint8_t ate[8]; /* struct nvs_ate: id, offset, len, part, crc8 */
+	off_t torn = -1;
+	size_t sector;
+	int ret = flash_area_open(SETTINGS_PARTITION, &fa);
+
+	if (ret < 0) {
+		return ret;
+	}
+	ret = flash_area_get_sectors(SETTINGS_PARTITION, &count, &first);
+	if (ret < 0 && ret != -ENOMEM) {
+		goto out;
+	}
+	sector = CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT * first.fs_size;
+	for (off_t at = 0; at + sector <= fa->fa_size &&
+			   at < (off_t)(sector * CONFIG_SETTINGS_NVS_SECTOR_COUNT);
+	     at += sector) {
+		ret = flash_area_read(fa, at + sector - sizeof(ate), ate, sizeof(ate));
+		if (ret < 0) {
+			goto out;
+		}
+		if (crc8_ccitt(0xff, ate, sizeof(ate) - 1) != ate[sizeof(ate) - 1]) {
+			if (torn >= 0) {
+				ret = -EDEADLK; /* not one torn erase: leave it as it is */
+				goto out;
+			}
+			torn = at;
+		}
+	}
+	if (torn < 0) {
+		ret = -EDEADLK;
+		goto out;
+	}
+	printk("settings: the flash's sector at 0x%lx reads neither erased nor written (an erase "
+	       "cut short by a power cut): erased again\n",
+	       (long)(fa->fa_off + torn));
+	ret = flash_area_erase(fa, torn, sector);
+out:
+	flash_area_close(fa);
+	return ret;
+}
+
 static int settings_ready(void)
 {
 	static bool initialized;
@@ -61,6 +125,9 @@ static int settings_ready(void)
 		return 0;
 	}
 	ret = settings_subsys_init();
+	if (ret == -EDEADLK && erase_torn_sector() == 0) {
+		ret = settings_subsys_init();
+	}
 	if (ret == 0) {
 		initialized = true;
 	}
@@ -93,6 +160,41 @@ int app_record_delete(const char *key)
 	int ret = settings_ready();
 
 	return ret < 0 ? ret : settings_delete(key);
+}
+
+/*
+ * 1 if the storage holds records written without NVS's data CRC (by an image before it was
+ * turned on), which this image cannot read: NVS takes their last 4 bytes for a CRC, and
+ * reports settings' 2-byte name counter as absent though names are there. Else 0, or a
+ * negative errno.
+ */
+int app_records_unreadable_format(void)
+{
+#if defined(CONFIG_NVS_DATA_CRC) && defined(CONFIG_SETTINGS_NVS)
+	/* settings' NVS ids (subsys/settings/include/settings/settings_nvs.h) */
+	const uint16_t name_counter_id = 0x8000;
+	uint16_t count;
+	void *storage;
+	int ret = settings_ready();
+
+	if (ret < 0) {
+		return ret;
+	}
+	ret = settings_storage_get(&storage);
+	if (ret < 0) {
+		return ret;
+	}
+	if (nvs_read(storage, name_counter_id, &count, sizeof(count)) >= 0) {
+		return 0;
+	}
+	/* A read of no bytes skips the data CRC: does any of the first names exist? */
+	for (uint16_t id = name_counter_id + 1; id <= name_counter_id + 64; id++) {
+		if (nvs_read(storage, id, &count, 0) >= 0) {
+			return 1;
+		}
+	}
+#endif
+	return 0;
 }
 
 /*

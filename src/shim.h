@@ -107,6 +107,7 @@ bool app_network_went_down(void);
 int app_record_load(const char *key, uint8_t *buf, size_t cap);
 int app_record_save(const char *key, const uint8_t *bytes, size_t len);
 int app_record_delete(const char *key);
+int app_records_unreadable_format(void);
 void *app_scratch_alloc(size_t len);
 void app_scratch_free(void *buf);
 int app_parse_certificate(const uint8_t *der, size_t len);
