@@ -14,6 +14,7 @@
 pub mod base64;
 pub mod bundle;
 pub mod keyinfo;
+pub mod nvs;
 mod set;
 pub mod store;
 
