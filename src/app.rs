@@ -370,8 +370,7 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Until the network is up (a DHCPv4 lease on the board), serving shell requests; then
-    /// new credentials, if committed, before connecting.
+    /// Until the network is up (a DHCPv4 lease on the board), serving shell requests.
     fn wait_for_network(&mut self) -> Link {
         let mut waited_ms = 0;
         let mut was_down = false;
@@ -392,7 +391,12 @@ impl<'a> Supervisor<'a> {
         }
         // A "network down" from before this connection is not about it.
         let _ = net::network_went_down();
-        // Credentials committed from the shell take effect here, between connections.
+        Link::Connecting
+    }
+
+    /// Credentials committed from the shell take effect between connections: before the
+    /// next one is made.
+    fn take_committed_credentials(&mut self) {
         self.tls.forget_sessions = runtime_credentials::commit_pending();
         if self.tls.forget_sessions {
             self.backoff.reset();
@@ -409,12 +413,13 @@ impl<'a> Supervisor<'a> {
                 }
             }
         }
-        Link::Connecting
     }
 
-    /// The clock, then every endpoint in turn; backs off when none takes the connection.
+    /// Committed credentials, the clock, then every endpoint in turn; backs off when none
+    /// takes the connection.
     fn connect(&mut self) -> Link {
-        match connect(
+        self.take_committed_credentials();
+        match dial(
             self.settings,
             &mut self.brokers,
             self.sntp_server,
@@ -432,8 +437,12 @@ impl<'a> Supervisor<'a> {
     fn run_connection(&mut self, socket: TlsSocket) -> Link {
         let suite = socket.cipher_suite();
         self.status.set_tls(suite.version(), suite.name());
-        let started = self.client.clock().now();
-        let (connack_seen, cause) = self.drive(socket, suite.version(), suite.name());
+        let started = Uptime.now();
+        let end = self.drive(socket, suite.version(), suite.name());
+        let (connack_seen, cause) = match end {
+            ConnectionEnd::BeforeConnack(cause) => (false, cause),
+            ConnectionEnd::AfterConnack(cause) => (true, cause),
+        };
         warn!("mqtt: connection lost: {cause}");
         self.device.handle_disconnected();
         match (connack_seen, &cause) {
@@ -451,7 +460,7 @@ impl<'a> Supervisor<'a> {
         let recovery = self
             .brokers
             .connection_ended(connack_seen, cause.recovery());
-        let lasted = self.client.clock().now().ms_since(started);
+        let lasted = Uptime.now().ms_since(started);
         self.backoff.connection_ended(lasted);
         self.status.set_last_error(&cause);
         self.back_off_after(recovery)
@@ -485,13 +494,13 @@ impl<'a> Supervisor<'a> {
 
     /// The connection's rounds: the device's room for commands, socket input and the core's
     /// timers, the network's events, what the device has to publish, and the shell. Returns
-    /// whether CONNACK came, and why the connection ended.
+    /// how far the connection got and why it ended.
     fn drive(
         &mut self,
         socket: TlsSocket,
         tls_version: &'static str,
         cipher: &'static str,
-    ) -> (bool, Error) {
+    ) -> ConnectionEnd {
         self.client.attach(socket);
         let max_packet_size = self.client.session().config().max_packet_size;
         let mut connack_seen = false;
@@ -517,7 +526,7 @@ impl<'a> Supervisor<'a> {
             };
             if let Err(cause) = client.poll(wait_ms, &mut on_event) {
                 self.update_status();
-                return (connack_seen, cause);
+                return ConnectionEnd::new(connack_seen, cause);
             }
             if net::network_went_down() {
                 // No DISCONNECT: it could not get through, and the broker should publish the
@@ -525,7 +534,7 @@ impl<'a> Supervisor<'a> {
                 info!("network down (link, lease or address gone): closing the MQTT connection");
                 drop(self.client.detach());
                 self.update_status();
-                return (connack_seen, Error::Transport(TransportError::Closed));
+                return ConnectionEnd::new(connack_seen, Error::Transport(TransportError::Closed));
             }
             self.status
                 .set_state(LinkState::of_connection(connack_seen));
@@ -608,6 +617,24 @@ impl<'a> Supervisor<'a> {
     }
 }
 
+/// How far a connection got before it ended, and why it ended.
+enum ConnectionEnd {
+    /// TLS was up, the broker never accepted the session.
+    BeforeConnack(Error),
+    /// The session was up.
+    AfterConnack(Error),
+}
+
+impl ConnectionEnd {
+    fn new(connack_seen: bool, cause: Error) -> Self {
+        if connack_seen {
+            ConnectionEnd::AfterConnack(cause)
+        } else {
+            ConnectionEnd::BeforeConnack(cause)
+        }
+    }
+}
+
 /// The session's events other than CONNACK, handed to the device or logged.
 fn handle_event(event: Event<'_>, device: &mut Device, board: &mut BoardIo, max_packet: usize) {
     match event {
@@ -677,9 +704,9 @@ struct ConnectFailure {
     recovery: Recovery,
 }
 
-/// Connects to the first endpoint that answers, trying every address of each, in the order
-/// the rotation gives. Logs each endpoint's failure in words.
-fn connect(
+/// Sets the clock, then connects to the first endpoint that answers, trying every address
+/// of each, in the order the rotation gives. Logs each endpoint's failure in words.
+fn dial(
     settings: &Settings,
     brokers: &mut Rotation<'_>,
     sntp_server: &CStr,
