@@ -143,7 +143,7 @@ impl TlsSetup {
 }
 
 /// What mbedTLS found wrong with the broker's certificate (MBEDTLS_X509_BADCERT_* flags of
-/// `include/mbedtls/x509.h`, recorded by a verification callback in `shim.c`).
+/// `include/mbedtls/x509.h`, recorded by a verification callback in `shim.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateProblem {
     /// The handshake failed but the certificate passed (cipher mismatch, client certificate
@@ -502,7 +502,7 @@ impl TlsSocket {
                 ffi::app_tls_purge_session_cache(fd)
             })?;
         }
-        // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
+        // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.rs.
         step(TlsSetup::VerifyCallback, unsafe {
             ffi::app_tls_check_peer_certificate(fd)
         })?;
