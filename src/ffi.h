@@ -9,6 +9,13 @@
 #ifndef APP_FFI_H_
 #define APP_FFI_H_
 
+#ifdef RUST_BINDGEN
+/* The errno of Zephyr's headers, for bindgen's clang, which has not the C library's (as in
+ * zephyr-sys's wrapper.h).
+ */
+extern int errno;
+#endif
+
 #include <errno.h>
 
 #include <zephyr/kernel.h>
