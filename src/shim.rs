@@ -70,7 +70,7 @@ pub unsafe fn app_resolve(
         return if ret == ffi::DNS_EAI_SYSTEM {
             check(-1)
         } else {
-            -ehostunreach()
+            -errno_values().ehostunreach
         };
     }
     let mut count = 0;
@@ -99,13 +99,15 @@ pub unsafe fn app_resolve(
     if count > 0 {
         c_int::try_from(count).unwrap_or(c_int::MAX)
     } else {
-        -ehostunreach()
+        -errno_values().ehostunreach
     }
 }
 
-fn ehostunreach() -> c_int {
-    // SAFETY: the shim returns a pointer to a static, immutable struct.
-    unsafe { (*ffi::app_errno_values()).ehostunreach }
+/// errno values as shim.c was compiled: the C library's, which these bindings may not see.
+fn errno_values() -> &'static ffi::app_errno_values {
+    // SAFETY: shim.c returns a pointer to a `static const` struct: valid, immutable and alive
+    // for the whole program.
+    unsafe { &*ffi::app_errno_values() }
 }
 
 /// A TLS socket for the address family of `addr` (a `struct sockaddr`).
@@ -378,8 +380,7 @@ fn credential_type(kind: c_int) -> Option<ffi::tls_credential_type> {
 }
 
 fn einval() -> c_int {
-    // SAFETY: the shim returns a pointer to a static, immutable struct.
-    -unsafe { (*ffi::app_errno_values()).einval }
+    -errno_values().einval
 }
 
 /// # Safety
@@ -430,8 +431,7 @@ unsafe extern "C" fn load_record(
         return 0;
     }
     if len > target.cap {
-        // SAFETY: the shim returns a pointer to a static, immutable struct.
-        target.len = -unsafe { (*ffi::app_errno_values()).efbig };
+        target.len = -errno_values().efbig;
         return 0;
     }
     if let Some(read) = read_cb {
