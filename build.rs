@@ -86,7 +86,7 @@ fn bindings() -> Result<(), Box<dyn Error>> {
         .allowlist_function(
             "zsock_(socket|setsockopt|getsockopt|connect|send|recv|close|getaddrinfo|freeaddrinfo)",
         )
-        .allowlist_function("tls_credential_(add|delete)|sys_csrand_get")
+        .allowlist_function("tls_credential_(add|delete)|sys_(cs)?rand_get")
         .allowlist_function("settings_(subsys_init|load_subtree_direct|save_one|delete)")
         .allowlist_function(
             "mbedtls_x509_crt_(init|free|parse_der|check_key_usage|check_extended_key_usage)",

@@ -15,7 +15,6 @@
 #include <zephyr/kernel.h>
 #include <zephyr/net/net_if.h>
 #include <zephyr/net/socket.h>
-#include <zephyr/random/random.h>
 #include <zephyr/sys/atomic.h>
 #include <zephyr/sys/clock.h>
 #include <zephyr/sys/sys_heap.h>
@@ -135,14 +134,6 @@ int app_wall_clock_sync(const char *server, uint32_t timeout_ms)
 	ARG_UNUSED(timeout_ms);
 	return -ENOTSUP;
 #endif
-}
-
-uint64_t app_random_u64(void)
-{
-	uint64_t value = 0;
-
-	sys_rand_get(&value, sizeof(value));
-	return value;
 }
 
 /* Free bytes of the system heap (k_malloc), or -ENOTSUP without runtime statistics. */

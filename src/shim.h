@@ -36,7 +36,6 @@ const struct app_errno_values *app_errno_values(void);
 
 int64_t app_wall_clock_s(void);
 int app_wall_clock_sync(const char *server, uint32_t timeout_ms);
-uint64_t app_random_u64(void);
 int64_t app_heap_free_bytes(void);
 int app_tls_heap_stats(uint32_t *used, uint32_t *peak, uint32_t *size);
 int app_cpu_time_us(uint64_t *all_threads, uint64_t *this_thread);

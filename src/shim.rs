@@ -520,6 +520,17 @@ pub unsafe fn app_scratch_free(buf: *mut c_void) {
     unsafe { ffi::mbedtls_free(buf) }
 }
 
+/// A random 64-bit value from Zephyr's entropy source.
+///
+/// # Safety
+/// None: a plain call.
+pub unsafe fn app_random_u64() -> u64 {
+    let mut value = 0u64;
+    // SAFETY: value is a live local of the 8 bytes given.
+    unsafe { ffi::sys_rand_get((&mut value as *mut u64).cast(), size_of::<u64>()) };
+    value
+}
+
 unsafe extern "C" fn random_bytes(_ctx: *mut c_void, buf: *mut u8, len: usize) -> c_int {
     // SAFETY: mbedTLS passes len writable bytes.
     if unsafe { ffi::sys_csrand_get(buf.cast(), len) } == 0 {
