@@ -3,9 +3,9 @@
  *
  * The boundary between the firmware's C and Rust, declared once. The C files that define
  * these functions include this header, so the compiler checks each definition against it;
- * build.rs runs bindgen on it, so src/ffi.rs is generated from it, never written by hand.
- * Only the C library's fixed-width types appear here: the header must parse for the Rust
- * target without Zephyr's include paths.
+ * build.rs runs bindgen on it (through src/ffi.h), so src/ffi.rs is generated from it, never
+ * written by hand. Only the C library's fixed-width types appear here, whose sizes bindgen's
+ * clang and the C compiler agree on.
  *
  * Every app_* function that returns int returns >= 0 on success or a negative errno.
  */
