@@ -3,9 +3,11 @@
 real Mosquitto over mutual TLS."""
 
 import json
+import ssl
 import uuid
 
-from conftest import DEVICE_TOPICS
+from conftest import DEV_CERTS, DEVICE_TOPICS
+from loopback import TlsListener
 
 
 def connected(device):
@@ -84,3 +86,25 @@ def test_telemetry_is_a_json_document_with_counters_and_the_tls_in_use(peer, dev
         assert "GCM" in fields["tls"]["cipher"]
     finally:
         telemetry.close()
+
+
+def test_status_says_mqtt_connecting_until_the_broker_answers_connect(broker_port, device,
+                                                                       console):
+    # A broker that completes the TLS handshake and never answers CONNECT: TLS is up, MQTT
+    # is not, and `mqtt status` must say so rather than "connected".
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(DEV_CERTS / "broker.crt.pem", DEV_CERTS / "broker.key.pem")
+    held = []  # the open connections, never answered
+    listener = TlsListener(broker_port, context, held.append, 5)
+    try:
+        device.launch()
+        console.until("tls: connected to localhost", timeout=30)
+        # The log line comes just before the supervisor records the new state.
+        states = [console.status()["state"]]
+        while states[-1] == "connecting" and len(states) < 5:
+            states.append(console.status()["state"])
+        assert states[-1] == "mqtt connecting", states
+    finally:
+        listener.stop()
+        for tls in held:
+            tls.close()

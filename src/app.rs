@@ -6,15 +6,18 @@
 //!
 //! Log lines at `info` are one per state change and stable: the end-to-end tests match them.
 
-use crate::control::{self, LinkState, Status};
+use crate::control::{self, Status};
 use crate::credentials;
 use crate::leds::Leds;
-use crate::net::{self, CertificateProblem, NetError, TlsSocket};
+use crate::net::{self, NetError, TlsSocket};
 use crate::outbox_journal;
 use crate::runtime_credentials;
 use crate::settings::Settings;
 use core::ffi::CStr;
-use device_app::{Board, Device, DeviceTopics, Endpoint, LedAction, Publisher, MAX_ENDPOINTS};
+use device_app::{
+    AlpnNames, AttemptOutcome, Board, CertificateProblem, Device, DeviceTopics, Endpoint,
+    LedAction, LinkState, Publisher, Rotation, MAX_ENDPOINTS,
+};
 use heapless::{String, Vec};
 use log::{error, info, warn};
 use mqtt_core::backoff::{Backoff, BackoffConfig};
@@ -89,7 +92,8 @@ impl Publisher for Journaled<'_, '_> {
 enum Link {
     WaitingForNetwork,
     Connecting,
-    Connected(TlsSocket),
+    /// TLS is up; the MQTT connection runs on it (CONNACK or not yet).
+    TlsUp(TlsSocket),
     /// Waiting out the reconnect delay, which ends early when new credentials are committed.
     BackingOff {
         until: Instant,
@@ -101,7 +105,7 @@ impl Link {
         match self {
             Link::WaitingForNetwork => LinkState::WaitingForNetwork,
             Link::Connecting => LinkState::Connecting,
-            Link::Connected(_) => LinkState::Connected,
+            Link::TlsUp(_) => LinkState::MqttConnecting,
             Link::BackingOff { .. } => LinkState::BackingOff,
         }
     }
@@ -128,6 +132,7 @@ static CLIENT: ConstStaticCell<MqttClient> =
 static SETTINGS: StaticCell<Settings> = StaticCell::new();
 static STATUS_TOPIC: ConstStaticCell<String<128>> = ConstStaticCell::new(String::new());
 static NUL_STRINGS: StaticCell<NulStrings> = StaticCell::new();
+static ALPN: StaticCell<AlpnNames> = StaticCell::new();
 static SUPERVISOR: StaticCell<Supervisor<'static>> = StaticCell::new();
 
 type MqttClient = Client<'static, TlsSocket, Uptime>;
@@ -146,7 +151,7 @@ pub fn run() -> ! {
         link = match link {
             Link::WaitingForNetwork => supervisor.wait_for_network(),
             Link::Connecting => supervisor.connect(),
-            Link::Connected(socket) => supervisor.run_connection(socket),
+            Link::TlsUp(socket) => supervisor.run_connection(socket),
             Link::BackingOff { until } => supervisor.back_off(until),
         };
     }
@@ -163,14 +168,10 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
         halt(format_args!("status topic longer than 128 bytes"));
     }
     let strings: &'static NulStrings = NUL_STRINGS.init(checked.strings);
-    let (Ok(alpn), Ok(sntp_server)) = (
-        CStr::from_bytes_with_nul(strings.alpn.as_bytes()),
-        CStr::from_bytes_with_nul(strings.sntp_server.as_bytes()),
-    ) else {
-        halt(format_args!(
-            "ALPN list or SNTP server name contains a NUL byte"
-        ));
+    let Ok(sntp_server) = CStr::from_bytes_with_nul(strings.sntp_server.as_bytes()) else {
+        halt(format_args!("SNTP server name contains a NUL byte"));
     };
+    let alpn: &'static AlpnNames = ALPN.init(checked.alpn);
     let client = configure_client(settings, status_topic, checked.topics.commands());
     SUPERVISOR.init_with(|| {
         Supervisor::new(
@@ -186,7 +187,6 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
 
 /// The socket API's NUL-terminated strings, kept for as long as the device runs.
 struct NulStrings {
-    alpn: String<256>,
     sntp_server: String<256>,
 }
 
@@ -194,6 +194,7 @@ struct NulStrings {
 struct CheckedSettings {
     topics: DeviceTopics,
     endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
+    alpn: AlpnNames,
     strings: NulStrings,
 }
 
@@ -239,8 +240,9 @@ fn check_settings(settings: &'static Settings) -> CheckedSettings {
         Ok(pin) => net::pin_broker_key(pin.as_ref()),
         Err(cause) => halt(format_args!("broker key pin: {cause}")),
     }
-    let Some(alpn) = nul_terminated(settings.alpn) else {
-        halt(format_args!("ALPN list is longer than 255 bytes"));
+    let alpn = match AlpnNames::parse(settings.alpn) {
+        Ok(alpn) => alpn,
+        Err(cause) => halt(format_args!("ALPN list \"{}\": {cause}", settings.alpn)),
     };
     let Some(sntp_server) = nul_terminated(settings.sntp_server) else {
         halt(format_args!("SNTP server name is longer than 255 bytes"));
@@ -248,7 +250,8 @@ fn check_settings(settings: &'static Settings) -> CheckedSettings {
     CheckedSettings {
         topics,
         endpoints,
-        strings: NulStrings { alpn, sntp_server },
+        alpn,
+        strings: NulStrings { sntp_server },
     }
 }
 
@@ -313,7 +316,7 @@ struct Supervisor<'a> {
     board: BoardIo,
     status: Status,
     backoff: Backoff,
-    brokers: Brokers<'a>,
+    brokers: Rotation<'a>,
     tls: TlsSettings<'a>,
     sntp_server: &'a CStr,
     last_address: Option<String<16>>,
@@ -333,7 +336,7 @@ impl<'a> Supervisor<'a> {
         client: &'a mut MqttClient,
         topics: DeviceTopics,
         endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
-        (alpn, sntp_server): (&'a CStr, &'a CStr),
+        (alpn, sntp_server): (&'a AlpnNames, &'a CStr),
         mutual_tls: bool,
     ) -> Self {
         let board = BoardIo { leds: Leds::new() };
@@ -352,11 +355,7 @@ impl<'a> Supervisor<'a> {
                 },
                 net::random_u64(),
             ),
-            brokers: Brokers {
-                endpoints,
-                last_good: 0,
-                refused_in_row: 0,
-            },
+            brokers: Rotation::new(endpoints),
             tls: TlsSettings {
                 sec_tags: core::slice::from_ref(&settings.sec_tag),
                 alpn,
@@ -421,7 +420,7 @@ impl<'a> Supervisor<'a> {
             self.sntp_server,
             &self.tls,
         ) {
-            Ok(socket) => Link::Connected(socket),
+            Ok(socket) => Link::TlsUp(socket),
             Err(failure) => {
                 self.status.set_last_error(&failure.cause);
                 self.back_off_after(failure.recovery)
@@ -437,14 +436,8 @@ impl<'a> Supervisor<'a> {
         let (connack_seen, cause) = self.drive(socket, suite.version(), suite.name());
         warn!("mqtt: connection lost: {cause}");
         self.device.handle_disconnected();
-        // Another endpoint may accept what this one refused: the slow schedule only once
-        // every endpoint has refused in a row.
-        let mut recovery = cause.recovery();
         match (connack_seen, &cause) {
-            (true, _) => {
-                self.backoff.accepted();
-                self.brokers.accepted();
-            }
+            (true, _) => self.backoff.accepted(),
             (false, Error::Protocol(ProtocolError::ConnectionRefused(refusal))) => warn!(
                 "broker refused the connection: {refusal} (CONNACK {}); fix: {}",
                 refusal.code(),
@@ -455,9 +448,9 @@ impl<'a> Supervisor<'a> {
             (false, _) if !self.tls.mutual_tls => warn!("broker closed the connection before CONNACK; this device has no client certificate, which the broker may require"),
             (false, _) => {}
         }
-        if !connack_seen && !self.brokers.refused() {
-            recovery = Recovery::Retry;
-        }
+        let recovery = self
+            .brokers
+            .connection_ended(connack_seen, cause.recovery());
         let lasted = self.client.clock().now().ms_since(started);
         self.backoff.connection_ended(lasted);
         self.status.set_last_error(&cause);
@@ -503,67 +496,26 @@ impl<'a> Supervisor<'a> {
         let max_packet_size = self.client.session().config().max_packet_size;
         let mut connack_seen = false;
         loop {
-            let now = Uptime.now();
-            let round = if now < self.burst_until {
-                BURST_ROUND_MS
-            } else {
-                ROUND_MS
-            };
-            let wait_ms = self.device.poll_timeout(now).ms_since(now).min(round);
-            // The broker's commands past the device's room wait, unacknowledged, in the
-            // session's receive buffer or at the broker (back-pressure).
-            let session = self.client.session();
-            session.set_message_room(self.device.message_room());
-            if session.receive_blocked() {
-                // Nothing can be read, and only time changes that (the keepalive): wait the
-                // round out here instead of spinning through it.
-                sleep_ms(wait_ms as u32);
-            }
+            let wait_ms = self.round_wait_ms();
             let Self {
                 client,
                 device,
                 board,
                 ..
             } = self;
-            let result = client.poll(wait_ms as u32, &mut |event| match event {
-                Event::Connected { session_present } => {
+            let mut on_event = |event: Event<'_>| {
+                if let Event::Connected { session_present } = event {
                     info!("mqtt: connected (session present: {session_present})");
                     if let Some((all, _)) = net::cpu_time_us() {
                         info!("cpu: {all} us used since boot (all threads)");
                     }
                     connack_seen = true;
                     device.handle_connected(tls_version, cipher);
+                } else {
+                    handle_event(event, device, board, max_packet_size);
                 }
-                Event::Message(message) => {
-                    device.handle_message(message.topic, message.payload, message.qos, board);
-                }
-                Event::MessageDropped {
-                    topic,
-                    packet_len,
-                    qos,
-                } => warn!(
-                    "mqtt: message on {topic} dropped: {packet_len} bytes, more than the {} this device accepts (QoS {}: acknowledged, not delivered)",
-                    max_packet_size,
-                    qos as u8
-                ),
-                Event::Published(id) => {
-                    device.handle_published(id);
-                    outbox_journal::acknowledged(id);
-                    log::debug!("mqtt: {id:?} acknowledged");
-                }
-                Event::Subscribed { packet_id, results } => {
-                    info!(
-                        "mqtt: subscribed (request {packet_id}): {}",
-                        Granted(&results)
-                    );
-                }
-                Event::Unsubscribed { packet_id } => {
-                    info!("mqtt: unsubscribed (request {packet_id})")
-                }
-                // Logged once, with whatever else ended the connection, by run_connection.
-                Event::ConnectionLost(_) => {}
-            });
-            if let Err(cause) = result {
+            };
+            if let Err(cause) = client.poll(wait_ms, &mut on_event) {
                 self.update_status();
                 return (connack_seen, cause);
             }
@@ -575,19 +527,44 @@ impl<'a> Supervisor<'a> {
                 self.update_status();
                 return (connack_seen, Error::Transport(TransportError::Closed));
             }
-            if connack_seen {
-                self.status.set_state(LinkState::Connected);
-            }
-            // What the device owes (replies to commands it acknowledged) takes the outbox's
-            // room before the shell: a refused `mqtt pub` is retried by whoever typed it, while
-            // a reply waiting for room holds back every command behind it.
-            let now = Uptime.now();
-            self.device
-                .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
-            self.serve_shell();
-            self.log_bench_cpu();
-            self.update_status();
+            self.status
+                .set_state(LinkState::of_connection(connack_seen));
+            self.after_round();
         }
+    }
+
+    /// How long this round may wait for the socket, having given the session the device's
+    /// room for the broker's commands.
+    fn round_wait_ms(&mut self) -> u32 {
+        let now = Uptime.now();
+        let round = if now < self.burst_until {
+            BURST_ROUND_MS
+        } else {
+            ROUND_MS
+        };
+        let wait_ms = self.device.poll_timeout(now).ms_since(now).min(round) as u32;
+        // The broker's commands past the device's room wait, unacknowledged, in the
+        // session's receive buffer or at the broker (back-pressure).
+        let session = self.client.session();
+        session.set_message_room(self.device.message_room());
+        if session.receive_blocked() {
+            // Nothing can be read, and only time changes that (the keepalive): wait the
+            // round out here instead of spinning through it.
+            sleep_ms(wait_ms);
+        }
+        wait_ms
+    }
+
+    /// What the device owes (replies to commands it acknowledged) takes the outbox's room
+    /// before the shell: a refused `mqtt pub` is retried by whoever typed it, while a reply
+    /// waiting for room holds back every command behind it.
+    fn after_round(&mut self) {
+        let now = Uptime.now();
+        self.device
+            .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+        self.serve_shell();
+        self.log_bench_cpu();
+        self.update_status();
     }
 
     /// Once a benchmark has ended: the CPU time it took, for the emulated board's figures.
@@ -631,6 +608,41 @@ impl<'a> Supervisor<'a> {
     }
 }
 
+/// The session's events other than CONNACK, handed to the device or logged.
+fn handle_event(event: Event<'_>, device: &mut Device, board: &mut BoardIo, max_packet: usize) {
+    match event {
+        Event::Message(message) => {
+            device.handle_message(message.topic, message.payload, message.qos, board);
+        }
+        Event::MessageDropped {
+            topic,
+            packet_len,
+            qos,
+        } => warn!(
+            "mqtt: message on {topic} dropped: {packet_len} bytes, more than the {max_packet} this device accepts (QoS {}: acknowledged, not delivered)",
+            qos as u8
+        ),
+        Event::Published(id) => {
+            device.handle_published(id);
+            outbox_journal::acknowledged(id);
+            log::debug!("mqtt: {id:?} acknowledged");
+        }
+        Event::Subscribed { packet_id, results } => {
+            info!(
+                "mqtt: subscribed (request {packet_id}): {}",
+                Granted(&results)
+            );
+        }
+        Event::Unsubscribed { packet_id } => {
+            info!("mqtt: unsubscribed (request {packet_id})")
+        }
+        // Handled by the caller.
+        Event::Connected { .. } => {}
+        // Logged once, with whatever else ended the connection, by run_connection.
+        Event::ConnectionLost(_) => {}
+    }
+}
+
 /// SUBACK results in words: `granted QoS 1`, or `refused` per filter.
 struct Granted<'r>(&'r [SubscribeResult]);
 
@@ -649,33 +661,10 @@ impl core::fmt::Display for Granted<'_> {
     }
 }
 
-/// Where the device connects: its broker endpoints, and the one that worked last (tried
-/// first next time, so a device stays on a healthy node).
-struct Brokers<'a> {
-    endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>,
-    last_good: usize,
-    /// Connections in a row that ended without CONNACK 0 (refused, or closed before it).
-    refused_in_row: usize,
-}
-
-impl Brokers<'_> {
-    /// The endpoint in use took the TLS connection but not the device: the next attempt
-    /// starts at the next endpoint. Whether every endpoint has now refused in a row.
-    fn refused(&mut self) -> bool {
-        self.refused_in_row = self.refused_in_row.saturating_add(1);
-        self.last_good = (self.last_good + 1) % self.endpoints.len().max(1);
-        self.refused_in_row >= self.endpoints.len()
-    }
-
-    fn accepted(&mut self) {
-        self.refused_in_row = 0;
-    }
-}
-
 /// The TLS side of one connection attempt.
 struct TlsSettings<'a> {
     sec_tags: &'a [i32],
-    alpn: &'a CStr,
+    alpn: &'a AlpnNames,
     /// Forget cached TLS sessions, whose resumption would skip presenting new credentials.
     forget_sessions: bool,
     /// A device certificate is installed (for the hint when a broker closes on us).
@@ -688,40 +677,35 @@ struct ConnectFailure {
     recovery: Recovery,
 }
 
-/// Connects to the first endpoint that answers, trying every address of each, from the one
-/// that worked last. Logs each endpoint's failure in words.
+/// Connects to the first endpoint that answers, trying every address of each, in the order
+/// the rotation gives. Logs each endpoint's failure in words.
 fn connect(
     settings: &Settings,
-    brokers: &mut Brokers<'_>,
+    brokers: &mut Rotation<'_>,
     sntp_server: &CStr,
     tls: &TlsSettings<'_>,
 ) -> Result<TlsSocket, ConnectFailure> {
-    if !net::wall_clock_is_set() {
-        // mbedTLS would take every certificate for "not yet valid"; ask for the time first.
-        if net::sync_wall_clock(sntp_server, SNTP_TIMEOUT_MS).is_err() || !net::wall_clock_is_set()
-        {
-            let cause = NetError::ClockNotSet;
-            warn!("connect failed: {cause}");
-            return Err(ConnectFailure {
-                cause,
-                recovery: cause.recovery(),
-            });
-        }
-        info!("clock: set by SNTP from {}", settings.sntp_server);
+    if let Err(cause) = set_wall_clock(settings, sntp_server) {
+        warn!("connect failed: {cause}");
+        return Err(ConnectFailure {
+            cause,
+            recovery: cause.recovery(),
+        });
     }
-    let mut failure: Option<ConnectFailure> = None;
-    for index in device_app::try_order(brokers.endpoints.len(), brokers.last_good) {
-        let Some(endpoint) = brokers.endpoints.get(index).copied() else {
+    let mut outcome = AttemptOutcome::default();
+    let mut last_cause = NetError::NameNotResolved;
+    for index in brokers.attempt() {
+        let Some(endpoint) = brokers.endpoint(index) else {
             continue;
         };
         match connect_endpoint(endpoint, tls) {
             Ok(socket) => {
-                brokers.last_good = index;
+                brokers.connected(index);
                 return Ok(socket);
             }
             Err(cause) => {
                 let hint = match cause {
-                    NetError::Handshake(CertificateProblem::None) if !tls.mutual_tls => {
+                    NetError::Handshake(CertificateProblem::PassedChecks) if !tls.mutual_tls => {
                         "; this device has no client certificate, which the broker may require"
                     }
                     _ => "",
@@ -730,20 +714,28 @@ fn connect(
                     "connect to {}:{} failed: {cause}{hint}",
                     endpoint.host, endpoint.port
                 );
-                // Waiting helps if it helps any endpoint; only when every one needs a person
-                // does the slow schedule apply.
-                let recovery = match (failure.as_ref().map(|f| f.recovery), cause.recovery()) {
-                    (Some(Recovery::Retry), _) | (_, Recovery::Retry) => Recovery::Retry,
-                    _ => Recovery::NeedsAttention,
-                };
-                failure = Some(ConnectFailure { cause, recovery });
+                outcome.failed(cause.recovery());
+                last_cause = cause;
             }
         }
     }
-    Err(failure.unwrap_or(ConnectFailure {
-        cause: NetError::NameNotResolved,
-        recovery: Recovery::Retry,
-    }))
+    Err(ConnectFailure {
+        cause: last_cause,
+        recovery: outcome.recovery(),
+    })
+}
+
+/// The wall clock, from SNTP if it is not set: mbedTLS would take every certificate for
+/// "not yet valid" without it.
+fn set_wall_clock(settings: &Settings, sntp_server: &CStr) -> Result<(), NetError> {
+    if net::wall_clock_is_set() {
+        return Ok(());
+    }
+    if net::sync_wall_clock(sntp_server, SNTP_TIMEOUT_MS).is_err() || !net::wall_clock_is_set() {
+        return Err(NetError::ClockNotSet);
+    }
+    info!("clock: set by SNTP from {}", settings.sntp_server);
+    Ok(())
 }
 
 /// One endpoint: every address its name resolves to, in turn.

@@ -19,7 +19,10 @@ use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write as _};
 #[cfg(CONFIG_APP_SHELL_BENCH)]
 use device_app::BenchRequest;
-use device_app::{parse_mqtt_command, ShellCommand, SHELL_PAYLOAD_MAX, SHELL_TOPIC_MAX};
+use device_app::{
+    parse_mqtt_command, write_c_string, CutText, LinkState, ShellCommand, SHELL_PAYLOAD_MAX,
+    SHELL_TOPIC_MAX,
+};
 use heapless::{Deque, String, Vec};
 use log::{info, warn};
 use mqtt_core::{MessageId, QoS, Session};
@@ -31,30 +34,6 @@ use zephyr::time::Duration;
 const QUEUE_DEPTH: usize = 4;
 /// The MQTT thread answers within one loop round unless it is inside a TLS handshake.
 const ANSWER_TIMEOUT_MS: u64 = 5_000;
-
-/// Where the MQTT thread stands, as `mqtt status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    /// Waiting for the network (DHCP on the board).
-    WaitingForNetwork,
-    /// Resolving, TCP connect and TLS handshake, or MQTT CONNECT without CONNACK yet.
-    Connecting,
-    /// CONNACK received.
-    Connected,
-    /// Waiting out the reconnect delay.
-    BackingOff,
-}
-
-impl LinkState {
-    fn as_str(self) -> &'static str {
-        match self {
-            LinkState::WaitingForNetwork => "waiting for network",
-            LinkState::Connecting => "connecting",
-            LinkState::Connected => "connected",
-            LinkState::BackingOff => "backing off",
-        }
-    }
-}
 
 /// The longest answer: `cred list` with four roots, a certificate and a key.
 const ANSWER_MAX: usize = 768;
@@ -98,13 +77,13 @@ struct Awaited {
     ticket: u32,
     answered: Answered,
     /// The answer in words, once `answered`.
-    text: String<ANSWER_MAX>,
+    text: CutText<[u8; ANSWER_MAX]>,
 }
 
 /// What `mqtt status` prints.
 struct Snapshot {
     state: LinkState,
-    host: String<64>,
+    host: CutText<[u8; 64]>,
     port: u16,
     /// TLS version and cipher suite of the last connection; `None` (a 0 pointer, so that
     /// [`STATUS`] lies in `.bss`) before the first.
@@ -113,7 +92,7 @@ struct Snapshot {
     outbox: usize,
     published: u32,
     reconnects: u32,
-    last_error: String<96>,
+    last_error: CutText<[u8; 96]>,
 }
 
 static REQUESTS: Mutex<Deque<Request, QUEUE_DEPTH>> = Mutex::new(Deque::new());
@@ -123,21 +102,21 @@ static AWAITED: Mutex<Awaited> = Mutex::new(Awaited {
     last_ticket: 0,
     ticket: 0,
     answered: Answered::Not,
-    text: String::new(),
+    text: CutText::new(),
 });
 static ANSWERED: Semaphore = Semaphore::new(0, 1);
 #[cfg(CONFIG_APP_SHELL_BENCH)]
 static BENCH: Mutex<Option<BenchRequest>> = Mutex::new(None);
 static STATUS: Mutex<Snapshot> = Mutex::new(Snapshot {
     state: LinkState::WaitingForNetwork,
-    host: String::new(),
+    host: CutText::new(),
     port: 0,
     tls: None,
     inflight: 0,
     outbox: 0,
     published: 0,
     reconnects: 0,
-    last_error: String::new(),
+    last_error: CutText::new(),
 });
 
 /// The MQTT thread's handle on the `mqtt status` snapshot.
@@ -147,7 +126,7 @@ impl Status {
     pub fn new(host: &str, port: u16) -> Self {
         let mut status = lock(&STATUS);
         status.host.clear();
-        push_cut(&mut status.host, host);
+        let _ = status.host.write_str(host);
         status.port = port;
         Status
     }
@@ -166,7 +145,7 @@ impl Status {
         let mut status = lock(&STATUS);
         status.last_error.clear();
         // Cut rather than lost when longer than the field.
-        let _ = write!(Cut(&mut status.last_error), "{cause}");
+        let _ = write!(status.last_error, "{cause}");
     }
 
     /// The counters and the queues of this round.
@@ -185,29 +164,6 @@ impl Status {
     }
 }
 
-/// A `fmt::Write` that keeps what fits and drops the rest, at a character boundary.
-struct Cut<'a, const N: usize>(&'a mut String<N>);
-
-impl<const N: usize> fmt::Write for Cut<'_, N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        push_cut(self.0, s);
-        Ok(())
-    }
-}
-
-fn push_cut<const N: usize>(target: &mut String<N>, text: &str) {
-    let _ = target.push_str(fitting(text, N - target.len()));
-}
-
-/// The longest start of `text` that fits in `room` bytes without splitting a character.
-fn fitting(text: &str, room: usize) -> &str {
-    let mut take = text.len().min(room);
-    while !text.is_char_boundary(take) {
-        take -= 1;
-    }
-    text.get(..take).unwrap_or_default()
-}
-
 /// Ends a reconnect delay early (new credentials are waiting to be used); any thread.
 pub fn wake() {
     REQUEST_WAITING.give();
@@ -216,7 +172,7 @@ pub fn wake() {
 /// Carries out one request and answers it (to the shell, and the outcome of a publish in the
 /// log).
 fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
-    let mut text = String::new();
+    let mut text = CutText::<[u8; ANSWER_MAX]>::new();
     let done = match &request.work {
         Work::Publish {
             topic,
@@ -229,7 +185,7 @@ fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
                 Ok(MessageId(id)) => {
                     info!("control: pub #{} queued as message {id}", request.ticket);
                     let _ = write!(
-                        Cut(&mut text),
+                        text,
                         "pub #{} queued as message {id} (outbox {})",
                         request.ticket,
                         session.outbox_len()
@@ -238,17 +194,16 @@ fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
                 }
                 Err(cause) => {
                     warn!("control: pub #{} rejected: {cause}", request.ticket);
-                    let _ = write!(Cut(&mut text), "pub #{} rejected: {cause}", request.ticket);
+                    let _ = write!(text, "pub #{} rejected: {cause}", request.ticket);
                     false
                 }
             }
         }
-        Work::Cred { op, arg } => match runtime_credentials::command(*op, arg, &mut Cut(&mut text))
-        {
+        Work::Cred { op, arg } => match runtime_credentials::command(*op, arg, &mut text) {
             Ok(()) => true,
             Err(cause) => {
                 text.clear();
-                let _ = write!(Cut(&mut text), "{cause}");
+                let _ = write!(text, "{cause}");
                 false
             }
         },
@@ -265,7 +220,10 @@ fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
         ANSWERED.give();
     } else if matches!(request.work, Work::Cred { .. }) {
         // The shell stopped waiting (the thread was in a handshake): the log has the answer.
-        info!("control: cred answered after the shell stopped waiting: {text}");
+        info!(
+            "control: cred answered after the shell stopped waiting: {}",
+            text.as_str()
+        );
     }
 }
 
@@ -420,11 +378,11 @@ fn ask(
     };
     match answered {
         Answered::Done => {
-            let _ = out.write_str(&text);
+            let _ = out.write_str(text.as_str());
             Outcome::Done
         }
         Answered::Refused => {
-            let _ = out.write_str(&text);
+            let _ = out.write_str(text.as_str());
             Outcome::Refused
         }
         Answered::Not => {
@@ -445,22 +403,21 @@ pub unsafe fn ask_cred(op: c_int, arg: &str, out: *mut u8, out_cap: usize) -> c_
     }
     // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes during this call.
     let buf = unsafe { core::slice::from_raw_parts_mut(out, out_cap) };
-    let mut answer = AnswerBuffer { buf, len: 0 };
     let mut owned = String::new();
-    let outcome = if owned.push_str(arg).is_err() {
-        let _ = write!(answer, "argument longer than {CRED_ARG_MAX} bytes");
-        Outcome::Refused
-    } else {
+    let outcome = write_c_string(buf, |answer| {
+        if owned.push_str(arg).is_err() {
+            let _ = write!(answer, "argument longer than {CRED_ARG_MAX} bytes");
+            return Outcome::Refused;
+        }
         ask(
             "request",
             Work::Cred { op, arg: owned },
-            &mut answer,
+            answer,
             |_, out| {
                 let _ = write!(out, "still queued: no answer within {ANSWER_TIMEOUT_MS} ms (the MQTT thread is busy, e.g. connecting); it logs the result");
             },
         )
-    };
-    answer.terminate();
+    });
     match outcome {
         Outcome::Done | Outcome::Warning => 0,
         Outcome::Refused => -1,
@@ -471,16 +428,15 @@ fn print_status(out: &mut impl fmt::Write) {
     {
         let status = lock(&STATUS);
         let (tls_version, cipher) = status.tls.unwrap_or(("none", "none"));
-        let last_error = if status.last_error.is_empty() {
-            "none"
-        } else {
-            status.last_error.as_str()
+        let last_error = match status.last_error.as_str() {
+            "" => "none",
+            text => text,
         };
         let _ = write!(
             out,
             "state: {}\nbroker: {}:{}\ntls: {} {}\nin flight: {}\noutbox: {}\npublished: {}\nreconnects: {}\nlast error: {last_error}\n",
             status.state.as_str(),
-            status.host,
+            status.host.as_str(),
             status.port,
             tls_version,
             cipher,
@@ -508,33 +464,6 @@ fn print_status(out: &mut impl fmt::Write) {
     }
 }
 
-/// A `fmt::Write` over the shell's answer buffer; what does not fit is cut.
-struct AnswerBuffer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl AnswerBuffer<'_> {
-    fn terminate(&mut self) {
-        if let Some(nul) = self.buf.get_mut(self.len) {
-            *nul = 0;
-        }
-    }
-}
-
-impl fmt::Write for AnswerBuffer<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        // Keep one byte for the NUL.
-        let room = self.buf.len().saturating_sub(self.len + 1);
-        let take = fitting(s, room).as_bytes();
-        if let Some(dst) = self.buf.get_mut(self.len..self.len + take.len()) {
-            dst.copy_from_slice(take);
-            self.len += take.len();
-        }
-        Ok(())
-    }
-}
-
 /// The `mqtt` shell commands' entry point (`control.c`): 0 done, 1 a warning, -1 refused;
 /// `out` holds the lines to print.
 #[no_mangle]
@@ -550,7 +479,6 @@ extern "C" fn app_mqtt_command(
     // SAFETY: control.c passes its static answer buffer of out_cap bytes, held under a mutex
     // for the duration of this call.
     let buf = unsafe { core::slice::from_raw_parts_mut(out, out_cap) };
-    let mut answer = AnswerBuffer { buf, len: 0 };
     // SAFETY: argv is the shell's argument vector of argc NUL-terminated strings, alive for
     // this call.
     let raw = unsafe { core::slice::from_raw_parts(argv, argc) };
@@ -567,8 +495,7 @@ extern "C" fn app_mqtt_command(
             break;
         }
     }
-    let outcome = run_command(&args, &mut answer);
-    answer.terminate();
+    let outcome = write_c_string(buf, |answer| run_command(&args, answer));
     match outcome {
         Outcome::Done => 0,
         Outcome::Warning => 1,

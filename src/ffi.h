@@ -18,6 +18,7 @@ extern int errno;
 
 #include <errno.h>
 
+#include <zephyr/fs/nvs.h>
 #include <zephyr/kernel.h>
 #include <zephyr/net/socket.h>
 #include <zephyr/net/tls_credentials.h>

@@ -6,7 +6,9 @@
 //! certificate does not chain to our CA or does not carry the broker's host name is refused.
 
 use crate::ffi;
-use core::ffi::{c_int, CStr};
+use crate::sync::lock;
+use core::ffi::{c_char, c_int, CStr};
+use device_app::{AlpnNames, CertificateProblem, LeaseWatch, MAX_ALPN_NAMES};
 use mqtt_core::driver::ReadTimeout;
 use mqtt_core::Recovery;
 
@@ -137,72 +139,30 @@ impl TlsSetup {
             TlsSetup::HostName => "setting the broker host name",
             TlsSetup::SessionCache => "the TLS session cache",
             TlsSetup::VerifyCallback => "the certificate check",
-            TlsSetup::Alpn => "setting the ALPN list (at most 2 names, 63 bytes in all; MBEDTLS_SSL_ALPN)",
+            TlsSetup::Alpn => "setting the ALPN list (this build has no MBEDTLS_SSL_ALPN)",
         }
     }
 }
 
-/// What mbedTLS found wrong with the broker's certificate (MBEDTLS_X509_BADCERT_* flags of
-/// `include/mbedtls/x509.h`, recorded by a verification callback in `shim.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertificateProblem {
-    /// The handshake failed but the certificate passed (cipher mismatch, client certificate
-    /// refused by the broker, ...).
-    None,
-    /// The certificate has expired.
-    Expired,
-    /// The certificate does not carry the broker's host name.
-    HostNameMismatch,
-    /// The certificate does not chain to our CA.
-    NotTrusted,
-    /// A trusted certificate, but its public key is not the one pinned in
-    /// `CONFIG_APP_TLS_PINNED_KEY_SHA256`.
-    PinnedKeyMismatch,
-    /// The certificate is not valid yet (or the wall clock is behind).
-    NotYetValid,
-    /// Its key usage or extended key usage does not allow a TLS server (no serverAuth).
-    WrongKeyUsage,
-    /// Signed with a hash, or carrying a key type or size, that this build does not accept.
-    UnsupportedAlgorithm,
-    /// Other verification flags.
-    Other(u32),
-}
-
-use ffi::{
-    APP_BADCERT_CN_MISMATCH as BADCERT_CN_MISMATCH, APP_BADCERT_EXPIRED as BADCERT_EXPIRED,
-    APP_BADCERT_FUTURE as BADCERT_FUTURE, APP_BADCERT_NOT_TRUSTED as BADCERT_NOT_TRUSTED,
-    APP_VERIFY_PINNED_KEY_MISMATCH as PINNED_KEY_MISMATCH,
+/// The verify flags are mbedTLS's, taken from its headers in `shim.rs` (by
+/// bindgen) and in `device_app` (which tells the problem from them): the same values.
+const _: () = {
+    use device_app::verify_flags as f;
+    assert!(ffi::APP_BADCERT_EXPIRED == f::EXPIRED);
+    assert!(ffi::APP_BADCERT_CN_MISMATCH == f::CN_MISMATCH);
+    assert!(ffi::APP_BADCERT_NOT_TRUSTED == f::NOT_TRUSTED);
+    assert!(ffi::APP_BADCERT_FUTURE == f::FUTURE);
+    assert!(ffi::APP_BADCERT_KEY_USAGE == f::KEY_USAGE);
+    assert!(ffi::APP_BADCERT_EXT_KEY_USAGE == f::EXT_KEY_USAGE);
+    assert!(ffi::APP_BADCERT_NS_CERT_TYPE == f::NS_CERT_TYPE);
+    assert!(ffi::APP_BADCERT_BAD_MD == f::BAD_MD);
+    assert!(ffi::APP_BADCERT_BAD_PK == f::BAD_PK);
+    assert!(ffi::APP_BADCERT_BAD_KEY == f::BAD_KEY);
+    assert!(ffi::APP_VERIFY_PINNED_KEY_MISMATCH == f::PINNED_KEY_MISMATCH);
+    assert!(ffi::APP_VERIFY_CHECKED == f::CHECKED);
+    assert!(ffi::APP_VERIFY_UNREADABLE == f::UNREADABLE);
+    assert!(ffi::APP_ALPN_MAX_NAMES as usize == device_app::MAX_ALPN_NAMES);
 };
-const BADCERT_USAGE: u32 =
-    ffi::APP_BADCERT_KEY_USAGE | ffi::APP_BADCERT_EXT_KEY_USAGE | ffi::APP_BADCERT_NS_CERT_TYPE;
-const BADCERT_ALGORITHM: u32 =
-    ffi::APP_BADCERT_BAD_MD | ffi::APP_BADCERT_BAD_PK | ffi::APP_BADCERT_BAD_KEY;
-
-impl CertificateProblem {
-    fn from_flags(flags: u32) -> Self {
-        // Most specific first: an expired certificate from our CA is "expired", not
-        // "untrusted"; a name mismatch on a trusted certificate is a name mismatch.
-        if flags == 0 {
-            CertificateProblem::None
-        } else if flags & BADCERT_NOT_TRUSTED != 0 {
-            CertificateProblem::NotTrusted
-        } else if flags & BADCERT_EXPIRED != 0 {
-            CertificateProblem::Expired
-        } else if flags & BADCERT_FUTURE != 0 {
-            CertificateProblem::NotYetValid
-        } else if flags & BADCERT_ALGORITHM != 0 {
-            CertificateProblem::UnsupportedAlgorithm
-        } else if flags & BADCERT_USAGE != 0 {
-            CertificateProblem::WrongKeyUsage
-        } else if flags & BADCERT_CN_MISMATCH != 0 {
-            CertificateProblem::HostNameMismatch
-        } else if flags & PINNED_KEY_MISMATCH != 0 {
-            CertificateProblem::PinnedKeyMismatch
-        } else {
-            CertificateProblem::Other(flags)
-        }
-    }
-}
 
 impl NetError {
     pub fn from_errno(errno: Errno) -> Self {
@@ -221,7 +181,10 @@ impl NetError {
     /// credential, or a rejected setting (still retried, rarely: see `mqtt_core::backoff`).
     pub fn recovery(&self) -> Recovery {
         match self {
-            NetError::Handshake(CertificateProblem::None) => Recovery::Retry,
+            // Where the certificate is not the cause, the failure may be the network's.
+            NetError::Handshake(
+                CertificateProblem::NotChecked | CertificateProblem::PassedChecks,
+            ) => Recovery::Retry,
             NetError::Handshake(_) | NetError::InvalidArgument | NetError::Rejected(_) => {
                 Recovery::NeedsAttention
             }
@@ -232,40 +195,15 @@ impl NetError {
 
 impl core::fmt::Display for NetError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        use CertificateProblem as Cert;
         match self {
             NetError::NameNotResolved => f.write_str("broker host name not resolved"),
             NetError::ConnectionRefused => f.write_str("connection refused"),
             NetError::Unreachable => f.write_str("broker unreachable"),
             NetError::TimedOut => f.write_str("timed out"),
-            NetError::Handshake(Cert::NotTrusted) => {
-                f.write_str("tls: broker certificate not signed by our CA")
+            NetError::Handshake(problem) => write!(f, "{problem}"),
+            NetError::ClockNotSet => {
+                f.write_str("wall clock not set (SNTP failed): certificate dates cannot be checked")
             }
-            NetError::Handshake(Cert::Expired) => f.write_str("tls: broker certificate expired"),
-            NetError::Handshake(Cert::HostNameMismatch) => {
-                f.write_str("tls: broker certificate is for another host name")
-            }
-            NetError::Handshake(Cert::PinnedKeyMismatch) => {
-                f.write_str("tls: broker public key does not match the pinned key")
-            }
-            NetError::Handshake(Cert::NotYetValid) => {
-                f.write_str("tls: broker certificate not valid yet (or the wall clock is behind)")
-            }
-            NetError::Handshake(Cert::WrongKeyUsage) => f.write_str(
-                "tls: broker certificate's key usage does not allow a TLS server (extended key usage needs serverAuth)",
-            ),
-            NetError::Handshake(Cert::UnsupportedAlgorithm) => f.write_str(
-                "tls: broker certificate chain uses a signature hash, key type or key size this build does not accept",
-            ),
-            NetError::Handshake(Cert::Other(flags)) => {
-                write!(f, "tls: broker certificate rejected (verify flags {flags:#x})")
-            }
-            NetError::Handshake(Cert::None) => {
-                f.write_str("tls: handshake failed (broker certificate accepted)")
-            }
-            NetError::ClockNotSet => f.write_str(
-                "wall clock not set (SNTP failed): certificate dates cannot be checked",
-            ),
             NetError::ConnectionReset => f.write_str("connection reset"),
             NetError::OutOfResources => f.write_str("out of sockets or memory"),
             NetError::InvalidArgument => f.write_str("socket option rejected"),
@@ -399,6 +337,27 @@ pub fn random_u64() -> u64 {
     unsafe { ffi::app_random_u64() }
 }
 
+/// The address DHCPv4 last bound (see [`LeaseWatch`]).
+static LEASE: zephyr::sync::Mutex<LeaseWatch> = zephyr::sync::Mutex::new(LeaseWatch::new());
+
+/// DHCPv4 bound `address` (`shim.c`, on the net_mgmt thread): whether that ends the
+/// connections on the previous lease's address.
+#[no_mangle]
+extern "C" fn app_dhcp_bound(address: *const u8) -> bool {
+    if address.is_null() {
+        return false;
+    }
+    // SAFETY: shim.c passes the 4 bytes of the lease's `struct in_addr`, alive for the call.
+    let bytes = unsafe { core::ptr::read_unaligned(address.cast::<[u8; 4]>()) };
+    lock(&LEASE).bound(bytes)
+}
+
+/// DHCPv4 stopped (`shim.c`, on the net_mgmt thread).
+#[no_mangle]
+extern "C" fn app_dhcp_stopped() {
+    lock(&LEASE).stopped();
+}
+
 /// The certificate verdict of the last handshake.
 fn last_verify_problem() -> CertificateProblem {
     // SAFETY: plain call; reads a word the verification callback wrote during connect.
@@ -454,7 +413,7 @@ impl TlsSocket {
         address: &SocketAddress,
         host_name: &CStr,
         sec_tags: &[i32],
-        alpn: &CStr,
+        alpn: &AlpnNames,
         forget_sessions: bool,
     ) -> Result<Self, NetError> {
         // SAFETY: address.bytes holds a struct sockaddr written by app_resolve.
@@ -470,28 +429,12 @@ impl TlsSocket {
         step(TlsSetup::PeerVerify, unsafe {
             ffi::app_tls_require_peer_verification(fd)
         })?;
-        let mut tags = sec_tags
-            .first()
-            .map(|&tag| crate::credentials::sec_tags(tag))
-            .unwrap_or_default();
-        for &tag in sec_tags.iter().skip(1) {
-            if !tags.contains(&tag) {
-                tags.push(tag)
-                    .map_err(|_| NetError::Rejected(TlsSetup::Credentials))?;
-            }
-        }
-        // SAFETY: the pointer and count describe a live local; Zephyr copies the tags.
-        step(TlsSetup::Credentials, unsafe {
-            ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len())
-        })?;
+        set_credentials(fd, sec_tags)?;
         // SAFETY: host_name is NUL-terminated; mbedTLS copies it.
         step(TlsSetup::HostName, unsafe {
             ffi::app_tls_set_hostname(fd, host_name.as_ptr())
         })?;
-        // SAFETY: alpn is NUL-terminated; the shim copies it into static storage.
-        step(TlsSetup::Alpn, unsafe {
-            ffi::app_tls_set_alpn(fd, alpn.as_ptr())
-        })?;
+        set_alpn(fd, alpn)?;
         // SAFETY: fd is an open socket owned by `socket`.
         step(TlsSetup::SessionCache, unsafe {
             ffi::app_tls_enable_session_cache(fd)
@@ -502,7 +445,7 @@ impl TlsSocket {
                 ffi::app_tls_purge_session_cache(fd)
             })?;
         }
-        // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.rs.
+        // SAFETY: fd is an open socket owned by `socket`; the callback is a function in shim.rs.
         step(TlsSetup::VerifyCallback, unsafe {
             ffi::app_tls_check_peer_certificate(fd)
         })?;
@@ -514,6 +457,41 @@ impl TlsSocket {
             Err(other) => Err(other),
         }
     }
+}
+
+/// The credentials under `sec_tags` (the first: the device's set, with the image's further
+/// trust anchors) for the socket `fd`.
+fn set_credentials(fd: c_int, sec_tags: &[i32]) -> Result<(), NetError> {
+    let mut tags = sec_tags
+        .first()
+        .map(|&tag| crate::credentials::sec_tags(tag))
+        .unwrap_or_default();
+    for &tag in sec_tags.iter().skip(1) {
+        if !tags.contains(&tag) {
+            tags.push(tag)
+                .map_err(|_| NetError::Rejected(TlsSetup::Credentials))?;
+        }
+    }
+    // SAFETY: the pointer and count describe a live local; Zephyr copies the tags.
+    step(TlsSetup::Credentials, unsafe {
+        ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len())
+    })
+    .map(|_| ())
+}
+
+/// The ALPN names offered on the socket `fd`; `alpn` must outlive the socket (Zephyr keeps
+/// pointers to the names).
+fn set_alpn(fd: c_int, alpn: &AlpnNames) -> Result<(), NetError> {
+    let mut names = [core::ptr::null::<c_char>(); MAX_ALPN_NAMES];
+    for (slot, name) in names.iter_mut().zip(alpn.nul_terminated()) {
+        *slot = name.as_ptr().cast();
+    }
+    // SAFETY: the first alpn.len() pointers are to NUL-terminated names in `alpn`, which the
+    // caller keeps for as long as the socket lives; the shim copies the array.
+    step(TlsSetup::Alpn, unsafe {
+        ffi::app_tls_set_alpn(fd, names.as_ptr(), alpn.len())
+    })
+    .map(|_| ())
 }
 
 impl TlsSocket {

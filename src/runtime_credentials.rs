@@ -167,6 +167,14 @@ impl Inspector for MbedTls {
 /// (read into mbedTLS's heap, which no TLS session holds yet; the active set is scratch, as
 /// nothing is registered yet); then the operator's staged set starts as the stored one.
 pub fn init() {
+    // SAFETY: no arguments; the shim reads the settings storage on this thread only.
+    if unsafe { ffi::app_records_unreadable_format() } > 0 {
+        warn!(
+            "settings: the flash holds records written without NVS's data CRC (by an image \
+             before it was turned on); this image cannot read them: the stored credentials and \
+             queued messages are ignored; provision the set again"
+        );
+    }
     migrate_former_record();
     if let Err(cause) = lock(&OPERATOR).load(&mut Flash) {
         warn!("credentials: stored set unreadable ({cause}); using the image's");

@@ -2,19 +2,21 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * What stays C of the firmware's bindings (the sockets, TLS verification, records and mbedTLS
- * checks are Rust, src/shim.rs): the C library's errno values, Zephyr's network events and a
- * few calls behind Kconfig options. Every app_* function returns >= 0 on success or a
+ * checks are Rust, src/shim.rs): the settings partition's repair (devicetree macros), the C
+ * library's errno values, Zephyr's network events and a few calls behind Kconfig options. Every app_* function returns >= 0 on success or a
  * negative errno; the Rust side (src/net.rs) maps errno in one place.
  */
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
 
 #include <zephyr/kernel.h>
 #include <zephyr/net/net_if.h>
-#include <zephyr/net/socket.h>
+#include <zephyr/settings/settings.h>
+#include <zephyr/storage/flash_map.h>
+#include <zephyr/sys/crc.h>
+#include <zephyr/sys/printk.h>
 #include <zephyr/sys/atomic.h>
 #include <zephyr/sys/clock.h>
 #include <zephyr/sys/sys_heap.h>
@@ -37,54 +39,77 @@
 #include <zephyr/net/net_mgmt.h>
 #endif
 
-/* --- TLS sockets ----------------------------------------------------------------------------- */
+/* --- Records in flash (the rest in src/shim.rs) ---------------------------------------------- */
 
-static int set_tls_option(int fd, int option, const void *value, socklen_t len)
-{
-	return zsock_setsockopt(fd, SOL_TLS, option, value, len) < 0 ? -errno : 0;
-}
+#if DT_HAS_CHOSEN(zephyr_settings_partition)
+#define SETTINGS_PARTITION DT_FIXED_PARTITION_ID(DT_CHOSEN(zephyr_settings_partition))
+#else
+#define SETTINGS_PARTITION FIXED_PARTITION_ID(storage_partition)
+#endif
 
 /*
- * ALPN: `list` holds protocol names separated by spaces or commas (CONFIG_APP_TLS_ALPN), e.g.
- * "x-amzn-mqtt-ca" for AWS IoT Core on port 443. Zephyr keeps the pointers, so the names live
- * in static storage: one TLS socket at a time, set up on the MQTT thread only. An empty list
- * sends no ALPN extension.
+ * NVS's mount finishes an interrupted garbage collection by erasing the sector it was copying
+ * into, then copying again. A power cut inside that erase can leave the sector's bytes
+ * anything (NOR flash stopped mid-erase); then every sector's last entry reads as written, NVS
+ * finds no open sector and refuses to mount (-EDEADLK). That sector holds nothing the sector
+ * it copies from does not: erase it again when it is the only one whose closing entry fails
+ * its CRC-8, as the mount would have. Returns 0 if a sector was erased.
  */
-int app_tls_set_alpn(int fd, const char *list)
+static int erase_torn_sector(void)
 {
-#if defined(CONFIG_MBEDTLS_SSL_ALPN)
-	static char names[64];
-	static const char *protocols[CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS];
-	size_t count = 0;
-	char *cursor;
+	const struct flash_area *fa;
+	struct flash_sector first;
+	uint32_t count = 1;
+	uint8_t ate[8]; /* struct nvs_ate: id, offset, len, part, crc8 */
+	off_t torn = -1;
+	size_t sector;
+	int ret = flash_area_open(SETTINGS_PARTITION, &fa);
 
-	if (strlen(list) >= sizeof(names)) {
-		return -EINVAL;
+	if (ret < 0) {
+		return ret;
 	}
-	strcpy(names, list);
-	for (cursor = names; *cursor != '\0';) {
-		while (*cursor == ' ' || *cursor == ',') {
-			*cursor++ = '\0';
+	ret = flash_area_get_sectors(SETTINGS_PARTITION, &count, &first);
+	if (ret < 0 && ret != -ENOMEM) {
+		goto out;
+	}
+	sector = CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT * first.fs_size;
+	for (off_t at = 0; at + sector <= fa->fa_size &&
+			   at < (off_t)(sector * CONFIG_SETTINGS_NVS_SECTOR_COUNT);
+	     at += sector) {
+		ret = flash_area_read(fa, at + sector - sizeof(ate), ate, sizeof(ate));
+		if (ret < 0) {
+			goto out;
 		}
-		if (*cursor == '\0') {
-			break;
-		}
-		if (count == ARRAY_SIZE(protocols)) {
-			return -EINVAL;
-		}
-		protocols[count++] = cursor;
-		while (*cursor != '\0' && *cursor != ' ' && *cursor != ',') {
-			cursor++;
+		if (crc8_ccitt(0xff, ate, sizeof(ate) - 1) != ate[sizeof(ate) - 1]) {
+			if (torn >= 0) {
+				ret = -EDEADLK; /* not one torn erase: leave it as it is */
+				goto out;
+			}
+			torn = at;
 		}
 	}
-	if (count == 0) {
-		return 0;
+	if (torn < 0) {
+		ret = -EDEADLK;
+		goto out;
 	}
-	return set_tls_option(fd, TLS_ALPN_LIST, protocols, count * sizeof(protocols[0]));
-#else
-	ARG_UNUSED(fd);
-	return list[0] == '\0' ? 0 : -EINVAL;
-#endif
+	printk("settings: the flash's sector at 0x%lx reads neither erased nor written (an erase "
+	       "cut short by a power cut): erased again\n",
+	       (long)(fa->fa_off + torn));
+	ret = flash_area_erase(fa, torn, sector);
+out:
+	flash_area_close(fa);
+	return ret;
+}
+
+/* settings_subsys_init(), repairing a sector torn by a power cut if that is all that stops it. */
+int app_settings_init(void)
+{
+	int ret = settings_subsys_init();
+
+	if (ret == -EDEADLK && erase_torn_sector() == 0) {
+		ret = settings_subsys_init();
+	}
+	return ret;
 }
 
 /* --- errno values ---------------------------------------------------------------------------
@@ -204,8 +229,6 @@ static K_SEM_DEFINE(network_up, 0, 1);
 /* Set when the network or the address in use went away; the MQTT thread reads and clears it. */
 static atomic_t connection_invalidated;
 #if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
-/* The address DHCPv4 last bound; only the net_mgmt thread touches it. */
-static struct in_addr last_lease;
 static struct net_mgmt_event_callback dhcp_callback;
 #endif
 static struct net_mgmt_event_callback l4_callback;
@@ -231,7 +254,7 @@ static void on_network_event(struct net_mgmt_event_callback *cb, uint64_t event,
 		break;
 #if defined(CONFIG_NET_DHCPV4) && defined(CONFIG_NET_MGMT_EVENT_INFO)
 	case NET_EVENT_IPV4_DHCP_STOP:
-		last_lease.s_addr = 0;
+		app_dhcp_stopped();
 		atomic_set(&connection_invalidated, 1);
 		break;
 	case NET_EVENT_IPV4_DHCP_BOUND: {
@@ -240,13 +263,9 @@ static void on_network_event(struct net_mgmt_event_callback *cb, uint64_t event,
 		if (dhcp == NULL || cb->info_length != sizeof(*dhcp)) {
 			break;
 		}
-		/* A renewal binds the same address again; a new lease with another one ends
-		 * whatever still runs on the old.
-		 */
-		if (last_lease.s_addr != 0 && last_lease.s_addr != dhcp->requested_ip.s_addr) {
+		if (app_dhcp_bound(dhcp->requested_ip.s4_addr)) {
 			atomic_set(&connection_invalidated, 1);
 		}
-		last_lease = dhcp->requested_ip;
 		break;
 	}
 #endif

@@ -17,9 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* --- Sockets and TLS (shim.c; the rest in src/shim.rs) ------------------------------------ */
+/* --- Records in flash (shim.c; the rest in src/shim.rs) --------------------------------------- */
 
-int app_tls_set_alpn(int fd, const char *list);
+int app_settings_init(void);
 
 /* errno as the C side was compiled: the C library's values, which the Rust bindings may not
  * see (Zephyr's minimal libc or picolibc on the board, the host's on native_sim).
@@ -64,5 +64,11 @@ int app_cred_command(size_t argc, char **argv, char *out, size_t out_cap);
  * the lines to print.
  */
 int app_mqtt_command(size_t argc, char **argv, char *out, size_t out_cap);
+
+/* DHCPv4 events (src/net.rs), on the net_mgmt thread. Whether a lease for `address` (network
+ * order) ends the connections on the previous lease's address; DHCPv4 stopped.
+ */
+bool app_dhcp_bound(const uint8_t address[4]);
+void app_dhcp_stopped(void);
 
 #endif /* APP_SHIM_H_ */

@@ -16,8 +16,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 pub const APP_ADDRESS_SIZE: u32 = 48;
 const _: () = assert!(size_of::<ffi::sockaddr_in6>() <= APP_ADDRESS_SIZE as usize);
 
-// mbedTLS's X.509 verify flags that `net` names a refusal by, and ours for a broker key that
-// is not the pinned one: a bit mbedTLS does not use.
+// mbedTLS's X.509 verify flags that `net` names a refusal by, and ours, bits mbedTLS does not
+// use: the broker's key is not the pinned one; the verify callback ran; it saw a certificate
+// mbedTLS could not read.
 pub const APP_BADCERT_EXPIRED: u32 = ffi::MBEDTLS_X509_BADCERT_EXPIRED;
 pub const APP_BADCERT_CN_MISMATCH: u32 = ffi::MBEDTLS_X509_BADCERT_CN_MISMATCH;
 pub const APP_BADCERT_NOT_TRUSTED: u32 = ffi::MBEDTLS_X509_BADCERT_NOT_TRUSTED;
@@ -29,8 +30,13 @@ pub const APP_BADCERT_BAD_MD: u32 = ffi::MBEDTLS_X509_BADCERT_BAD_MD;
 pub const APP_BADCERT_BAD_PK: u32 = ffi::MBEDTLS_X509_BADCERT_BAD_PK;
 pub const APP_BADCERT_BAD_KEY: u32 = ffi::MBEDTLS_X509_BADCERT_BAD_KEY;
 pub const APP_VERIFY_PINNED_KEY_MISMATCH: u32 = 0x8000_0000;
+pub const APP_VERIFY_CHECKED: u32 = 0x4000_0000;
+pub const APP_VERIFY_UNREADABLE: u32 = 0x2000_0000;
 /// Every flag mbedTLS defines (x509.h): bits 0 to 19.
-const _: () = assert!(APP_VERIFY_PINNED_KEY_MISMATCH & 0x000F_FFFF == 0);
+const _: () = assert!(
+    (APP_VERIFY_PINNED_KEY_MISMATCH | APP_VERIFY_CHECKED | APP_VERIFY_UNREADABLE) & 0x000F_FFFF
+        == 0
+);
 
 /// -errno after a Zephyr call that returned < 0 and set errno; the result otherwise.
 fn check(ret: isize) -> c_int {
@@ -181,6 +187,30 @@ pub unsafe fn app_tls_enable_session_cache(fd: c_int) -> c_int {
     set_option(fd, ffi::SOL_TLS, ffi::TLS_SESSION_CACHE, &cache)
 }
 
+/// Most ALPN names offered (at most `CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS`).
+pub const APP_ALPN_MAX_NAMES: u32 = 2;
+#[cfg(CONFIG_MBEDTLS_SSL_ALPN)]
+const _: () = assert!(ffi::CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS >= APP_ALPN_MAX_NAMES);
+
+/// ALPN: `count` protocol names (CONFIG_APP_TLS_ALPN, parsed by `net`), e.g. "x-amzn-mqtt-ca"
+/// for AWS IoT Core on port 443. Zephyr copies the pointer array but keeps the pointers, so
+/// the names must live as long as the socket. None sends no ALPN extension.
+///
+/// # Safety
+/// `names` points to `count` NUL-terminated names that outlive the socket.
+pub unsafe fn app_tls_set_alpn(fd: c_int, names: *const *const c_char, count: usize) -> c_int {
+    if count == 0 {
+        return 0;
+    }
+    if cfg!(CONFIG_MBEDTLS_SSL_ALPN) {
+        // SAFETY: the caller passes count pointers.
+        let names = unsafe { core::slice::from_raw_parts(names, count) };
+        set_option(fd, ffi::SOL_TLS, ffi::TLS_ALPN_LIST, names)
+    } else {
+        einval()
+    }
+}
+
 /// Forgets every cached TLS session (the option purges the whole cache).
 ///
 /// # Safety
@@ -241,7 +271,12 @@ unsafe extern "C" fn check_peer_certificate(
 ) -> c_int {
     // SAFETY: mbedTLS passes the certificate it verifies and its flags, alive for this call.
     let (crt, flags) = unsafe { (&mut *crt, &mut *flags) };
-    let mut seen = 0;
+    let mut seen = APP_VERIFY_CHECKED;
+    // mbedTLS skips a certificate it cannot parse (an algorithm the build lacks) and checks an
+    // empty one in its place.
+    if crt.version == 0 {
+        seen |= APP_VERIFY_UNREADABLE;
+    }
     // Depth 0 is the broker's own certificate; the pin is on its key, not the CA's.
     if depth == 0 && KEY_PINNED.load(Ordering::Acquire) && !matches_pinned_key(crt) {
         *flags |= ffi::MBEDTLS_X509_BADCERT_OTHER;
@@ -251,19 +286,23 @@ unsafe extern "C" fn check_peer_certificate(
     // without a flag anyone can read): record the same verdict here, so the log names it.
     if depth == 0 {
         // SAFETY: crt is a parsed certificate; the OID is a live array.
-        let refused = unsafe {
+        let server_auth = unsafe {
             ffi::mbedtls_x509_crt_check_extended_key_usage(
                 crt,
                 OID_SERVER_AUTH.as_ptr().cast(),
                 OID_SERVER_AUTH.len(),
-            ) != 0
-                || ffi::mbedtls_x509_crt_check_key_usage(
-                    crt,
-                    ffi::MBEDTLS_X509_KU_DIGITAL_SIGNATURE,
-                ) != 0
+            )
         };
-        if refused {
+        if server_auth != 0 {
             seen |= ffi::MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+        }
+        // ECDHE: the server signs its key share, so its key must be for digitalSignature.
+        // SAFETY: crt is a parsed certificate.
+        let signing = unsafe {
+            ffi::mbedtls_x509_crt_check_key_usage(crt, ffi::MBEDTLS_X509_KU_DIGITAL_SIGNATURE)
+        };
+        if signing != 0 {
+            seen |= ffi::MBEDTLS_X509_BADCERT_KEY_USAGE;
         }
     }
     LAST_VERIFY_FLAGS.fetch_or(seen | *flags, Ordering::AcqRel);
@@ -447,7 +486,7 @@ fn settings_ready() -> c_int {
         return 0;
     }
     // SAFETY: plain call; settings keeps its own state.
-    let ret = unsafe { ffi::settings_subsys_init() };
+    let ret = unsafe { ffi::app_settings_init() };
     if ret == 0 {
         INITIALIZED.store(true, Ordering::Release);
     }
@@ -477,6 +516,47 @@ pub unsafe fn app_record_load(key: *const c_char, buf: *mut u8, cap: usize) -> c
     } else {
         target.len
     }
+}
+
+/// 1 if the storage holds records written without NVS's data CRC (by an image before it was
+/// turned on), which this image cannot read: NVS takes their last 4 bytes for a CRC, and
+/// reports settings' 2-byte name counter as absent though names are there. Else 0, or a
+/// negative errno.
+///
+/// # Safety
+/// None: reads the settings storage, on the MQTT thread only.
+pub unsafe fn app_records_unreadable_format() -> c_int {
+    #[cfg(all(CONFIG_NVS_DATA_CRC, CONFIG_SETTINGS_NVS))]
+    {
+        // settings' NVS ids (subsys/settings/include/settings/settings_nvs.h)
+        const NAME_COUNTER_ID: u16 = 0x8000;
+        let ret = settings_ready();
+        if ret < 0 {
+            return ret;
+        }
+        let mut storage: *mut c_void = ptr::null_mut();
+        // SAFETY: storage receives settings' NVS file system, which lives for the program.
+        let ret = unsafe { ffi::settings_storage_get(&mut storage) };
+        if ret < 0 {
+            return ret;
+        }
+        let mut count = 0u16;
+        let count_ptr = (&mut count as *mut u16).cast::<c_void>();
+        // SAFETY: storage is settings' mounted NVS; count is a live u16.
+        if unsafe { ffi::nvs_read(storage.cast(), NAME_COUNTER_ID, count_ptr, size_of::<u16>()) }
+            >= 0
+        {
+            return 0;
+        }
+        // A read of no bytes skips the data CRC: does any of the first names exist?
+        for id in NAME_COUNTER_ID + 1..=NAME_COUNTER_ID + 64 {
+            // SAFETY: as above; a read of no bytes writes nothing.
+            if unsafe { ffi::nvs_read(storage.cast(), id, count_ptr, 0) } >= 0 {
+                return 1;
+            }
+        }
+    }
+    0
 }
 
 /// One settings write: NVS writes the data, then the entry that makes it valid.

@@ -4,8 +4,9 @@
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 # Host tiers: a real broker and its clients, openssl for the certificate tooling, Python for
-# the test helpers.
-HOST_PACKAGES=(mosquitto mosquitto-clients openssl python3 python3-venv)
+# the test helpers, paho-mqtt and cryptography for certs/signer and its test.
+HOST_PACKAGES=(mosquitto mosquitto-clients openssl python3 python3-venv
+  python3-paho-mqtt python3-cryptography)
 
 # Firmware tiers: Debian's toolchains instead of the Zephyr SDK (README.md, "Toolchain on
 # Debian without the Zephyr SDK"); git for west; the emulated board (mps2/an386 in QEMU) and

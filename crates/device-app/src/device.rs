@@ -339,8 +339,12 @@ impl Device {
     /// When [`Device::poll_publish`] next has something to do by itself: `now` while a
     /// benchmark has room for more, else the next telemetry. `online` and replies waiting for
     /// room in the outbox wait for input (an acknowledgement frees a slot), not for time:
-    /// retrying them at once would spin.
+    /// retrying them at once would spin. Before CONNACK it does nothing, so it has no
+    /// deadline (telemetry due then would make the caller spin until CONNACK).
     pub fn poll_timeout(&self, now: Instant) -> Instant {
+        if !self.connected {
+            return Instant(u64::MAX);
+        }
         let busy = self.bench.as_ref().is_some_and(BenchRun::has_room_for_more);
         if busy && self.connected {
             now

@@ -3,9 +3,12 @@
 //! several addresses; the firmware tries every one of those too.
 //!
 //! The order of tries starts at the endpoint that last worked, so a device stays on a healthy
-//! node and moves on only when it fails.
+//! node and moves on only when it fails ([`Rotation`]). A refusal that needs a person puts the
+//! device on the slow reconnect schedule only once every endpoint has refused: another node
+//! may take what one refused.
 
 use heapless::Vec;
+use mqtt_core::Recovery;
 
 /// Most endpoints a device keeps.
 pub const MAX_ENDPOINTS: usize = 4;
@@ -87,6 +90,86 @@ pub fn try_order(count: usize, last_good: usize) -> impl Iterator<Item = usize> 
     (0..count).map(move |offset| (start + offset) % count)
 }
 
+/// Which endpoint a connection attempt tries when, and what waiting helps after it: the
+/// firmware reports what each try and each connection came to, this says what follows.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>,
+    /// Where the next attempt starts: the endpoint that took the last connection.
+    last_good: usize,
+    /// Connections in a row that ended without CONNACK 0 (refused, or closed before it).
+    refused_in_row: usize,
+}
+
+impl<'a> Rotation<'a> {
+    /// Starts at the first endpoint of the list.
+    pub fn new(endpoints: Vec<Endpoint<'a>, MAX_ENDPOINTS>) -> Self {
+        Rotation {
+            endpoints,
+            last_good: 0,
+            refused_in_row: 0,
+        }
+    }
+
+    /// One attempt's endpoint indices, in the order to try them: every endpoint once, from
+    /// the one that took the last connection. It does not borrow the rotation, so that the
+    /// attempt can report back ([`Rotation::connected`]) as it goes.
+    pub fn attempt(&self) -> impl Iterator<Item = usize> {
+        try_order(self.endpoints.len(), self.last_good)
+    }
+
+    /// The endpoint at `index`.
+    pub fn endpoint(&self, index: usize) -> Option<Endpoint<'a>> {
+        self.endpoints.get(index).copied()
+    }
+
+    /// The endpoint at `index` took the TLS connection: the next attempt starts there.
+    pub fn connected(&mut self, index: usize) {
+        self.last_good = index;
+    }
+
+    /// A connection ended (`connack_seen`: the broker accepted the device first), for a
+    /// cause whose own verdict is `recovery`. What the backoff should do: a connection the
+    /// broker never accepted moves the next attempt on to the next endpoint, and counts as
+    /// needing a person only once every endpoint has done it in a row.
+    pub fn connection_ended(&mut self, connack_seen: bool, recovery: Recovery) -> Recovery {
+        if connack_seen {
+            self.refused_in_row = 0;
+            return recovery;
+        }
+        self.refused_in_row = self.refused_in_row.saturating_add(1);
+        self.last_good = (self.last_good + 1) % self.endpoints.len().max(1);
+        if self.refused_in_row >= self.endpoints.len() {
+            recovery
+        } else {
+            Recovery::Retry
+        }
+    }
+}
+
+/// The failed tries of one attempt merged into one verdict: waiting helps if it helps any
+/// endpoint, so only when every endpoint's failure needs a person does the slow schedule
+/// apply. No failure at all (no endpoint tried) is a plain retry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    recovery: Option<Recovery>,
+}
+
+impl AttemptOutcome {
+    /// One endpoint's try failed, with this verdict.
+    pub fn failed(&mut self, recovery: Recovery) {
+        self.recovery = Some(match (self.recovery, recovery) {
+            (Some(Recovery::Retry), _) | (_, Recovery::Retry) => Recovery::Retry,
+            _ => Recovery::NeedsAttention,
+        });
+    }
+
+    /// What the backoff should do after the attempt.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery.unwrap_or(Recovery::Retry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +239,87 @@ mod tests {
         assert_eq!(try_order(3, 2).collect::<StdVec<_>>(), [2, 0, 1]);
         assert_eq!(try_order(3, 7).collect::<StdVec<_>>(), [1, 2, 0]);
         assert_eq!(try_order(0, 5).count(), 0);
+    }
+
+    fn rotation(list: &str) -> Rotation<'_> {
+        Rotation::new(parse_endpoints(list, "x", 1).unwrap())
+    }
+
+    fn hosts<'a>(rotation: &Rotation<'a>) -> StdVec<&'a str> {
+        let endpoints = rotation.attempt().map(|i| rotation.endpoint(i));
+        endpoints.map(|e| e.unwrap().host).collect()
+    }
+
+    #[test]
+    fn an_attempt_starts_at_the_endpoint_that_took_the_last_connection() {
+        let mut rotation = rotation("a:1 b:2 c:3");
+        assert_eq!(hosts(&rotation), ["a", "b", "c"]);
+        rotation.connected(2);
+        assert_eq!(hosts(&rotation), ["c", "a", "b"]);
+        let indices: StdVec<_> = rotation.attempt().collect();
+        assert_eq!(indices, [2, 0, 1]);
+    }
+
+    #[test]
+    fn a_connection_without_connack_moves_the_next_attempt_to_the_next_endpoint() {
+        let mut rotation = rotation("a:1 b:2 c:3");
+        rotation.connected(1);
+        rotation.connection_ended(false, Recovery::Retry);
+        assert_eq!(hosts(&rotation), ["c", "a", "b"]);
+        rotation.connection_ended(false, Recovery::Retry);
+        assert_eq!(hosts(&rotation), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_connection_the_broker_accepted_keeps_its_endpoint_first() {
+        let mut rotation = rotation("a:1 b:2");
+        rotation.connected(1);
+        assert_eq!(
+            rotation.connection_ended(true, Recovery::Retry),
+            Recovery::Retry
+        );
+        assert_eq!(hosts(&rotation), ["b", "a"]);
+    }
+
+    #[test]
+    fn refusals_need_a_person_only_once_every_endpoint_refused_in_a_row() {
+        let mut rotation = rotation("a:1 b:2 c:3");
+        let refused = Recovery::NeedsAttention;
+        assert_eq!(rotation.connection_ended(false, refused), Recovery::Retry);
+        assert_eq!(rotation.connection_ended(false, refused), Recovery::Retry);
+        assert_eq!(rotation.connection_ended(false, refused), refused);
+        assert_eq!(rotation.connection_ended(false, refused), refused);
+        // A broker that accepts the device starts the count again.
+        rotation.connection_ended(true, Recovery::Retry);
+        assert_eq!(rotation.connection_ended(false, refused), Recovery::Retry);
+    }
+
+    #[test]
+    fn a_single_endpoint_that_refuses_needs_a_person_at_once() {
+        let mut rotation = rotation("a:1");
+        assert_eq!(
+            rotation.connection_ended(false, Recovery::NeedsAttention),
+            Recovery::NeedsAttention
+        );
+        assert_eq!(
+            rotation.connection_ended(false, Recovery::Retry),
+            Recovery::Retry
+        );
+        assert_eq!(hosts(&rotation), ["a"]);
+    }
+
+    #[test]
+    fn an_attempt_needs_a_person_only_if_every_endpoint_failure_does() {
+        let mut outcome = AttemptOutcome::default();
+        assert_eq!(outcome.recovery(), Recovery::Retry);
+        outcome.failed(Recovery::NeedsAttention);
+        assert_eq!(outcome.recovery(), Recovery::NeedsAttention);
+        outcome.failed(Recovery::NeedsAttention);
+        assert_eq!(outcome.recovery(), Recovery::NeedsAttention);
+        outcome.failed(Recovery::Retry);
+        assert_eq!(outcome.recovery(), Recovery::Retry);
+        // Once one endpoint may come back by itself, a later refusal does not change that.
+        outcome.failed(Recovery::NeedsAttention);
+        assert_eq!(outcome.recovery(), Recovery::Retry);
     }
 }

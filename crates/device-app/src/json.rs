@@ -1,11 +1,9 @@
-//! JSON the device publishes: error replies and telemetry (RFC 8259).
-//!
-//! Written by hand through [`core::fmt::Write`] into the caller's buffer. `serde-json-core`
-//! would fit (1,172 B more flash on frdm_k64f) but escapes controls as `\u001F`, where the
-//! tests pin `\u001f` (docs/dependencies.md). On [`FormatError::BufferTooSmall`] the buffer
-//! holds a truncated prefix that must not be sent.
+//! JSON the device publishes: error replies and telemetry (RFC 8259), through
+//! `serde-json-core` into the caller's buffer (1,172 B of flash on frdm_k64f,
+//! docs/dependencies.md). On [`FormatError::BufferTooSmall`] the buffer holds a truncated
+//! prefix that must not be sent.
 
-use core::fmt::{self, Write};
+use serde::Serialize;
 
 use crate::command::CommandError;
 
@@ -37,95 +35,59 @@ pub struct Telemetry<'a> {
     pub cipher: &'a str,
 }
 
-/// JSON for reply/error: `{"error":"<code>","topic":"<topic, JSON-escaped>"}`; returns the bytes
-/// written or `FormatError::BufferTooSmall`.
+#[derive(Serialize)]
+struct ErrorReply<'a> {
+    error: &'a str,
+    topic: &'a str,
+}
+
+/// The telemetry document, fields in the documented order.
+#[derive(Serialize)]
+struct TelemetryDocument<'a> {
+    uptime_s: u64,
+    published: u32,
+    received: u32,
+    reconnects: u32,
+    outbox: u32,
+    heap_free: Option<u32>,
+    tls: Tls<'a>,
+}
+
+#[derive(Serialize)]
+struct Tls<'a> {
+    version: &'a str,
+    cipher: &'a str,
+}
+
+/// JSON for reply/error: `{"error":"<code>","topic":"<topic>"}`; returns the bytes written or
+/// `FormatError::BufferTooSmall`.
 pub fn format_error_reply(
     error: CommandError,
     topic: &str,
     buf: &mut [u8],
 ) -> Result<usize, FormatError> {
-    write_json(buf, |w| {
-        // The codes are plain ASCII identifiers: nothing to escape.
-        write!(w, "{{\"error\":\"{}\",\"topic\":", error.as_str())?;
-        write_string(w, topic)?;
-        w.write_char('}')
-    })
+    let reply = ErrorReply {
+        error: error.as_str(),
+        topic,
+    };
+    serde_json_core::to_slice(&reply, buf).map_err(|_| FormatError::BufferTooSmall)
 }
 
-/// {"uptime_s":..,"published":..,"received":..,"reconnects":..,"outbox":..,"heap_free":..|null,"tls":{"version":"..","cipher":".."}} (strings JSON-escaped)
+/// {"uptime_s":..,"published":..,"received":..,"reconnects":..,"outbox":..,"heap_free":..|null,"tls":{"version":"..","cipher":".."}}
 pub fn format_telemetry(t: &Telemetry<'_>, buf: &mut [u8]) -> Result<usize, FormatError> {
-    write_json(buf, |w| {
-        write!(
-            w,
-            "{{\"uptime_s\":{},\"published\":{},\"received\":{},\"reconnects\":{},\"outbox\":{},\"heap_free\":",
-            t.uptime_s, t.published, t.received, t.reconnects, t.outbox
-        )?;
-        match t.heap_free {
-            Some(bytes) => write!(w, "{bytes}")?,
-            None => w.write_str("null")?,
-        }
-        w.write_str(",\"tls\":{\"version\":")?;
-        write_string(w, t.tls_version)?;
-        w.write_str(",\"cipher\":")?;
-        write_string(w, t.cipher)?;
-        w.write_str("}}")
-    })
-}
-
-fn write_json(
-    buf: &mut [u8],
-    body: impl FnOnce(&mut SliceWriter<'_>) -> fmt::Result,
-) -> Result<usize, FormatError> {
-    let mut w = SliceWriter { buf, len: 0 };
-    // `fmt::Error` can only come from `SliceWriter` running out of room.
-    body(&mut w).map_err(|_| FormatError::BufferTooSmall)?;
-    Ok(w.len)
-}
-
-/// Writes `s` as a quoted JSON string (RFC 8259 §7): quote, backslash and the C0 controls are
-/// escaped, everything else (valid UTF-8 already) goes through as is.
-fn write_string(w: &mut impl Write, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    let mut plain_from = 0;
-    for (i, byte) in s.bytes().enumerate() {
-        let short = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // Escaped bytes are ASCII, so `i` is always a char boundary; `get` keeps it panic-free.
-        w.write_str(s.get(plain_from..i).ok_or(fmt::Error)?)?;
-        if short.is_empty() {
-            write!(w, "\\u{byte:04x}")?;
-        } else {
-            w.write_str(short)?;
-        }
-        plain_from = i + 1;
-    }
-    w.write_str(s.get(plain_from..).ok_or(fmt::Error)?)?;
-    w.write_char('"')
-}
-
-/// A [`Write`] into a fixed slice that fails instead of truncating silently.
-struct SliceWriter<'b> {
-    buf: &'b mut [u8],
-    len: usize,
-}
-
-impl Write for SliceWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
+    let document = TelemetryDocument {
+        uptime_s: t.uptime_s,
+        published: t.published,
+        received: t.received,
+        reconnects: t.reconnects,
+        outbox: t.outbox,
+        heap_free: t.heap_free,
+        tls: Tls {
+            version: t.tls_version,
+            cipher: t.cipher,
+        },
+    };
+    serde_json_core::to_slice(&document, buf).map_err(|_| FormatError::BufferTooSmall)
 }
 
 #[cfg(test)]
@@ -155,17 +117,16 @@ mod tests {
     }
 
     #[test]
-    fn error_reply_escapes_quotes_backslashes_and_controls() {
-        let json = error_reply(
-            CommandError::UnknownCommand,
-            "a\"b\\c\nd\te\u{1}f\u{1f}g\r\u{8}\u{c}",
-        );
-        assert_eq!(
-            json,
-            r#"{"error":"unknown_command","topic":"a\"b\\c\nd\te\u0001f\u001fg\r\b\f"}"#
-        );
+    fn error_reply_escapes_quotes_backslashes_and_every_control() {
+        // Every C0 control, quote and backslash: what a JSON parser reads back is the topic,
+        // whatever escape spelling the writer chose (RFC 8259 allows several).
+        let mut topic = std::string::String::from("a\"b\\c");
+        topic.extend((0u8..0x20).map(char::from));
+        let json = error_reply(CommandError::UnknownCommand, &topic);
+        assert!(json.bytes().all(|b| b >= 0x20), "a raw control in {json:?}");
         let parsed: Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(parsed["topic"], "a\"b\\c\nd\te\u{1}f\u{1f}g\r\u{8}\u{c}");
+        assert_eq!(parsed["topic"], topic.as_str());
+        assert_eq!(parsed["error"], "unknown_command");
     }
 
     #[test]

@@ -106,6 +106,18 @@ fn device() -> Device {
 }
 
 #[test]
+fn has_no_deadline_of_its_own_before_connack_even_with_telemetry_due() {
+    let mut device = device();
+    // Telemetry is due from the start, but nothing is published before CONNACK: a deadline
+    // of `now` here made the MQTT thread spin while it waited for CONNACK.
+    assert_eq!(device.poll_timeout(Instant(5)), Instant(u64::MAX));
+    device.handle_connected("TLSv1.3", "TLS_AES_128_GCM_SHA256");
+    assert_eq!(device.poll_timeout(Instant(5)), Instant(5));
+    device.handle_disconnected();
+    assert_eq!(device.poll_timeout(Instant(7)), Instant(u64::MAX));
+}
+
+#[test]
 fn online_goes_out_retained_after_each_connack_and_waits_for_room_in_the_outbox() {
     let mut device = device();
     let mut board = TwoLeds::default();

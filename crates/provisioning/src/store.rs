@@ -54,7 +54,14 @@ pub struct StorageError(pub i32);
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "flash error {}", self.0)
+        match self.0 {
+            // Also what NVS answers for a record whose data fails its CRC (NVS_DATA_CRC).
+            -5 => write!(
+                f,
+                "I/O error (the flash failed, or a record failed its data CRC)"
+            ),
+            code => write!(f, "flash error {code}"),
+        }
     }
 }
 
@@ -179,6 +186,8 @@ impl Index {
 pub enum LoadError {
     /// The flash itself failed.
     Storage(StorageError),
+    /// A credential's record did not read (its data CRC failed, or the flash).
+    Unreadable(Kind, StorageError),
     /// The index is not one this firmware writes.
     Index(StoreError),
     /// The index points at a record that is not there.
@@ -193,6 +202,9 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LoadError::Storage(cause) => write!(f, "{cause}"),
+            LoadError::Unreadable(kind, cause) => {
+                write!(f, "the {} record is unreadable: {cause}", kind.name())
+            }
             LoadError::Index(cause) => write!(f, "index: {cause}"),
             LoadError::Missing(kind) => write!(f, "the {} record is missing", kind.name()),
             LoadError::Corrupt(kind) => write!(
@@ -231,7 +243,7 @@ pub fn read_credential<'b>(
     };
     let read = store
         .read(Record::Credential(kind, slot), buf)
-        .map_err(LoadError::Storage)?
+        .map_err(|cause| LoadError::Unreadable(kind, cause))?
         .ok_or(LoadError::Missing(kind))?;
     let der = buf.get(..read).ok_or(LoadError::Corrupt(kind))?;
     if read != usize::from(len) || crc32(der) != crc {

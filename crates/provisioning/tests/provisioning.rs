@@ -762,3 +762,14 @@ fn a_set_stored_in_the_former_one_record_format_is_migrated_whole() {
     assert!(migrate(&mut flash, &record[..len - 1], &mut scratch).is_err());
     assert!(flash.writes.is_empty());
 }
+
+#[test]
+fn a_record_failing_its_data_crc_is_named_in_words() {
+    let unreadable = LoadError::Unreadable(Kind::DeviceCertificate, StorageError(-5)).to_string();
+    assert!(
+        unreadable.starts_with("the cert record is unreadable"),
+        "{unreadable}"
+    );
+    assert!(unreadable.contains("failed its data CRC"), "{unreadable}");
+    assert_eq!(StorageError(-28).to_string(), "flash error -28");
+}
