@@ -1,10 +1,11 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The `mqtt` shell commands: registration only. `status`, `pub` and `bench` go to
- * app_mqtt_command() in src/control.rs, which checks the arguments, hands the request to the
- * MQTT thread and writes the answer; `memory` prints the thread analyzer's figures, which
- * only C can reach.
+ * The `mqtt` and `cred` shell commands: registration only. `mqtt status`, `pub` and `bench`
+ * go to app_mqtt_command() in src/control.rs, the `cred` subcommands to app_cred_command() in
+ * src/runtime_credentials.rs: they check the arguments, hand the request to the MQTT thread
+ * and write the answer. `mqtt memory` prints the thread analyzer's figures, which only C can
+ * reach.
  */
 
 #include <errno.h>
@@ -26,20 +27,21 @@
 #include <mbedtls/memory_buffer_alloc.h>
 #endif
 
-/* `mqtt status` is the longest answer: ten lines. */
-#define ANSWER_MAX 512
+/* `cred list` is the longest answer: four roots, a certificate and a key. */
+#define ANSWER_MAX 768
 /* One shell command at a time: the answer buffer is static to spare the shell's stack. */
 static char answer[ANSWER_MAX];
 static K_MUTEX_DEFINE(answer_lock);
 
-static int cmd_mqtt(const struct shell *sh, size_t argc, char **argv)
+static int run(const struct shell *sh, int (*command)(size_t, char **, char *, size_t),
+	       const char *refused, size_t argc, char **argv)
 {
 	int ret;
 
 	k_mutex_lock(&answer_lock, K_FOREVER);
-	ret = app_mqtt_command(argc, argv, answer, sizeof(answer));
+	ret = command(argc, argv, answer, sizeof(answer));
 	if (ret < 0) {
-		shell_error(sh, "%s", answer);
+		shell_error(sh, "%s%s", refused, answer);
 	} else if (ret > 0) {
 		shell_warn(sh, "%s", answer);
 	} else {
@@ -47,6 +49,17 @@ static int cmd_mqtt(const struct shell *sh, size_t argc, char **argv)
 	}
 	k_mutex_unlock(&answer_lock);
 	return ret < 0 ? -EINVAL : 0;
+}
+
+/* Every subcommand of a tree goes to one Rust function, which dispatches on argv[0]. */
+static int cmd_mqtt(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, app_mqtt_command, "", argc, argv);
+}
+
+static int cmd_cred(const struct shell *sh, size_t argc, char **argv)
+{
+	return run(sh, app_cred_command, "cred: ", argc, argv);
 }
 
 #if defined(CONFIG_THREAD_ANALYZER)
@@ -125,5 +138,24 @@ SHELL_STATIC_SUBCMD_SET_CREATE(
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(mqtt, &mqtt_commands, "The MQTT client", NULL);
+
+SHELL_STATIC_SUBCMD_SET_CREATE(
+	cred_commands,
+	SHELL_CMD_ARG(begin, NULL, "Start an upload: begin ca|cert|key", cmd_cred, 2, 0),
+	SHELL_CMD_ARG(add, NULL, "Start an upload of one more root for the CA bundle: add ca",
+		      cmd_cred, 2, 0),
+	SHELL_CMD_ARG(data, NULL, "One line of the DER in base64", cmd_cred, 2, 0),
+	SHELL_CMD_ARG(end, NULL, "Finish the upload; check it and stage it", cmd_cred, 1, 0),
+	SHELL_CMD_ARG(abort, NULL, "Drop the upload and everything staged", cmd_cred, 1, 0),
+	SHELL_CMD_ARG(delete, NULL, "Stage removal: delete ca|cert|key", cmd_cred, 2, 0),
+	SHELL_CMD_ARG(image, NULL, "Stage the image's credential: image ca|cert|key", cmd_cred,
+		      2, 0),
+	SHELL_CMD_ARG(commit, NULL, "Check the staged set and store it; used from the next "
+		      "connection on", cmd_cred, 1, 0),
+	SHELL_CMD_ARG(list, NULL, "Stored, staged and active credentials with SHA-256 "
+		      "fingerprints", cmd_cred, 1, 0),
+	SHELL_SUBCMD_SET_END);
+
+SHELL_CMD_REGISTER(cred, &cred_commands, "TLS credentials: provision without rebuilding", NULL);
 
 #endif /* CONFIG_SHELL */

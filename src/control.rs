@@ -1,5 +1,5 @@
 //! The operator's way in: the `mqtt` and `cred` shell commands. C only registers them
-//! (`control.c`, `provisioning.c`); their arguments are checked here
+//! (`control.c`); their arguments are checked here
 //! ([`device_app::parse_mqtt_command`], host-tested) on the shell's thread.
 //!
 //! The session and the credential sets stay the MQTT thread's alone. A publish or a `cred`

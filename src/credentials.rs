@@ -2,7 +2,7 @@
 //! and the image's further trust anchors under the tags after it.
 //!
 //! The store keeps pointers, not copies, so everything registered here is `'static`: the
-//! certificates built into the image live in flash (`shim.c`).
+//! certificates built into the image live in flash (`include_bytes!`).
 //!
 //! The store holds one credential of each type per tag, and mbedTLS parses one certificate per
 //! DER credential: so each further CA (`ca-2.crt.der` .. `ca-4.crt.der`) gets a tag of its own,
@@ -21,7 +21,7 @@ pub const MAX_EXTRA_CAS: usize = provisioning::MAX_TRUST_ANCHORS - 1;
 /// How many further trust anchors are registered now, under the tags after the base tag.
 static EXTRA_CAS_REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
-/// Which credential; the numbers are shim.h's.
+/// Which credential; the numbers are `shim.rs`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     /// The CA that must have signed the broker's certificate.
@@ -72,30 +72,24 @@ pub struct Installed {
     pub mutual_tls: bool,
 }
 
-/// A blob built into the image: `fetch` is a shim call that writes a pointer to one of
-/// shim.c's `static const uint8_t[]` arrays and its length, or fails.
-fn image_blob(fetch: impl FnOnce(&mut *const u8, &mut usize) -> c_int) -> Option<&'static [u8]> {
-    let mut data: *const u8 = core::ptr::null();
-    let mut len = 0usize;
-    if fetch(&mut data, &mut len) < 0 || data.is_null() || len == 0 {
-        return None;
-    }
-    // SAFETY: data points to a `static const uint8_t[len]` in shim.c: valid, immutable and
-    // alive for the whole program.
-    Some(unsafe { core::slice::from_raw_parts(data, len) })
+/// The credentials directory the image was built with (CMakeLists.txt writes this file).
+mod image {
+    include!(concat!(env!("BUILD_DIR"), "/app_image_credentials.rs"));
 }
 
 /// The credential built into the image, if the build had one.
 pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
-    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
-    image_blob(|data, len| unsafe { ffi::app_builtin_credential(kind as c_int, data, len) })
+    match kind {
+        CredentialKind::Ca => Some(image::CA),
+        CredentialKind::DeviceCertificate => image::DEVICE.map(|(cert, _)| cert),
+        CredentialKind::DeviceKey => image::DEVICE.map(|(_, key)| key),
+    }
 }
 
 /// The MQTT password built into the image (`mqtt-password` in the credentials directory), if
 /// the build had one. Never logged: it goes into CONNECT as a `mqtt_core::Password`.
 pub fn builtin_mqtt_password() -> Option<&'static [u8]> {
-    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
-    image_blob(|data, len| unsafe { ffi::app_builtin_mqtt_password(data, len) })
+    image::MQTT_PASSWORD
 }
 
 /// Registers `data` as `kind` under `sec_tag`, replacing what was there.
@@ -121,9 +115,7 @@ pub fn register(
 
 /// The image's `index`-th further trust anchor (0: `ca-2.crt.der`), if it has one.
 pub fn builtin_extra_ca(index: usize) -> Option<&'static [u8]> {
-    let index = c_int::try_from(index).ok()?;
-    // SAFETY: the shim writes a pointer to a static array and its length, or fails.
-    image_blob(|data, len| unsafe { ffi::app_builtin_extra_ca(index, data, len) })
+    image::EXTRA_CAS.get(index).copied()
 }
 
 /// The tag of the `index`-th further trust anchor.

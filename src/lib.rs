@@ -3,8 +3,9 @@
 //! Everything that touches Zephyr lives here and nothing else does: the TLS socket and name
 //! resolution ([`net`]), TLS credentials ([`credentials`]), settings from Kconfig
 //! ([`settings`]), the LEDs ([`leds`]), the shell's view of the MQTT thread ([`control`]), run-time credential provisioning ([`runtime_credentials`]) and the thread that drives the sans-IO MQTT core ([`app`]). Every `unsafe`
-//! block is in [`net`], [`credentials`], [`settings`], [`control`] or [`runtime_credentials`] and says why it is sound; the C functions they call
-//! are in `shim.c` (Zephyr's `zsock_*` calls are inline syscall wrappers with no symbol).
+//! block is in [`net`], [`credentials`], [`settings`], [`control`], [`runtime_credentials`] or `shim` (Zephyr's
+//! socket, settings and mbedTLS calls over bindgen's bindings) and says why it is sound; the
+//! C they call beyond Zephyr is in `shim.c` and `control.c`.
 #![no_std]
 
 mod app;
@@ -19,6 +20,7 @@ mod p256_accel;
 mod records;
 mod runtime_credentials;
 mod settings;
+mod shim;
 mod sync;
 
 #[no_mangle]

@@ -144,8 +144,8 @@ impl TlsSetup {
     }
 }
 
-/// The verify flags are mbedTLS's, declared in `shim.h` (which `shim.c` checks against
-/// mbedTLS) and in `device_app` (which tells the problem from them): the same values.
+/// The verify flags are mbedTLS's, taken from its headers in `shim.rs` (by
+/// bindgen) and in `device_app` (which tells the problem from them): the same values.
 const _: () = {
     use device_app::verify_flags as f;
     assert!(ffi::APP_BADCERT_EXPIRED == f::EXPIRED);
@@ -445,7 +445,7 @@ impl TlsSocket {
                 ffi::app_tls_purge_session_cache(fd)
             })?;
         }
-        // SAFETY: fd is an open socket owned by `socket`; the callback is a static in shim.c.
+        // SAFETY: fd is an open socket owned by `socket`; the callback is a function in shim.rs.
         step(TlsSetup::VerifyCallback, unsafe {
             ffi::app_tls_check_peer_certificate(fd)
         })?;

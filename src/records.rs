@@ -1,5 +1,5 @@
 //! Records in flash by key: Zephyr settings on NVS (the board's storage partition, the flash
-//! simulator on native_sim), through `provisioning.c`. A save replaces a record whole: NVS
+//! simulator on native_sim), through `shim.rs`. A save replaces a record whole: NVS
 //! writes the data, then the allocation entry that makes it valid, so a power cut leaves the
 //! old record or the new one. Used by the credential store and the persistent outbox, on the
 //! MQTT thread.

@@ -1,4 +1,4 @@
-//! Run-time provisioning: the `cred` shell commands (`provisioning.c`) drive the sans-IO
+//! Run-time provisioning: the `cred` shell commands (`control.c`) drive the sans-IO
 //! [`provisioning`] crate; the credentials are records in flash (Zephyr settings, through
 //! [`crate::records`]): one per provisioned credential and an index that commits a set. The
 //! MQTT thread registers the committed set at boot and again before the first connection
@@ -84,7 +84,7 @@ fn image() -> ImageCredentials<'static> {
     }
 }
 
-/// X.509 and key checks with mbedTLS (`provisioning.c`).
+/// X.509 and key checks with mbedTLS (`shim.rs`).
 struct MbedTls;
 
 /// What the TLS profile takes (Kconfig `APP_TLS_PROFILE`), as `cred` names it in a refusal.
@@ -285,16 +285,27 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
     Ok(installed)
 }
 
-// The `cred` operations, numbered in shim.h.
-const OP_BEGIN: c_int = ffi::APP_CRED_BEGIN as c_int;
-const OP_DATA: c_int = ffi::APP_CRED_DATA as c_int;
-const OP_END: c_int = ffi::APP_CRED_END as c_int;
-const OP_ABORT: c_int = ffi::APP_CRED_ABORT as c_int;
-const OP_DELETE: c_int = ffi::APP_CRED_DELETE as c_int;
-const OP_IMAGE: c_int = ffi::APP_CRED_IMAGE as c_int;
-const OP_COMMIT: c_int = ffi::APP_CRED_COMMIT as c_int;
-const OP_LIST: c_int = ffi::APP_CRED_LIST as c_int;
-const OP_ADD: c_int = ffi::APP_CRED_ADD as c_int;
+// The `cred` operations, by subcommand name (the shell's argv[0]).
+const OP_BEGIN: c_int = 0;
+const OP_DATA: c_int = 1;
+const OP_END: c_int = 2;
+const OP_ABORT: c_int = 3;
+const OP_DELETE: c_int = 4;
+const OP_IMAGE: c_int = 5;
+const OP_COMMIT: c_int = 6;
+const OP_LIST: c_int = 7;
+const OP_ADD: c_int = 8;
+const OPS: [(&str, c_int); 9] = [
+    ("begin", OP_BEGIN),
+    ("data", OP_DATA),
+    ("end", OP_END),
+    ("abort", OP_ABORT),
+    ("delete", OP_DELETE),
+    ("image", OP_IMAGE),
+    ("commit", OP_COMMIT),
+    ("list", OP_LIST),
+    ("add", OP_ADD),
+];
 
 /// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
 /// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
@@ -382,26 +393,39 @@ fn list(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), Provi
     Ok(())
 }
 
-/// The `cred` shell commands' entry point (provisioning.c), on the shell's thread: the
-/// operation goes to the MQTT thread, which owns the credential sets; >= 0 done, < 0 refused;
-/// `out` holds the answer.
+/// The `cred` shell commands' entry point (control.c), on the shell's thread: the
+/// subcommand (`argv[0]`) goes to the MQTT thread, which owns the credential sets; >= 0 done,
+/// < 0 refused; `out` holds the answer.
 #[no_mangle]
 extern "C" fn app_cred_command(
-    op: c_int,
-    arg: *const c_char,
-    arg_len: usize,
-    out: *mut u8,
+    argc: usize,
+    argv: *const *const c_char,
+    out: *mut c_char,
     out_cap: usize,
 ) -> c_int {
-    let arg = if arg.is_null() {
-        ""
-    } else {
-        // SAFETY: arg points to the shell's argv word of arg_len bytes (strlen), alive for
-        // this call.
-        let bytes = unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), arg_len) };
-        core::str::from_utf8(bytes).unwrap_or("\u{fffd}")
+    if argv.is_null() || argc == 0 {
+        return -1;
+    }
+    // SAFETY: argv is the shell's argument vector of argc NUL-terminated strings, alive for
+    // this call.
+    let args = unsafe { core::slice::from_raw_parts(argv, argc) };
+    let word = |index: usize| match args.get(index) {
+        Some(&arg) if !arg.is_null() => {
+            // SAFETY: each argv entry is a NUL-terminated string alive for this call.
+            unsafe { CStr::from_ptr(arg) }
+                .to_str()
+                .unwrap_or("\u{fffd}")
+        }
+        _ => "",
     };
-    // SAFETY: provisioning.c passes its static answer buffer of out_cap bytes, held under a
-    // mutex for the duration of this call.
-    unsafe { crate::control::ask_cred(op, arg, out, out_cap) }
+    let name = word(0);
+    // The shell runs only registered subcommands; an unknown name is refused by the MQTT
+    // thread like an unknown kind.
+    let op = OPS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map_or(c_int::MAX, |&(_, op)| op);
+    // SAFETY: control.c passes its static answer buffer of out_cap bytes, held under a mutex
+    // for the duration of this call.
+    unsafe { crate::control::ask_cred(op, word(1), out.cast(), out_cap) }
 }

@@ -94,5 +94,5 @@
 #endif
 /* AES-GCM only encrypts with the block cipher: no decryption tables or code. */
 #define MBEDTLS_BLOCK_CIPHER_NO_DECRYPT
-/* No mbedtls_x509_*_info() text: refusals are reported from the verify flags (shim.c). */
+/* No mbedtls_x509_*_info() text: refusals are reported from the verify flags (src/shim.rs). */
 #define MBEDTLS_X509_REMOVE_INFO
