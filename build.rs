@@ -87,7 +87,10 @@ fn bindings() -> Result<(), Box<dyn Error>> {
             "zsock_(socket|setsockopt|getsockopt|connect|send|recv|close|getaddrinfo|freeaddrinfo)",
         )
         .allowlist_function("tls_credential_(add|delete)|sys_(cs)?rand_get")
-        .allowlist_function("settings_(load_subtree_direct|save_one|delete|storage_get)|nvs_read")
+        .allowlist_function(
+            "settings_(subsys_init|load_subtree_direct|save_one|delete|storage_get)|nvs_read",
+        )
+        .allowlist_function("flash_area_(open|close|read|erase|get_sectors)")
         .allowlist_function(
             "mbedtls_x509_crt_(init|free|parse_der|check_key_usage|check_extended_key_usage)",
         )
@@ -96,8 +99,8 @@ fn bindings() -> Result<(), Box<dyn Error>> {
         .allowlist_var("(SOL|SO|TLS|AF|ZSOCK_MSG|MBEDTLS_X509_BADCERT|MBEDTLS_X509_KU)_.*")
         .allowlist_item("net_sock_type|net_ip_protocol_secure|dns_resolve_status|sockaddr_in6|tls_cert_verify_cb")
         .allowlist_var("MBEDTLS_ERR_PK_BAD_INPUT_DATA|CONFIG_NET_SOCKETS_TLS_MAX_APP_PROTOCOLS")
-        // Only passed by pointer (settings' storage).
-        .opaque_type("nvs_fs")
+        // Only passed by pointer (settings' storage; a flash area's device).
+        .opaque_type("nvs_fs|device")
         .layout_tests(false)
         .generate()?;
     bindings.write_to_file(PathBuf::from(env::var("OUT_DIR")?).join("shim.rs"))?;

@@ -152,10 +152,13 @@ class Watch:
         self.ended = False  # the process ended: its power cut (check_cut makes sure)
         self.cut_line = None  # the hook's "power cut" line
         self.lines = collections.deque(maxlen=12)  # the device's last lines, for a failure
+        self.repairs = 0  # sectors the boot erased again after a torn erase (src/shim.rs)
 
     def take(self, line: str, pattern: re.Pattern) -> bool:
         """Keeps a write line; True if `line` matches."""
         self.lines.append(line.rstrip())
+        if "reads neither erased nor written" in line:
+            self.repairs += 1
         if m := CUT.search(line):
             self.cut_line = m
         if m := WRITE.search(line):
@@ -477,6 +480,7 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
         sets = itertools.cycle(list(pool.map(make, range(3))))
     rig = Rig(device, tmp_path)
     states = collections.Counter()
+    repairs = 0  # torn sectors erased again by a boot
     runs = []  # consecutive cut boots, per run
     uncut = []  # (boot, its budget, bytes it wrote)
 
@@ -526,6 +530,7 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
             console = rig.boot(broker_port, f"--power-cut-after={budget}",
                                f"--flash-seed={seed}")
             boot = rig.watch(console, "mqtt: subscribed", timeout=30, must_match=False)
+            repairs += boot.repairs
             if boot.ended:
                 runs[-1] += 1
                 states[boot.cut_state] += 1
@@ -547,8 +552,9 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
             break
     device.close()
     print(f"brown-out: runs of consecutive cut boots {runs}; the cuts left NVS with "
-          f"{dict(states)}; boots not cut (boot, budget, bytes written): {uncut}; the device "
-          f"then connected with the {'new' if in_use is creds else 'old'} set")
+          f"{dict(states)}; torn sectors erased again: {repairs}; boots not cut (boot, "
+          f"budget, bytes written): {uncut}; the device then connected with the "
+          f"{'new' if in_use is creds else 'old'} set")
 
 
 def test_a_rotted_credential_record_is_reported_and_not_used(tmp_path, broker, broker_port,

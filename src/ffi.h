@@ -24,6 +24,7 @@ extern int errno;
 #include <zephyr/net/tls_credentials.h>
 #include <zephyr/random/random.h>
 #include <zephyr/settings/settings.h>
+#include <zephyr/storage/flash_map.h>
 
 #include <mbedtls/pk.h>
 #include <mbedtls/platform.h>

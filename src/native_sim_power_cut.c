@@ -32,7 +32,7 @@
  * marker that garbage collection finished), [erase]. NVS keeps data from a sector's start
  * upwards and entries from its end downwards, so a write at NVS's entry write address is an
  * entry, and one at its data write address is data. Nothing here runs unless armed. The
- * boot's erase of a sector an erase cut left torn (src/provisioning.c) goes through the flash
+ * boot's erase of a sector an erase cut left torn (src/shim.rs) goes through the flash
  * map, not NVS: it is neither counted nor cut.
  */
 

@@ -15,7 +15,6 @@
 #include <zephyr/net/net_if.h>
 #include <zephyr/settings/settings.h>
 #include <zephyr/storage/flash_map.h>
-#include <zephyr/sys/crc.h>
 #include <zephyr/sys/printk.h>
 #include <zephyr/sys/atomic.h>
 #include <zephyr/sys/clock.h>
@@ -47,69 +46,10 @@
 #define SETTINGS_PARTITION FIXED_PARTITION_ID(storage_partition)
 #endif
 
-/*
- * NVS's mount finishes an interrupted garbage collection by erasing the sector it was copying
- * into, then copying again. A power cut inside that erase can leave the sector's bytes
- * anything (NOR flash stopped mid-erase); then every sector's last entry reads as written, NVS
- * finds no open sector and refuses to mount (-EDEADLK). That sector holds nothing the sector
- * it copies from does not: erase it again when it is the only one whose closing entry fails
- * its CRC-8, as the mount would have. Returns 0 if a sector was erased.
- */
-static int erase_torn_sector(void)
+/* The settings partition's id, a devicetree macro; the torn-sector repair is in shim.rs. */
+uint8_t app_settings_partition_id(void)
 {
-	const struct flash_area *fa;
-	struct flash_sector first;
-	uint32_t count = 1;
-	uint8_t ate[8]; /* struct nvs_ate: id, offset, len, part, crc8 */
-	off_t torn = -1;
-	size_t sector;
-	int ret = flash_area_open(SETTINGS_PARTITION, &fa);
-
-	if (ret < 0) {
-		return ret;
-	}
-	ret = flash_area_get_sectors(SETTINGS_PARTITION, &count, &first);
-	if (ret < 0 && ret != -ENOMEM) {
-		goto out;
-	}
-	sector = CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT * first.fs_size;
-	for (off_t at = 0; at + sector <= fa->fa_size &&
-			   at < (off_t)(sector * CONFIG_SETTINGS_NVS_SECTOR_COUNT);
-	     at += sector) {
-		ret = flash_area_read(fa, at + sector - sizeof(ate), ate, sizeof(ate));
-		if (ret < 0) {
-			goto out;
-		}
-		if (crc8_ccitt(0xff, ate, sizeof(ate) - 1) != ate[sizeof(ate) - 1]) {
-			if (torn >= 0) {
-				ret = -EDEADLK; /* not one torn erase: leave it as it is */
-				goto out;
-			}
-			torn = at;
-		}
-	}
-	if (torn < 0) {
-		ret = -EDEADLK;
-		goto out;
-	}
-	printk("settings: the flash's sector at 0x%lx reads neither erased nor written (an erase "
-	       "cut short by a power cut): erased again\n",
-	       (long)(fa->fa_off + torn));
-	ret = flash_area_erase(fa, torn, sector);
-out:
-	flash_area_close(fa);
-	return ret;
-}
-
-/* settings_subsys_init(), repairing a sector torn by a power cut if that is all that stops it. */
-int app_settings_init(void)
-{
-	int ret = settings_subsys_init();
-
-	if (ret == -EDEADLK && erase_torn_sector() == 0) {
-		ret = settings_subsys_init();
-	}
-	return ret;
+	return SETTINGS_PARTITION;
 }
 
 /* --- errno values ---------------------------------------------------------------------------
@@ -124,7 +64,7 @@ const struct app_errno_values *app_errno_values(void)
 	static const struct app_errno_values values = {
 		EAGAIN, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN, ETIMEDOUT, ECONNRESET,
 		ECONNABORTED, EPIPE, ENOTCONN, ENOMEM, ENFILE, EMFILE, ENOBUFS, EINVAL, ENOPROTOOPT,
-		EPROTONOSUPPORT, ENETRESET, EFBIG,
+		EPROTONOSUPPORT, ENETRESET, EFBIG, EDEADLK,
 	};
 
 	return &values;

@@ -19,7 +19,7 @@
 
 /* --- Records in flash (shim.c; the rest in src/shim.rs) --------------------------------------- */
 
-int app_settings_init(void);
+uint8_t app_settings_partition_id(void);
 
 /* errno as the C side was compiled: the C library's values, which the Rust bindings may not
  * see (Zephyr's minimal libc or picolibc on the board, the host's on native_sim).
@@ -27,7 +27,7 @@ int app_settings_init(void);
 struct app_errno_values {
 	int32_t eagain, econnrefused, ehostunreach, enetunreach, enetdown, etimedout, econnreset,
 		econnaborted, epipe, enotconn, enomem, enfile, emfile, enobufs, einval, enoprotoopt,
-		eprotonosupport, enetreset, efbig;
+		eprotonosupport, enetreset, efbig, edeadlk;
 };
 
 const struct app_errno_values *app_errno_values(void);

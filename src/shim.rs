@@ -486,11 +486,77 @@ fn settings_ready() -> c_int {
         return 0;
     }
     // SAFETY: plain call; settings keeps its own state.
-    let ret = unsafe { ffi::app_settings_init() };
+    let mut ret = unsafe { ffi::settings_subsys_init() };
+    if ret == -errno_values().edeadlk && erase_torn_sector().is_ok() {
+        // SAFETY: as above.
+        ret = unsafe { ffi::settings_subsys_init() };
+    }
     if ret == 0 {
         INITIALIZED.store(true, Ordering::Release);
     }
     ret
+}
+
+/// The most sectors settings' NVS may span; a partition holds no more closing entries.
+const MAX_NVS_SECTORS: usize = 32;
+
+/// NVS's mount finishes an interrupted garbage collection by erasing the sector it was
+/// copying into; a power cut inside that erase can leave the sector random, and then NVS
+/// finds no open sector and refuses to mount (-EDEADLK). Erases that sector again when
+/// `provisioning::nvs` finds it to be the only candidate; errors are negative errnos.
+fn erase_torn_sector() -> Result<(), c_int> {
+    // SAFETY: plain call returning a devicetree constant.
+    let id = unsafe { ffi::app_settings_partition_id() };
+    let mut area: *const ffi::flash_area = ptr::null();
+    // SAFETY: area receives a pointer to the partition's static description.
+    let ret = unsafe { ffi::flash_area_open(id, &mut area) };
+    if ret < 0 || area.is_null() {
+        return Err(ret.min(-1));
+    }
+    let outcome = erase_torn_sector_in(id, area);
+    // SAFETY: area was opened above and is closed once.
+    unsafe { ffi::flash_area_close(area) };
+    outcome
+}
+
+fn erase_torn_sector_in(id: u8, area: *const ffi::flash_area) -> Result<(), c_int> {
+    let mut count: u32 = 1;
+    // SAFETY: flash_sector is plain data; zero is a valid value for it.
+    let mut first: ffi::flash_sector = unsafe { core::mem::zeroed() };
+    // SAFETY: room for one sector description, as count says; more sectors are -ENOMEM.
+    let ret = unsafe { ffi::flash_area_get_sectors(c_int::from(id), &mut count, &mut first) };
+    if ret < 0 && ret != -errno_values().enomem {
+        return Err(ret);
+    }
+    let sector = zephyr::kconfig::CONFIG_SETTINGS_NVS_SECTOR_SIZE_MULT as usize * first.fs_size;
+    // SAFETY: area points to the partition's static description (flash_area_open).
+    let size = unsafe { (*area).fa_size };
+    let sectors = (size / sector.max(1))
+        .min(zephyr::kconfig::CONFIG_SETTINGS_NVS_SECTOR_COUNT as usize)
+        .min(MAX_NVS_SECTORS);
+    let mut entries: heapless::Vec<[u8; provisioning::nvs::ENTRY_SIZE], MAX_NVS_SECTORS> =
+        heapless::Vec::new();
+    for index in 0..sectors {
+        let mut entry = [0u8; provisioning::nvs::ENTRY_SIZE];
+        let at = (index + 1) * sector - entry.len();
+        // SAFETY: entry has room for the bytes read; at is inside the partition.
+        let ret =
+            unsafe { ffi::flash_area_read(area, at as _, entry.as_mut_ptr().cast(), entry.len()) };
+        if ret < 0 {
+            return Err(ret);
+        }
+        let _ = entries.push(entry);
+    }
+    let torn = provisioning::nvs::sector_to_erase(entries).ok_or(-errno_values().edeadlk)?;
+    log::warn!(
+        "settings: the flash's sector {torn} of {sectors} reads neither erased nor written (an erase cut short by a power cut): erased again"
+    );
+    // SAFETY: the sector lies inside the partition.
+    let ret = unsafe { ffi::flash_area_erase(area, (torn * sector) as _, sector) };
+    if ret < 0 {
+        return Err(ret);
+    }
+    Ok(())
 }
 
 /// The record's length, 0 when there is none (no record is empty), or a negative errno.
@@ -543,19 +609,19 @@ pub unsafe fn app_records_unreadable_format() -> c_int {
         let mut count = 0u16;
         let count_ptr = (&mut count as *mut u16).cast::<c_void>();
         // SAFETY: storage is settings' mounted NVS; count is a live u16.
-        if unsafe { ffi::nvs_read(storage.cast(), NAME_COUNTER_ID, count_ptr, size_of::<u16>()) }
-            >= 0
-        {
-            return 0;
-        }
+        let counter_readable =
+            unsafe { ffi::nvs_read(storage.cast(), NAME_COUNTER_ID, count_ptr, size_of::<u16>()) }
+                >= 0;
         // A read of no bytes skips the data CRC: does any of the first names exist?
-        for id in NAME_COUNTER_ID + 1..=NAME_COUNTER_ID + 64 {
+        let a_name_exists = (NAME_COUNTER_ID + 1..=NAME_COUNTER_ID + 64)
             // SAFETY: as above; a read of no bytes writes nothing.
-            if unsafe { ffi::nvs_read(storage.cast(), id, count_ptr, 0) } >= 0 {
-                return 1;
-            }
-        }
+            .any(|id| unsafe { ffi::nvs_read(storage.cast(), id, count_ptr, 0) } >= 0);
+        c_int::from(provisioning::nvs::written_without_data_crc(
+            counter_readable,
+            a_name_exists,
+        ))
     }
+    #[cfg(not(all(CONFIG_NVS_DATA_CRC, CONFIG_SETTINGS_NVS)))]
     0
 }
 
