@@ -357,7 +357,7 @@ impl<'a> Supervisor<'a> {
             ),
             brokers: Rotation::new(endpoints),
             tls: TlsSettings {
-                sec_tags: core::slice::from_ref(&settings.sec_tag),
+                sec_tag: settings.sec_tag,
                 alpn,
                 forget_sessions: false,
                 mutual_tls,
@@ -690,7 +690,8 @@ impl core::fmt::Display for Granted<'_> {
 
 /// The TLS side of one connection attempt.
 struct TlsSettings<'a> {
-    sec_tags: &'a [i32],
+    /// The device's set; the image's further trust anchors follow it (`credentials::sec_tags`).
+    sec_tag: i32,
     alpn: &'a AlpnNames,
     /// Forget cached TLS sessions, whose resumption would skip presenting new credentials.
     forget_sessions: bool,
@@ -778,7 +779,7 @@ fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<Tls
         match TlsSocket::connect(
             address,
             host_name,
-            tls.sec_tags,
+            &credentials::sec_tags(tls.sec_tag),
             tls.alpn,
             tls.forget_sessions,
         ) {

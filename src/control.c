@@ -2,8 +2,8 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * The `mqtt` and `cred` shell commands: registration only. `mqtt status`, `pub` and `bench`
- * go to app_mqtt_command() in src/control.rs, the `cred` subcommands to app_cred_command() in
- * src/runtime_credentials.rs: they check the arguments, hand the request to the MQTT thread
+ * go to app_mqtt_command(), the `cred` subcommands to app_cred_command(), both in
+ * src/control.rs: they check the arguments, hand the request to the MQTT thread
  * and write the answer. `mqtt memory` prints the thread analyzer's figures, which only C can
  * reach.
  */

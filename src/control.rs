@@ -164,11 +164,6 @@ impl Status {
     }
 }
 
-/// Ends a reconnect delay early (new credentials are waiting to be used); any thread.
-pub fn wake() {
-    REQUEST_WAITING.give();
-}
-
 /// Carries out one request and answers it (to the shell, and the outcome of a publish in the
 /// log).
 fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
@@ -392,12 +387,43 @@ fn ask(
     }
 }
 
-/// A `cred` operation from the shell (`runtime_credentials::app_cred_command`): >= 0 done,
-/// < 0 refused; the answer is written to `out`, NUL-terminated.
+/// The `cred` shell commands' entry point (control.c), on the shell's thread: the
+/// subcommand (`argv[0]`) goes to the MQTT thread, which owns the credential sets; >= 0 done,
+/// < 0 refused; `out` holds the answer.
+#[no_mangle]
+extern "C" fn app_cred_command(
+    argc: usize,
+    argv: *const *const c_char,
+    out: *mut c_char,
+    out_cap: usize,
+) -> c_int {
+    if argv.is_null() || argc == 0 {
+        return -1;
+    }
+    // SAFETY: argv is the shell's argument vector of argc NUL-terminated strings, alive for
+    // this call.
+    let args = unsafe { core::slice::from_raw_parts(argv, argc) };
+    let word = |index: usize| match args.get(index) {
+        Some(&arg) if !arg.is_null() => {
+            // SAFETY: each argv entry is a NUL-terminated string alive for this call.
+            unsafe { CStr::from_ptr(arg) }
+                .to_str()
+                .unwrap_or("\u{fffd}")
+        }
+        _ => "",
+    };
+    let op = runtime_credentials::op_named(word(0));
+    // SAFETY: control.c passes its static answer buffer of out_cap bytes, held under a mutex
+    // for the duration of this call.
+    unsafe { ask_cred(op, word(1), out.cast(), out_cap) }
+}
+
+/// A `cred` operation from the shell: >= 0 done, < 0 refused; the answer is written to
+/// `out`, NUL-terminated.
 ///
 /// # Safety
 /// `out` must be valid for writes of `out_cap` bytes for the duration of the call.
-pub unsafe fn ask_cred(op: c_int, arg: &str, out: *mut u8, out_cap: usize) -> c_int {
+unsafe fn ask_cred(op: c_int, arg: &str, out: *mut u8, out_cap: usize) -> c_int {
     if out.is_null() || out_cap == 0 {
         return -1;
     }

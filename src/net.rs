@@ -406,8 +406,8 @@ pub struct TlsSocket {
 
 impl TlsSocket {
     /// Connects to `address` over TLS, verifying the peer against the credentials under
-    /// `sec_tags` (the first: the device's set), those of the image's further trust anchors
-    /// (see `credentials::sec_tags`), and against `host_name`.
+    /// `sec_tags` (the device's set, then the image's further trust anchors registered), and
+    /// against `host_name`.
     /// `forget_sessions` drops every cached TLS session first, so this handshake is a full one.
     pub fn connect(
         address: &SocketAddress,
@@ -459,22 +459,12 @@ impl TlsSocket {
     }
 }
 
-/// The credentials under `sec_tags` (the first: the device's set, with the image's further
-/// trust anchors) for the socket `fd`.
+/// The credentials under `sec_tags` (the device's set, then the image's further trust
+/// anchors) for the socket `fd`.
 fn set_credentials(fd: c_int, sec_tags: &[i32]) -> Result<(), NetError> {
-    let mut tags = sec_tags
-        .first()
-        .map(|&tag| crate::credentials::sec_tags(tag))
-        .unwrap_or_default();
-    for &tag in sec_tags.iter().skip(1) {
-        if !tags.contains(&tag) {
-            tags.push(tag)
-                .map_err(|_| NetError::Rejected(TlsSetup::Credentials))?;
-        }
-    }
-    // SAFETY: the pointer and count describe a live local; Zephyr copies the tags.
+    // SAFETY: the pointer and count describe the caller's live slice; Zephyr copies the tags.
     step(TlsSetup::Credentials, unsafe {
-        ffi::app_tls_set_sec_tags(fd, tags.as_ptr(), tags.len())
+        ffi::app_tls_set_sec_tags(fd, sec_tags.as_ptr(), sec_tags.len())
     })
     .map(|_| ())
 }

@@ -14,7 +14,7 @@ use crate::ffi;
 use crate::net::Errno;
 use crate::records;
 use crate::sync::lock;
-use core::ffi::{c_char, c_int, CStr};
+use core::ffi::{c_int, CStr};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{info, warn};
@@ -256,22 +256,8 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
             _ => "image",
         };
         if kind == Kind::Ca {
-            // The first root under the tag itself, the others of the bundle after it; the
-            // image's further roots go with the image's CA only.
-            let mut roots = bundle::certificates(der);
-            let first = roots.next().unwrap_or(der);
-            credentials::register(sec_tag, CredentialKind::Ca, first)
-                .map_err(|e| (CredentialKind::Ca, e))?;
-            let further = match active.source(kind) {
-                Source::Provisioned(_) => credentials::register_extra_cas(sec_tag, roots),
-                _ => credentials::register_extra_cas(sec_tag, credentials::builtin_extra_cas()),
-            }
-            .map_err(|e| (CredentialKind::Ca, e))?;
-            info!(
-                "credentials: ca from the {origin} ({} bytes, {} root(s))",
-                der.len(),
-                further + 1
-            );
+            let provisioned = matches!(active.source(kind), Source::Provisioned(_));
+            register_roots(sec_tag, der, provisioned)?;
             continue;
         }
         credentials::register(sec_tag, kind_of(kind), der).map_err(|e| (kind_of(kind), e))?;
@@ -283,6 +269,32 @@ pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError
         installed.mutual_tls |= kind == Kind::DeviceKey;
     }
     Ok(installed)
+}
+
+/// The CA: its first root under the tag itself, the others of the bundle after it; the
+/// image's further roots go with the image's CA only.
+fn register_roots(
+    sec_tag: i32,
+    der: &'static [u8],
+    provisioned: bool,
+) -> Result<(), (CredentialKind, CredentialError)> {
+    let mut roots = bundle::certificates(der);
+    let first = roots.next().unwrap_or(der);
+    credentials::register(sec_tag, CredentialKind::Ca, first)
+        .map_err(|e| (CredentialKind::Ca, e))?;
+    let further = if provisioned {
+        credentials::register_extra_cas(sec_tag, roots)
+    } else {
+        credentials::register_extra_cas(sec_tag, credentials::builtin_extra_cas())
+    }
+    .map_err(|e| (CredentialKind::Ca, e))?;
+    info!(
+        "credentials: ca from the {} ({} bytes, {} root(s))",
+        if provisioned { "provisioned" } else { "image" },
+        der.len(),
+        further + 1
+    );
+    Ok(())
 }
 
 // The `cred` operations, by subcommand name (the shell's argv[0]).
@@ -306,6 +318,14 @@ const OPS: [(&str, c_int); 9] = [
     ("list", OP_LIST),
     ("add", OP_ADD),
 ];
+
+/// The operation a `cred` subcommand names; unknown names get one that [`command`] refuses
+/// like an unknown kind (the shell runs only registered subcommands).
+pub fn op_named(name: &str) -> c_int {
+    OPS.iter()
+        .find(|(known, _)| *known == name)
+        .map_or(c_int::MAX, |&(_, op)| op)
+}
 
 /// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
 /// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
@@ -374,7 +394,6 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Provisi
 fn commit(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), ProvisionError> {
     provisioner.commit(&image(), &mut MbedTls, &mut Flash)?;
     COMMITTED.store(true, Ordering::Release);
-    crate::control::wake();
     info!("credentials: new set stored; used from the next connection on");
     let _ = write!(out, "stored; used from the next connection on");
     Ok(())
@@ -391,41 +410,4 @@ fn list(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), Provi
         "in use"
     });
     Ok(())
-}
-
-/// The `cred` shell commands' entry point (control.c), on the shell's thread: the
-/// subcommand (`argv[0]`) goes to the MQTT thread, which owns the credential sets; >= 0 done,
-/// < 0 refused; `out` holds the answer.
-#[no_mangle]
-extern "C" fn app_cred_command(
-    argc: usize,
-    argv: *const *const c_char,
-    out: *mut c_char,
-    out_cap: usize,
-) -> c_int {
-    if argv.is_null() || argc == 0 {
-        return -1;
-    }
-    // SAFETY: argv is the shell's argument vector of argc NUL-terminated strings, alive for
-    // this call.
-    let args = unsafe { core::slice::from_raw_parts(argv, argc) };
-    let word = |index: usize| match args.get(index) {
-        Some(&arg) if !arg.is_null() => {
-            // SAFETY: each argv entry is a NUL-terminated string alive for this call.
-            unsafe { CStr::from_ptr(arg) }
-                .to_str()
-                .unwrap_or("\u{fffd}")
-        }
-        _ => "",
-    };
-    let name = word(0);
-    // The shell runs only registered subcommands; an unknown name is refused by the MQTT
-    // thread like an unknown kind.
-    let op = OPS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map_or(c_int::MAX, |&(_, op)| op);
-    // SAFETY: control.c passes its static answer buffer of out_cap bytes, held under a mutex
-    // for the duration of this call.
-    unsafe { crate::control::ask_cred(op, word(1), out.cast(), out_cap) }
 }
