@@ -467,7 +467,8 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
     its own boot's flash writes (NVS's mount and its repairs of the previous cut included:
     a restarted garbage collection, a sector erased again), at a random small byte count. A
     boot with nothing to cut within its budget is said and counted as such, not as a cut.
-    The boot after the last cut must connect with the provisioned set, old or new."""
+    The boot after the last cut must connect with the provisioned set, old or new, and
+    deliver the messages queued before the cuts began (nothing lost)."""
     rng = random.Random(SEED)
     print(f"seed {SEED} (POWER_CUT_SEED={SEED} replays it)")
 
@@ -478,7 +479,10 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
                 "key": (out / "device.key.der").read_bytes(), "ca": CA_DER}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         sets = itertools.cycle(list(pool.map(make, range(3))))
+    observer = Observer(broker_port)
     rig = Rig(device, tmp_path)
+    dead = free_port()  # offline: nothing listens there
+    queued = []  # payloads the device reported queued before a run's cuts: all must arrive
     states = collections.Counter()
     repairs = 0  # torn sectors erased again by a boot
     runs = []  # consecutive cut boots, per run
@@ -504,6 +508,17 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
     assert change(rig, console, in_use, 10**9).match
     while True:
         assert len(runs) < 5, f"no run of {BROWNOUT_BOOTS} cut boots in {runs}; not cut: {uncut}"
+        # Offline, so that they stay in the outbox's flash records through the cuts.
+        device.close()
+        console = rig.boot(dead)
+        device.readlines_until(regex=r"reconnecting in \d+ ms", timeout=15)
+        for _ in range(2):
+            payload = f"b{len(queued)}"
+            console.command(f"mqtt pub {SEQ_TOPIC} {payload} 1")
+            answer = rig.watch(console, PUB_ANSWER, timeout=10)
+            assert answer.match and answer.match.group(2).startswith("queued"), \
+                f"{payload} not queued offline: {list(answer.lines)}"
+            queued.append(payload)
         # A cut in the middle of a garbage collection during a change: the next boot has to
         # finish it (erase the half-filled sector, copy again, mark, erase).
         for tries in range(AIMED_TRIES):
@@ -545,14 +560,20 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
                   f"budget of {budget}: not counted as a cut boot")
             device.close()
             break
-        # A boot without a cut ends the run: a working device, with the old or the new set.
+        # A boot without a cut ends the run: a working device, with the old or the new set,
+        # that delivers what was queued.
         console = rig.boot(broker_port)
         in_use = check_working(console, [in_use, creds])
+        deadline = time.monotonic() + 30
+        while missing := [p for p in queued if observer.count[p] == 0]:
+            assert time.monotonic() < deadline, f"queued before the cuts, never arrived: {missing}"
+            observer.arrivals()
         if runs[-1] >= BROWNOUT_BOOTS:
             break
     device.close()
     print(f"brown-out: runs of consecutive cut boots {runs}; the cuts left NVS with "
-          f"{dict(states)}; torn sectors erased again: {repairs}; boots not cut (boot, "
+          f"{dict(states)}; torn sectors erased again: {repairs}; messages queued before the "
+          f"cuts, all delivered: {len(queued)}; boots not cut (boot, "
           f"budget, bytes written): {uncut}; the device then connected with the "
           f"{'new' if in_use is creds else 'old'} set")
 
