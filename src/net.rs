@@ -6,6 +6,7 @@
 //! certificate does not chain to our CA or does not carry the broker's host name is refused.
 
 use crate::ffi;
+use crate::shim::errno_values;
 use crate::sync::lock;
 use core::ffi::{c_char, c_int, CStr};
 use device_app::{AlpnNames, CertificateProblem, LeaseWatch, MAX_ALPN_NAMES};
@@ -211,14 +212,6 @@ impl core::fmt::Display for NetError {
             NetError::Other(errno) => write!(f, "socket error: {errno}"),
         }
     }
-}
-
-/// errno values as the C side sees them (they differ between libcs; see shim.h).
-fn errno_values() -> &'static ffi::app_errno_values {
-    // SAFETY: the shim returns a pointer to a `static const struct app_errno_values`, whose
-    // Rust declaration bindgen generated from the same header: valid, immutable and alive for
-    // the whole program.
-    unsafe { &*ffi::app_errno_values() }
 }
 
 /// [`check`] for one step of setting up a TLS socket: "invalid argument" names the step.

@@ -110,7 +110,7 @@ pub unsafe fn app_resolve(
 }
 
 /// errno values as shim.c was compiled: the C library's, which these bindings may not see.
-fn errno_values() -> &'static ffi::app_errno_values {
+pub(crate) fn errno_values() -> &'static ffi::app_errno_values {
     // SAFETY: shim.c returns a pointer to a `static const` struct: valid, immutable and alive
     // for the whole program.
     unsafe { &*ffi::app_errno_values() }
