@@ -431,20 +431,7 @@ impl Provisioner {
         if new.is_empty() {
             return Err(ProvisionError::Empty);
         }
-        match upload.kind {
-            // A CA upload may hold several roots back to back; each is checked.
-            Kind::Ca => bundle::certificates(new)
-                .try_for_each(|certificate| check_certificate(certificate, inspector))?,
-            Kind::DeviceCertificate => check_certificate(new, inspector)?,
-            Kind::DeviceKey => {
-                if let Some(key) = keyinfo::private_key(new) {
-                    check_supported(key, inspector)?;
-                }
-                inspector
-                    .parse_private_key(new)
-                    .map_err(|code| ProvisionError::NotAPrivateKey { code })?;
-            }
-        }
+        check_credential(upload.kind, new, inspector)?;
         if upload.kind == Kind::Ca
             && (der.len() > MAX_CA_BUNDLE || bundle::certificates(der).count() > MAX_TRUST_ANCHORS)
         {
@@ -452,27 +439,70 @@ impl Provisioner {
                 limit: MAX_CA_BUNDLE,
             });
         }
-        if der.len() > upload.kind.capacity() {
-            return Err(ProvisionError::TooLarge {
-                limit: upload.kind.capacity(),
-            });
-        }
-        // Never the slot the committed index uses: that set stays whole until the commit.
-        let slot = match self.committed.entry(upload.kind) {
-            Entry::Provisioned { slot, .. } => slot.other(),
-            _ => Slot::A,
-        };
-        store
-            .write(Record::Credential(upload.kind, slot), der)
-            .map_err(ProvisionError::Storage)?;
-        self.staged.set(upload.kind, store::provisioned(slot, der));
+        let kind = upload.kind;
+        Self::write_staged(&self.committed, &mut self.staged, kind, der, store)?;
         self.changed = true;
-        Ok(upload.kind)
+        Ok(kind)
     }
 
     /// Drops an open upload, if any.
     pub fn abort_upload(&mut self) -> bool {
         core::mem::replace(&mut self.uploading, false)
+    }
+
+    /// Stages a device certificate or key made on the device or received over the network,
+    /// with the checks an upload gets. A CA is staged by upload only (its bundle rules).
+    pub fn stage(
+        &mut self,
+        kind: Kind,
+        der: &[u8],
+        inspector: &mut impl Inspector,
+        store: &mut impl Store,
+    ) -> Result<(), ProvisionError> {
+        self.reject_during_upload()?;
+        if kind == Kind::Ca {
+            return Err(ProvisionError::UnknownKind);
+        }
+        check_credential(kind, der, inspector)?;
+        Self::write_staged(&self.committed, &mut self.staged, kind, der, store)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Writes `der` as the staged `kind`: never into the slot the committed index uses, as
+    /// that set stays whole until the commit.
+    fn write_staged(
+        committed: &Index,
+        staged: &mut Index,
+        kind: Kind,
+        der: &[u8],
+        store: &mut impl Store,
+    ) -> Result<(), ProvisionError> {
+        if der.len() > kind.capacity() {
+            return Err(ProvisionError::TooLarge {
+                limit: kind.capacity(),
+            });
+        }
+        let slot = match committed.entry(kind) {
+            Entry::Provisioned { slot, .. } => slot.other(),
+            _ => Slot::A,
+        };
+        store
+            .write(Record::Credential(kind, slot), der)
+            .map_err(ProvisionError::Storage)?;
+        staged.set(kind, store::provisioned(slot, der));
+        Ok(())
+    }
+
+    /// The staged `kind` (provisioned or the image's), read into `buf`.
+    pub fn staged_credential<'b>(
+        &self,
+        kind: Kind,
+        image: &ImageCredentials<'b>,
+        store: &mut impl Store,
+        buf: &'b mut [u8],
+    ) -> Result<&'b [u8], ProvisionError> {
+        effective(store, image, &self.staged, kind, buf)
     }
 
     /// Stages the removal of `kind`: not even the image's is used.
@@ -611,6 +641,29 @@ fn effective<'b>(
             .ok_or(ProvisionError::IncompletePair),
     }
 }
+/// Whether `der` is a credential of `kind` the device can use: each root of a CA bundle, a
+/// certificate, or a private key.
+fn check_credential(
+    kind: Kind,
+    der: &[u8],
+    inspector: &mut impl Inspector,
+) -> Result<(), ProvisionError> {
+    match kind {
+        // A CA upload may hold several roots back to back; each is checked.
+        Kind::Ca => bundle::certificates(der)
+            .try_for_each(|certificate| check_certificate(certificate, inspector)),
+        Kind::DeviceCertificate => check_certificate(der, inspector),
+        Kind::DeviceKey => {
+            if let Some(key) = keyinfo::private_key(der) {
+                check_supported(key, inspector)?;
+            }
+            inspector
+                .parse_private_key(der)
+                .map_err(|code| ProvisionError::NotAPrivateKey { code })
+        }
+    }
+}
+
 /// The key type first: mbedTLS cannot parse what its build leaves out, and would only say
 /// "not parsed".
 fn check_certificate(der: &[u8], inspector: &mut impl Inspector) -> Result<(), ProvisionError> {

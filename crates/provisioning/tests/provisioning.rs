@@ -773,3 +773,86 @@ fn a_record_failing_its_data_crc_is_named_in_words() {
     assert!(unreadable.contains("failed its data CRC"), "{unreadable}");
     assert_eq!(StorageError(-28).to_string(), "flash error -28");
 }
+
+#[test]
+fn a_key_made_on_the_device_and_its_certificate_are_staged_without_upload_and_committed_as_a_pair()
+{
+    let mut p = Bench::new();
+    p.p.stage(Kind::DeviceKey, b"KEY:born", &mut Fake, &mut p.flash)
+        .unwrap();
+    // The key alone does not make a set.
+    assert_eq!(p.commit(), Err(ProvisionError::KeyDoesNotMatchCertificate));
+    let mut buf = [0u8; 64];
+    let staged =
+        p.p.staged_credential(Kind::DeviceKey, &IMAGE, &mut p.flash, &mut buf)
+            .unwrap();
+    assert_eq!(staged, b"KEY:born");
+    p.p.stage(
+        Kind::DeviceCertificate,
+        b"CERT:born",
+        &mut Fake,
+        &mut p.flash,
+    )
+    .unwrap();
+    p.commit().unwrap();
+    let stored = p.reboot().staged();
+    assert_eq!(
+        stored.source(Kind::DeviceKey),
+        Source::Provisioned(b"KEY:born")
+    );
+    assert_eq!(
+        stored.source(Kind::DeviceCertificate),
+        Source::Provisioned(b"CERT:born")
+    );
+}
+
+#[test]
+fn staging_without_upload_gets_the_uploads_checks_and_keeps_the_committed_records() {
+    let mut p = Bench::new();
+    assert_eq!(
+        p.p.stage(
+            Kind::DeviceCertificate,
+            b"not a certificate",
+            &mut Fake,
+            &mut p.flash
+        ),
+        Err(ProvisionError::NotACertificate { code: -0x2180 })
+    );
+    assert_eq!(
+        p.p.stage(Kind::DeviceKey, b"KEY", &mut Fake, &mut p.flash),
+        Err(ProvisionError::NotAPrivateKey { code: -0x3D00 })
+    );
+    let oversized = [b"KEY:".as_slice(), &[b'.'; MAX_KEY]].concat();
+    assert_eq!(
+        p.p.stage(Kind::DeviceKey, &oversized, &mut Fake, &mut p.flash),
+        Err(ProvisionError::TooLarge { limit: MAX_KEY })
+    );
+    assert_eq!(
+        p.p.stage(Kind::Ca, &framed("ca", 0), &mut Fake, &mut p.flash),
+        Err(ProvisionError::UnknownKind)
+    );
+    assert!(!p.has_changes());
+    p.p.stage(Kind::DeviceKey, b"KEY:one", &mut Fake, &mut p.flash)
+        .unwrap();
+    p.p.stage(
+        Kind::DeviceCertificate,
+        b"CERT:one",
+        &mut Fake,
+        &mut p.flash,
+    )
+    .unwrap();
+    p.commit().unwrap();
+    // The renewal's key goes beside the committed one, which stays whole until the commit.
+    p.p.stage(Kind::DeviceKey, b"KEY:two", &mut Fake, &mut p.flash)
+        .unwrap();
+    assert_eq!(
+        p.reboot().staged().source(Kind::DeviceKey),
+        Source::Provisioned(b"KEY:one")
+    );
+    // An upload open refuses it: the upload buffer is in use.
+    p.begin(Kind::Ca).unwrap();
+    assert_eq!(
+        p.p.stage(Kind::DeviceKey, b"KEY:three", &mut Fake, &mut p.flash),
+        Err(ProvisionError::UploadInProgress)
+    );
+}
