@@ -20,6 +20,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod csr;
 pub mod flow;
 pub mod issued;
 pub mod messages;
