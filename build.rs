@@ -94,7 +94,13 @@ fn bindings() -> Result<(), Box<dyn Error>> {
         .allowlist_function(
             "mbedtls_x509_crt_(init|free|parse_der|check_key_usage|check_extended_key_usage)",
         )
-        .allowlist_function("mbedtls_pk_(init|free|parse_key|check_pair|write_pubkey_der)")
+        .allowlist_function(
+            "mbedtls_pk_(init|free|parse_key|check_pair|write_pubkey_der|get_psa_attributes|import_into_psa)",
+        )
+        // Keys made on the device and the signature of their certificate requests.
+        .allowlist_function(
+            "psa_(crypto_init|key_attributes_init|(set|get)_key_(type|bits|usage_flags|algorithm)|generate_key|export_key|export_public_key|sign_message|destroy_key|reset_key_attributes)",
+        )
         .allowlist_function("mbedtls_sha256|mbedtls_calloc|mbedtls_free")
         .allowlist_var("(SOL|SO|TLS|AF|ZSOCK_MSG|MBEDTLS_X509_BADCERT|MBEDTLS_X509_KU)_.*")
         .allowlist_item("net_sock_type|net_ip_protocol_secure|dns_resolve_status|sockaddr_in6|tls_cert_verify_cb")

@@ -5,7 +5,9 @@ connection on and after a reboot. Certificates come from the project's certs/mkc
 
 import base64
 import hashlib
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,78 @@ def test_a_device_without_a_client_certificate_is_refused_and_keeps_retrying(
         assert "New client connected" not in again.log()
     finally:
         again.stop()
+
+
+def read_pem(console: Console, label: str) -> str:
+    """A PEM block the shell prints, from its BEGIN line to its END line."""
+    console.until(f"-----BEGIN {label}-----", timeout=30)
+    body = []
+    while not (line := console.until(r"^([A-Za-z0-9+/=]+|-----END [A-Z ]+-----)\s*$",
+                                     timeout=5).group(1)).startswith("-----END"):
+        body.append(line)
+    assert line == f"-----END {label}-----"
+    return "\n".join([f"-----BEGIN {label}-----", *body, line, ""])
+
+
+def openssl(*args, stdin: bytes = None) -> bytes:
+    done = subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=True)
+    return done.stdout
+
+
+# PKCS#8 of a P-256 key up to its private scalar (RFC 5208 and RFC 5915; `cred keygen`'s
+# record, 138 bytes): the scalar follows it.
+PKCS8_P256_HEAD = bytes.fromhex(
+    "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420")
+
+
+def test_a_key_made_on_the_device_gets_a_certificate_from_its_request_and_connects_with_it(
+        tmp_path, broker, device):
+    device.launch()
+    connected(device)
+    console = Console(device)
+    console.command("cred keygen")
+    fingerprint = console.until(r"key made on the device \(ECDSA P-256, public key sha256 "
+                                r"([0-9a-f]{64})\) and staged", timeout=30).group(1)
+    console.command("cred csr")
+    request = tmp_path / "device.csr"
+    request.write_text(read_pem(console, "CERTIFICATE REQUEST"))
+
+    # openssl checks the request's signature with the key it carries, and reads its subject.
+    openssl("req", "-in", str(request), "-verify", "-noout")
+    subject = openssl("req", "-in", str(request), "-noout", "-subject", "-nameopt", "RFC2253")
+    assert subject.decode().strip() == f"subject=CN={CLIENT_ID}"
+    spki = openssl("pkey", "-pubin", "-outform", "DER",
+                   stdin=openssl("req", "-in", str(request), "-noout", "-pubkey"))
+    assert hashlib.sha256(spki).hexdigest() == fingerprint
+
+    # The private key is in the device's flash, nowhere else: the record there is the key of
+    # the request's public key.
+    flash = (tmp_path / "flash.bin").read_bytes()
+    at = flash.find(PKCS8_P256_HEAD)
+    assert at >= 0, "no P-256 PKCS#8 key record in the device's flash"
+    key = flash[at:at + 138]
+    assert openssl("pkey", "-inform", "DER", "-pubout", "-outform", "DER", stdin=key) == spki
+
+    # The CA signs the request; the certificate goes back by upload, as a CA's reply would.
+    certificate = tmp_path / "device.crt.der"
+    subprocess.run(["openssl", "x509", "-req", "-in", str(request),
+                    "-CA", str(DEV_CERTS / "ca.crt.pem"), "-CAkey", str(DEV_CERTS / "ca.key.pem"),
+                    "-set_serial", "0x" + os.urandom(8).hex(), "-days", "2",
+                    "-outform", "DER", "-out", str(certificate)], check=True,
+                   capture_output=True)
+    upload(console, "cert", certificate.read_bytes())
+    console.until("cert staged", timeout=10)
+    console.command("cred commit")
+    console.until(r"stored; used from the next connection on", timeout=10)
+    listed = cred_list(console)
+    assert listed["key"] == f"provisioned, 138 bytes, sha256 {fingerprint} (public key)"
+    assert sha256(certificate) in listed["cert"]
+
+    # From the next boot on the device is known by its own key: the broker requires a client
+    # certificate from the CA, and the image's key is not this one.
+    device.close()
+    device.launch()
+    device.readlines_until(regex=r"credentials: cert from the provisioned", timeout=10)
+    device.readlines_until(regex=r"credentials: key from the provisioned \(138 bytes\)",
+                           timeout=5)
+    connected(device)

@@ -152,6 +152,10 @@ SHELL_STATIC_SUBCMD_SET_CREATE(
 		      2, 0),
 	SHELL_CMD_ARG(commit, NULL, "Check the staged set and store it; used from the next "
 		      "connection on", cmd_cred, 1, 0),
+	SHELL_CMD_ARG(keygen, NULL, "Make a P-256 key on the device and stage it (its private "
+		      "half is never shown)", cmd_cred, 1, 0),
+	SHELL_CMD_ARG(csr, NULL, "Print a certificate request (PEM) for the staged key, CN the "
+		      "client id", cmd_cred, 1, 0),
 	SHELL_CMD_ARG(list, NULL, "Stored, staged and active credentials with SHA-256 "
 		      "fingerprints", cmd_cred, 1, 0),
 	SHELL_SUBCMD_SET_END);

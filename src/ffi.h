@@ -30,6 +30,7 @@ extern int errno;
 #include <mbedtls/platform.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
+#include <psa/crypto.h>
 
 #include "shim.h"
 
@@ -48,6 +49,17 @@ static inline int app_set_recv_timeout(int fd, int32_t timeout_ms)
 	};
 
 	return zsock_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+}
+
+/* PSA's key types and algorithms are function-like macros, which bindgen does not evaluate. */
+static inline psa_key_type_t app_psa_p256_key_pair(void)
+{
+	return PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_SECP_R1);
+}
+
+static inline psa_algorithm_t app_psa_ecdsa_sha256(void)
+{
+	return PSA_ALG_ECDSA(PSA_ALG_SHA_256);
 }
 
 #endif /* APP_FFI_H_ */

@@ -11,6 +11,7 @@
 mod app;
 mod control;
 mod credentials;
+mod device_key;
 mod ffi;
 mod leds;
 mod net;

@@ -10,19 +10,23 @@
 //! [`apply`], between connections.
 
 use crate::credentials::{self, CredentialError, CredentialKind, Installed};
+use crate::device_key::{self, KeyError};
 use crate::ffi;
 use crate::net::Errno;
 use crate::records;
+use crate::settings::Settings;
 use crate::sync::lock;
 use core::ffi::{c_int, CStr};
-use core::fmt::Write;
+use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
+use fleet_provisioning::csr::{self, CsrError};
 use log::{info, warn};
 use provisioning::store::{self, migrate};
 use provisioning::{
     bundle, check_usable, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
     ProvisionError, Provisioner, Record, Slot, Source, StorageError, Store, MAX_RECORD,
 };
+use zephyr::kconfig;
 use zephyr::sync::Mutex;
 
 /// The operator's session: the staged set's index and an open upload.
@@ -307,7 +311,9 @@ const OP_IMAGE: c_int = 5;
 const OP_COMMIT: c_int = 6;
 const OP_LIST: c_int = 7;
 const OP_ADD: c_int = 8;
-const OPS: [(&str, c_int); 9] = [
+const OP_KEYGEN: c_int = 9;
+const OP_CSR: c_int = 10;
+const OPS: [(&str, c_int); 11] = [
     ("begin", OP_BEGIN),
     ("data", OP_DATA),
     ("end", OP_END),
@@ -317,6 +323,8 @@ const OPS: [(&str, c_int); 9] = [
     ("commit", OP_COMMIT),
     ("list", OP_LIST),
     ("add", OP_ADD),
+    ("keygen", OP_KEYGEN),
+    ("csr", OP_CSR),
 ];
 
 /// The operation a `cred` subcommand names; unknown names get one that [`command`] refuses
@@ -327,9 +335,39 @@ pub fn op_named(name: &str) -> c_int {
         .map_or(c_int::MAX, |&(_, op)| op)
 }
 
+/// Why a `cred` operation was refused, in words.
+#[derive(Debug)]
+pub enum CredError {
+    Provision(ProvisionError),
+    Key(KeyError),
+    Request(CsrError<KeyError>),
+    /// The request's PEM is longer than the console's answer can carry.
+    RequestTooLong,
+}
+
+impl From<ProvisionError> for CredError {
+    fn from(cause: ProvisionError) -> Self {
+        Self::Provision(cause)
+    }
+}
+
+impl fmt::Display for CredError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Provision(cause) => write!(f, "{cause}"),
+            Self::Key(cause) => write!(f, "{cause}"),
+            Self::Request(cause) => write!(f, "{cause}"),
+            Self::RequestTooLong => f.write_str(
+                "the certificate request is longer than the console's answer: shorten \
+                 APP_CSR_ORGANIZATION, APP_CSR_ORGANIZATIONAL_UNIT or APP_CSR_SERIAL_NUMBER",
+            ),
+        }
+    }
+}
+
 /// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
 /// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
-pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), ProvisionError> {
+pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredError> {
     let mut provisioner = lock(&OPERATOR);
     let kind = || Kind::from_name(arg).ok_or(ProvisionError::UnknownKind);
     match op {
@@ -384,9 +422,105 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), Provisi
         }
         OP_COMMIT => commit(&mut provisioner, out)?,
         OP_LIST => list(&mut provisioner, out)?,
-        _ => return Err(ProvisionError::UnknownKind),
+        OP_KEYGEN => {
+            let fingerprint = keygen(&mut provisioner)?;
+            let _ = write!(
+                out,
+                "key made on the device (ECDSA P-256, public key sha256 {}) and staged; \
+                 `cred csr` prints its certificate request, `cred commit` stores it with its \
+                 certificate",
+                Hex(&fingerprint)
+            );
+        }
+        OP_CSR => csr(&mut provisioner, out)?,
+        _ => return Err(ProvisionError::UnknownKind.into()),
     }
     Ok(())
+}
+
+/// A key made on the device, staged as the device key (the private half goes to flash
+/// only); the SHA-256 of its public half.
+fn keygen(provisioner: &mut Provisioner) -> Result<[u8; 32], CredError> {
+    let (scalar, point) = device_key::generate().map_err(CredError::Key)?;
+    let mut pkcs8 = [0u8; csr::PKCS8_P256_LEN];
+    let staged = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
+        .map_err(|_| CredError::Request(CsrError::TooSmall))
+        .and_then(|len| {
+            let key = pkcs8.get(..len).unwrap_or_default();
+            Ok(provisioner.stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?)
+        });
+    // The buffer that held the private key in DER is wiped like the scalar.
+    wipe(&mut pkcs8);
+    staged?;
+    let mut spki = [0u8; csr::SPKI_P256_LEN];
+    let len = csr::subject_public_key_info(&point, &mut spki)
+        .map_err(|_| CredError::Request(CsrError::TooSmall))?;
+    let mut digest = [0u8; 32];
+    // SAFETY: spki is a live slice of len bytes; digest has room for 32.
+    unsafe { ffi::mbedtls_sha256(spki.as_ptr(), len, digest.as_mut_ptr(), 0) };
+    Ok(digest)
+}
+
+/// `cred csr`: a PKCS#10 request for the staged key, CN the client id, as PEM.
+fn csr(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), CredError> {
+    let mut key_der = [0u8; provisioning::MAX_KEY];
+    let signing_key = {
+        let der =
+            provisioner.staged_credential(Kind::DeviceKey, &image(), &mut Flash, &mut key_der)?;
+        device_key::SigningKey::from_der(der)
+    };
+    wipe(&mut key_der);
+    let signing_key = signing_key.map_err(CredError::Key)?;
+    let settings = Settings::current();
+    let mut work = [0u8; CSR_DER_MAX];
+    let mut pem = [0u8; CSR_PEM_MAX];
+    let len = csr::csr_pem(
+        &request_subject(&settings),
+        signing_key.public_point(),
+        |info| signing_key.sign(info),
+        &mut work,
+        &mut pem,
+    )
+    .map_err(|cause| match cause {
+        CsrError::TooSmall => CredError::RequestTooLong,
+        cause => CredError::Request(cause),
+    })?;
+    let text = core::str::from_utf8(pem.get(..len).unwrap_or_default()).unwrap_or_default();
+    let _ = out.write_str(text.trim_end());
+    Ok(())
+}
+
+/// The longest request the console's answer carries, and its DER.
+const CSR_PEM_MAX: usize = 760;
+const CSR_DER_MAX: usize = CSR_PEM_MAX * 3 / 4;
+
+/// The subject of the device's certificate requests: the client id, and Kconfig's O, OU
+/// and serial number.
+pub fn request_subject<'s>(settings: &'s Settings) -> csr::Subject<'s> {
+    let optional = |text: &'static str| (!text.is_empty()).then_some(text);
+    csr::Subject {
+        common_name: settings.client_id,
+        organization: optional(kconfig::CONFIG_APP_CSR_ORGANIZATION),
+        organizational_unit: optional(kconfig::CONFIG_APP_CSR_ORGANIZATIONAL_UNIT),
+        serial_number: optional(kconfig::CONFIG_APP_CSR_SERIAL_NUMBER),
+    }
+}
+
+/// Zeroes a buffer that held private key bytes; volatile, so that it is not optimised away.
+fn wipe(buf: &mut [u8]) {
+    for byte in buf.iter_mut() {
+        // SAFETY: a plain write to a live byte.
+        unsafe { core::ptr::write_volatile(byte, 0) };
+    }
+}
+
+/// Bytes as lowercase hex.
+struct Hex<'b>(&'b [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
 }
 
 /// `cred commit`: the staged set checked and its index stored; used from the next

@@ -710,10 +710,14 @@ impl Drop for Certificate {
 }
 
 /// A parsed private key, freed when dropped.
-struct PrivateKey(ffi::mbedtls_pk_context);
+pub(crate) struct PrivateKey(ffi::mbedtls_pk_context);
 
 impl PrivateKey {
-    fn parse(der: *const u8, len: usize) -> (Self, c_int) {
+    pub(crate) fn context(&self) -> &ffi::mbedtls_pk_context {
+        &self.0
+    }
+
+    pub(crate) fn parse(der: *const u8, len: usize) -> (Self, c_int) {
         // SAFETY: zeroed is what mbedtls_pk_init writes; init follows at once.
         let mut pk = PrivateKey(unsafe { core::mem::zeroed() });
         // SAFETY: pk is a live context; der holds len bytes (the callers' contract).
