@@ -345,12 +345,11 @@ impl Flow {
         }
     }
 
-    /// Start again from the subscriptions (claim) or from a new key (renewal); with no
-    /// session, wait for `handle_connected`.
+    /// Start again from the subscriptions (a reply to a request sent before the SUBACK could
+    /// be lost); with no session, wait for `handle_connected`.
     fn restart(&mut self) {
         let next = match self.identity {
-            Some(Identity::Claim) => State::Subscribing,
-            Some(Identity::Own { .. }) => State::MakingKey,
+            Some(_) => State::Subscribing,
             None => State::Idle { due: None },
         };
         self.enter(next);

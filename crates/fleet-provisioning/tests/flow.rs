@@ -93,7 +93,7 @@ fn a_claimed_device_gets_registers_tries_and_commits_its_own_certificate() {
     // On the same connection, the new certificate's renewal is due at 75 % of its lifetime.
     assert_eq!(flow.deadline(), Some(Instant(800 + 449_000)));
     assert_eq!(ask(&mut flow, 449_799), (None, None));
-    assert_eq!(ask(&mut flow, 449_800).0, Some(Asked::MakeKeyAndCsr));
+    assert_eq!(ask(&mut flow, 449_800).0, Some(Asked::Subscribe));
 }
 
 #[test]
@@ -204,6 +204,8 @@ fn renewal_waits_for_its_time_then_keeps_the_old_set_when_the_new_one_fails() {
     flow.handle_connected(own, Instant(5_000), Some(1_100));
     assert_eq!(flow.deadline(), Some(Instant(5_000 + 350_000)));
     assert_eq!(ask(&mut flow, 354_999), (None, None));
+    assert_eq!(ask(&mut flow, 355_000).0, Some(Asked::Subscribe));
+    flow.handle_subscribed();
     assert_eq!(ask(&mut flow, 355_000).0, Some(Asked::MakeKeyAndCsr));
     flow.handle_csr_ready(Instant(356_000));
     assert_eq!(ask(&mut flow, 356_000).0, Some(Asked::PublishCsr));
@@ -223,7 +225,7 @@ fn renewal_waits_for_its_time_then_keeps_the_old_set_when_the_new_one_fails() {
     flow.handle_connected(own, Instant(360_000), Some(1_455));
     assert_eq!(flow.deadline(), Some(Instant(359_000 + 14_000)));
     assert_eq!(ask(&mut flow, 372_999), (None, None));
-    assert_eq!(ask(&mut flow, 373_000).0, Some(Asked::MakeKeyAndCsr));
+    assert_eq!(ask(&mut flow, 373_000).0, Some(Asked::Subscribe));
 }
 
 #[test]
