@@ -328,6 +328,7 @@ mod tests {
     #[test]
     fn times_read_as_gnu_date_counts_them() {
         assert_eq!(utc("700101000000Z"), Some(0));
+        assert_eq!(utc("991231235959Z"), Some(946_684_799));
         assert_eq!(utc("000229120000Z"), Some(951_825_600));
         assert_eq!(utc("491231235959Z"), Some(2_524_607_999));
         assert_eq!(generalized("20500101000000Z"), Some(2_524_608_000));
