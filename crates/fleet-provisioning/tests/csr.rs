@@ -192,6 +192,11 @@ fn the_private_key_is_the_pkcs8_openssl_writes_and_its_public_key_the_spki() {
         assert_eq!(len, PKCS8_P256_LEN);
         assert_eq!(keyinfo::private_key(&pkcs8), Some(KeyType::P256));
         openssl::ok(&["pkey", "-inform", "DER", "-noout", "-check"], &pkcs8);
+        let ec = openssl::run(&["ec", "-inform", "DER", "-noout", "-check"], &pkcs8);
+        assert!(
+            String::from_utf8_lossy(&ec.stderr).contains("EC Key valid."),
+            "{ec:?}"
+        );
         // openssl writes the key it read as PKCS#8 in its own layout: the same bytes.
         let rewritten = openssl::ok(
             &[
