@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Writes the named seeds of fuzz/corpus/: replies as a signer and AWS IoT send them (the
 committed development certificate as certificatePem, refusals, registrations) and malformed
-neighbours; flows as the firmware reports them (a claim, timeouts, a renewal, refusals).
-Run from crates/fleet-provisioning: fuzz/make_seeds.py"""
+neighbours; flows as the firmware reports them (a claim, timeouts, a renewal, refusals);
+certificates (DER) as the committed set and openssl write them, with and without a common
+name, past 2049, and cut short. Run from crates/fleet-provisioning: fuzz/make_seeds.py"""
 
 import json
+import subprocess
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -69,3 +71,27 @@ flows = {
 CORPUS.joinpath("flow").mkdir(parents=True, exist_ok=True)
 for name, pairs in flows.items():
     CORPUS.joinpath("flow", f"seed_{name}").write_bytes(steps(*pairs))
+
+
+def self_signed(subject, days):
+    return subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", "/dev/null", "-utf8", "-subj", subject, "-days", days,
+         "-outform", "DER"], check=True, capture_output=True).stdout
+
+
+DEV_SET = HERE / "../../../certs/dev-only-insecure"
+certificates = {name: (DEV_SET / f"{name}.crt.der").read_bytes()
+                for name in ["ca", "device", "broker", "observer"]}
+certificates.update({
+    "common_name_and_organization": self_signed("/O=Example Fleet/CN=dev-0042", "1"),
+    "no_common_name": self_signed("/O=Example Fleet/OU=Sensors", "1"),
+    "two_common_names": self_signed("/CN=a/CN=b", "1"),
+    "generalized_time": self_signed("/CN=dev-long", "20000"),
+    "utf8_common_name": self_signed("/CN=Ger\u00e4t-7 \u2603", "1"),
+})
+certificates["device_cut"] = certificates["device"][:-1]
+certificates["device_trailing"] = certificates["device"] + b"\x00"
+CORPUS.joinpath("certificate_facts").mkdir(parents=True, exist_ok=True)
+for name, der in certificates.items():
+    CORPUS.joinpath("certificate_facts", f"seed_{name}").write_bytes(der)

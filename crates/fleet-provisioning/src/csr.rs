@@ -214,9 +214,7 @@ impl NameAttribute {
 
     /// Whether the attribute's string type holds `c`; UTF8String holds every `char`.
     fn allows(self, c: char) -> bool {
-        self.string_tag() == UTF8_STRING
-            || c.is_ascii_alphanumeric()
-            || " '()+,-./:=?".contains(c)
+        self.string_tag() == UTF8_STRING || c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
     }
 }
 
@@ -416,8 +414,7 @@ fn pem_encode(label: &str, der: &[u8], out: &mut [u8]) -> Result<usize, TooSmall
 
 /// Up to three bytes as four base64 characters (RFC 4648 4), `=` padded.
 fn base64_group(group: &[u8]) -> [u8; 4] {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let byte = |i: usize| group.get(i).copied().unwrap_or(0);
     let bits = u32::from(byte(0)) << 16 | u32::from(byte(1)) << 8 | u32::from(byte(2));
     let mut text = [b'='; 4];

@@ -1,7 +1,8 @@
 //! Whether a certificate the signer issued is the device's to use: checked before it is
 //! stored, whether it came by claim or by renewal.
 //!
-//! The firmware reads the facts from the certificate with mbedTLS ([`IssuedFacts`]); the
+//! [`crate::x509::certificate_facts`] reads the facts from the certificate ([`IssuedFacts`]);
+//! only whether it verifies against the device CA comes from mbedTLS in the firmware. The
 //! decision is here. A certificate for another key is not an error of the signer's on a
 //! broker where every claim-identity subscriber receives every reply: it is someone else's,
 //! and the device keeps waiting for its own ([`IssuedProblem::is_someone_elses`]).

@@ -14,9 +14,10 @@
 //! 5. store the new set and reconnect with it.
 //!
 //! This crate holds the steps and what a failure means ([`flow`]), the topics ([`topics`]),
-//! the payloads ([`messages`]), the checks of an issued certificate ([`issued`]) and when to
-//! renew and retry ([`renewal`]); the firmware makes the key and the CSR with mbedTLS and
-//! stores the set as `cred commit` does.
+//! the payloads ([`messages`]), the key's encodings and the CSR ([`csr`]), what an issued
+//! certificate says ([`x509`]) and whether it is the device's ([`issued`]), and when to renew
+//! and retry ([`renewal`]); the firmware makes the key and signs with PSA, verifies the
+//! certificate against the device CA with mbedTLS, and stores the set as `cred commit` does.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -26,3 +27,4 @@ pub mod issued;
 pub mod messages;
 pub mod renewal;
 pub mod topics;
+pub mod x509;

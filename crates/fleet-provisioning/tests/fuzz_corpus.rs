@@ -26,3 +26,12 @@ fn replies_corpus_replays_without_a_broken_invariant() {
 fn flow_corpus_replays_without_a_broken_invariant() {
     fuzz_replay::replay("flow", MIN_FILES_PER_TARGET, harness::flow::run);
 }
+
+#[test]
+fn certificate_facts_corpus_replays_without_a_broken_invariant() {
+    fuzz_replay::replay(
+        "certificate_facts",
+        MIN_FILES_PER_TARGET,
+        harness::certificate_facts::run,
+    );
+}

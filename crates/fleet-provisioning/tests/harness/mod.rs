@@ -4,5 +4,6 @@
 //! input the crate is expected to refuse.
 #![allow(dead_code)]
 
+pub mod certificate_facts;
 pub mod flow;
 pub mod replies;
