@@ -214,7 +214,12 @@ impl NameAttribute {
 
     /// Whether the attribute's string type holds `c`; UTF8String holds every `char`.
     fn allows(self, c: char) -> bool {
-        self.string_tag() == UTF8_STRING || c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
+        let printable = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                ' ' | '\'' | '(' | ')' | '+' | ',' | '-' | '.' | '/' | ':' | '=' | '?'
+            );
+        self.string_tag() == UTF8_STRING || printable
     }
 }
 
