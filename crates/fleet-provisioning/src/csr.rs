@@ -54,15 +54,15 @@ impl fmt::Display for TooSmall {
     }
 }
 
-/// DER written into a caller's buffer.
-struct Der<'a> {
+/// Bytes (DER, then PEM) written into a caller's buffer.
+struct Writer<'a> {
     out: &'a mut [u8],
     len: usize,
 }
 
-impl<'a> Der<'a> {
+impl<'a> Writer<'a> {
     fn new(out: &'a mut [u8]) -> Self {
-        Der { out, len: 0 }
+        Writer { out, len: 0 }
     }
 
     fn bytes(&mut self, bytes: &[u8]) -> Result<(), TooSmall> {
@@ -118,7 +118,7 @@ fn header(tag: u8, len: usize) -> Result<([u8; 4], usize), TooSmall> {
 }
 
 /// `SEQUENCE { id-ecPublicKey, prime256v1 }` (RFC 5480 2.1.1).
-fn p256_algorithm(der: &mut Der<'_>) -> Result<(), TooSmall> {
+fn p256_algorithm(der: &mut Writer<'_>) -> Result<(), TooSmall> {
     der.tlv(SEQUENCE, |der| {
         der.primitive(OID, EC_PUBLIC_KEY)?;
         der.primitive(OID, PRIME256V1)
@@ -126,7 +126,7 @@ fn p256_algorithm(der: &mut Der<'_>) -> Result<(), TooSmall> {
 }
 
 /// The public key as a BIT STRING with no unused bits.
-fn point_bits(der: &mut Der<'_>, public_point: &PublicPoint) -> Result<(), TooSmall> {
+fn point_bits(der: &mut Writer<'_>, public_point: &PublicPoint) -> Result<(), TooSmall> {
     der.tlv(BIT_STRING, |der| {
         der.bytes(&[0])?;
         der.bytes(public_point)
@@ -139,12 +139,12 @@ pub fn subject_public_key_info(
     public_point: &PublicPoint,
     out: &mut [u8],
 ) -> Result<usize, TooSmall> {
-    let mut der = Der::new(out);
+    let mut der = Writer::new(out);
     spki(&mut der, public_point)?;
     Ok(der.len)
 }
 
-fn spki(der: &mut Der<'_>, public_point: &PublicPoint) -> Result<(), TooSmall> {
+fn spki(der: &mut Writer<'_>, public_point: &PublicPoint) -> Result<(), TooSmall> {
     der.tlv(SEQUENCE, |der| {
         p256_algorithm(der)?;
         point_bits(der, public_point)
@@ -159,7 +159,7 @@ pub fn pkcs8_private_key(
     public_point: &PublicPoint,
     out: &mut [u8],
 ) -> Result<usize, TooSmall> {
-    let mut der = Der::new(out);
+    let mut der = Writer::new(out);
     der.tlv(SEQUENCE, |der| {
         der.primitive(INTEGER, &[0])?;
         p256_algorithm(der)?;
@@ -214,7 +214,12 @@ impl NameAttribute {
 
     /// Whether the attribute's string type holds `c`; UTF8String holds every `char`.
     fn allows(self, c: char) -> bool {
-        self.string_tag() == UTF8_STRING || c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
+        let printable = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                ' ' | '\'' | '(' | ')' | '+' | ',' | '-' | '.' | '/' | ':' | '=' | '?'
+            );
+        self.string_tag() == UTF8_STRING || printable
     }
 }
 
@@ -293,7 +298,7 @@ impl<E: fmt::Display> fmt::Display for CsrError<E> {
 }
 
 /// The subject as a Name (RFC 5280 4.1.2.4): one attribute to each RelativeDistinguishedName.
-fn name(der: &mut Der<'_>, subject: &Subject<'_>) -> Result<(), TooSmall> {
+fn name(der: &mut Writer<'_>, subject: &Subject<'_>) -> Result<(), TooSmall> {
     der.tlv(SEQUENCE, |der| {
         subject.attributes().try_for_each(|(attribute, value)| {
             der.tlv(SET, |der| {
@@ -308,7 +313,7 @@ fn name(der: &mut Der<'_>, subject: &Subject<'_>) -> Result<(), TooSmall> {
 
 /// The CertificationRequestInfo (RFC 2986 4.1): version 1 (0), no attributes.
 fn request_info(
-    der: &mut Der<'_>,
+    der: &mut Writer<'_>,
     subject: &Subject<'_>,
     public_point: &PublicPoint,
 ) -> Result<(), TooSmall> {
@@ -322,7 +327,7 @@ fn request_info(
 
 /// An unsigned big-endian number as a minimal DER INTEGER (X.690 8.3.2): no leading zero
 /// byte unless the top bit would make it negative.
-fn unsigned_integer(der: &mut Der<'_>, number: &[u8]) -> Result<(), TooSmall> {
+fn unsigned_integer(der: &mut Writer<'_>, number: &[u8]) -> Result<(), TooSmall> {
     let start = number.iter().position(|&b| b != 0).unwrap_or(number.len());
     let magnitude = number.get(start..).unwrap_or_default();
     der.tlv(INTEGER, |der| {
@@ -335,7 +340,7 @@ fn unsigned_integer(der: &mut Der<'_>, number: &[u8]) -> Result<(), TooSmall> {
 }
 
 /// Raw `r || s` as an ECDSA-Sig-Value (RFC 5480 / RFC 3279 2.2.3).
-fn ecdsa_signature(der: &mut Der<'_>, raw: &[u8; 64]) -> Result<(), TooSmall> {
+fn ecdsa_signature(der: &mut Writer<'_>, raw: &[u8; 64]) -> Result<(), TooSmall> {
     let (r, s) = raw.split_at(32);
     der.tlv(SEQUENCE, |der| {
         unsigned_integer(der, r)?;
@@ -353,7 +358,7 @@ pub fn csr_der<E>(
     out: &mut [u8],
 ) -> Result<usize, CsrError<E>> {
     subject.check()?;
-    let mut der = Der::new(out);
+    let mut der = Writer::new(out);
     der.tlv(SEQUENCE, |der| {
         let start = der.len;
         request_info(der, subject, public_point)?;
@@ -396,7 +401,7 @@ pub const fn pem_len(der_len: usize) -> usize {
 
 /// RFC 7468 PEM of `der` with `label`: its length.
 fn pem_encode(label: &str, der: &[u8], out: &mut [u8]) -> Result<usize, TooSmall> {
-    let mut pem = Der::new(out);
+    let mut pem = Writer::new(out);
     for part in ["-----BEGIN ", label, "-----\n"] {
         pem.bytes(part.as_bytes())?;
     }

@@ -352,3 +352,22 @@ fn a_signer_failure_is_kept_with_its_cause() {
         "signing the certificate request failed: the key is not in the key store"
     );
 }
+
+#[test]
+fn the_committed_device_key_is_written_byte_for_byte() {
+    let dev_set =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs/dev-only-insecure");
+    let committed = std::fs::read(dev_set.join("device.key.der")).unwrap();
+    // The ECPrivateKey's privateKey OCTET STRING, at its place in openssl's PKCS#8 layout.
+    assert_eq!(committed[34..36], [0x04, 0x20]);
+    let scalar: [u8; 32] = committed[36..68].try_into().unwrap();
+    let key = SigningKey::from_bytes(&scalar.into()).unwrap();
+    let mut pkcs8 = [0; PKCS8_P256_LEN];
+    pkcs8_private_key(&scalar, &point(&key), &mut pkcs8).unwrap();
+    assert_eq!(pkcs8[..], committed[..]);
+    // Its certificate holds the SubjectPublicKeyInfo written for the same point.
+    let certificate = std::fs::read(dev_set.join("device.crt.der")).unwrap();
+    let mut spki = [0; SPKI_P256_LEN];
+    subject_public_key_info(&point(&key), &mut spki).unwrap();
+    assert!(certificate.windows(spki.len()).any(|w| w == spki));
+}
