@@ -8,6 +8,7 @@
 
 use crate::control::{self, Status};
 use crate::credentials;
+use crate::fleet::{self, Fleet};
 use crate::leds::Leds;
 use crate::net::{self, NetError, TlsSocket};
 use crate::outbox_journal;
@@ -70,7 +71,7 @@ impl Board for BoardIo {
 
 /// The session as the device's publisher: through the journal, which writes a QoS 1 message
 /// queued while offline to flash.
-struct Journaled<'s, 'a>(&'s mut Session<'a>);
+struct Journaled<'s, 'a>(&'s mut MqttSession<'a>);
 
 impl Publisher for Journaled<'_, '_> {
     fn publish(
@@ -135,7 +136,11 @@ static NUL_STRINGS: StaticCell<NulStrings> = StaticCell::new();
 static ALPN: StaticCell<AlpnNames> = StaticCell::new();
 static SUPERVISOR: StaticCell<Supervisor<'static>> = StaticCell::new();
 
-type MqttClient = Client<'static, TlsSocket, Uptime>;
+/// The receive buffer (Kconfig `APP_MQTT_RX_BUFFER_SIZE`): the largest packet taken whole.
+pub const RX_BUFFER: usize = zephyr::kconfig::CONFIG_APP_MQTT_RX_BUFFER_SIZE as usize;
+type MqttClient = Client<'static, TlsSocket, Uptime, RX_BUFFER>;
+/// The session with the receive buffer Kconfig sizes.
+pub type MqttSession<'a> = Session<'a, RX_BUFFER>;
 
 /// Never returns: the device runs until power goes away.
 pub fn run() -> ! {
@@ -172,7 +177,9 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
         halt(format_args!("SNTP server name contains a NUL byte"));
     };
     let alpn: &'static AlpnNames = ALPN.init(checked.alpn);
-    let client = configure_client(settings, status_topic, checked.topics.commands());
+    let fleet = Fleet::new(settings);
+    let claim = fleet.is_some() && Fleet::identity() == Some(fleet::Identity::Claim);
+    let client = configure_client(settings, status_topic, checked.topics.commands(), claim);
     SUPERVISOR.init_with(|| {
         Supervisor::new(
             settings,
@@ -180,7 +187,8 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
             checked.topics,
             checked.endpoints,
             (alpn, sntp_server),
-            mutual_tls,
+            (mutual_tls, fleet, claim),
+            status_topic,
         )
     })
 }
@@ -274,12 +282,15 @@ fn install_credentials(settings: &Settings) -> bool {
 
 /// The MQTT client in its static, configured: will `offline` on the status topic, subscribed
 /// to the command filter, with the journaled messages from before a reboot queued again.
-/// Not inlined: its temporaries (the journal's records) would add to [`start`]'s frame.
+/// With the claim certificate (`claim`), neither: the broker allows it the provisioning
+/// topics only. Not inlined: its temporaries (the journal's records) would add to [`start`]'s
+/// frame.
 #[inline(never)]
 fn configure_client(
     settings: &'static Settings,
     status_topic: &'static str,
     commands: &str,
+    claim: bool,
 ) -> &'static mut MqttClient {
     let mut config = SessionConfig::new(ConnectOptions {
         client_id: settings.client_id,
@@ -287,21 +298,19 @@ fn configure_client(
         password: credentials::builtin_mqtt_password().map(Password),
         clean_session: settings.clean_session,
         keep_alive_s: settings.keep_alive_s,
-        last_will: Some(LastWill {
-            topic: status_topic,
-            payload: b"offline",
-            qos: QoS::AtLeastOnce,
-            retain: true,
-        }),
+        last_will: Some(offline_will(status_topic)),
     });
     config.inflight_window = settings.inflight_window;
+    config.max_packet_size = RX_BUFFER;
     config.ping_timeout_ms = settings.ping_timeout_ms;
     let client = CLIENT.take();
     let session = client.session();
     if let Err(cause) = session.configure(config) {
         halt(format_args!("invalid MQTT settings: {cause}"));
     }
-    if let Err(cause) = session.subscribe(&[(commands, QoS::AtLeastOnce)]) {
+    if claim {
+        set_claim_identity(session, commands, None);
+    } else if let Err(cause) = session.subscribe(&[(commands, QoS::AtLeastOnce)]) {
         halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
     outbox_journal::restore(session);
@@ -325,6 +334,14 @@ struct Supervisor<'a> {
     /// CPU time (all threads, this thread) when the running `mqtt bench` started, where
     /// runtime statistics exist: its cost per message is logged when it ends.
     bench_cpu_start: Option<(u64, u64)>,
+    /// Certificates over MQTT (Kconfig `APP_FLEET_PROVISIONING`).
+    fleet: Option<Fleet>,
+    /// The session is set up for the claim certificate: no will, no commands, no telemetry.
+    claim: bool,
+    /// The next connection is made with the staged set, which the fleet's flow tries.
+    trying_new_set: bool,
+    /// The will's topic, for the device's own certificate.
+    status_topic: &'static str,
 }
 
 impl<'a> Supervisor<'a> {
@@ -337,7 +354,8 @@ impl<'a> Supervisor<'a> {
         topics: DeviceTopics,
         endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
         (alpn, sntp_server): (&'a AlpnNames, &'a CStr),
-        mutual_tls: bool,
+        (mutual_tls, fleet, claim): (bool, Option<Fleet>, bool),
+        status_topic: &'static str,
     ) -> Self {
         let board = BoardIo { leds: Leds::new() };
         info!("leds: {} available", board.leds.available());
@@ -367,6 +385,10 @@ impl<'a> Supervisor<'a> {
             last_address: None,
             burst_until: Instant(0),
             bench_cpu_start: None,
+            fleet,
+            claim,
+            trying_new_set: false,
+            status_topic,
         }
     }
 
@@ -418,7 +440,12 @@ impl<'a> Supervisor<'a> {
     /// Committed credentials, the clock, then every endpoint in turn; backs off when none
     /// takes the connection.
     fn connect(&mut self) -> Link {
-        self.take_committed_credentials();
+        if self.trying_new_set {
+            self.install_set(runtime_credentials::apply_staged(self.settings.sec_tag));
+        } else {
+            self.take_committed_credentials();
+        }
+        self.follow_identity();
         match dial(
             self.settings,
             &mut self.brokers,
@@ -427,9 +454,55 @@ impl<'a> Supervisor<'a> {
         ) {
             Ok(socket) => Link::TlsUp(socket),
             Err(failure) => {
+                self.new_set_failed();
                 self.status.set_last_error(&failure.cause);
                 self.back_off_after(failure.recovery)
             }
+        }
+    }
+
+    /// Registers a set for the next connection; cached TLS sessions are dropped, so that the
+    /// handshake presents it.
+    fn install_set(
+        &mut self,
+        installed: Result<
+            credentials::Installed,
+            (credentials::CredentialKind, credentials::CredentialError),
+        >,
+    ) {
+        self.tls.forget_sessions = true;
+        match installed {
+            Ok(installed) => self.tls.mutual_tls = installed.mutual_tls,
+            Err((kind, cause)) => {
+                error!("credentials: cannot register the {kind}: {cause}; provision a set that fits (cred)");
+            }
+        }
+    }
+
+    /// The connection tried with the staged set failed before CONNACK: the stored set is
+    /// registered again and stays the device's.
+    fn new_set_failed(&mut self) {
+        if !core::mem::take(&mut self.trying_new_set) {
+            return;
+        }
+        if let Some(fleet) = &mut self.fleet {
+            fleet.new_set_refused(Uptime.now());
+        }
+        self.install_set(runtime_credentials::apply(self.settings.sec_tag));
+        self.follow_identity();
+    }
+
+    /// Sets the session up for the identity of the set registered: the claim certificate has
+    /// no will and no commands.
+    fn follow_identity(&mut self) {
+        if self.fleet.is_none() {
+            return;
+        }
+        let claim = Fleet::identity() == Some(fleet::Identity::Claim);
+        if claim != self.claim {
+            self.claim = claim;
+            let will = (!claim).then(|| offline_will(self.status_topic));
+            set_claim_identity(self.client.session(), self.device.topics().commands(), will);
         }
     }
 
@@ -439,11 +512,23 @@ impl<'a> Supervisor<'a> {
         self.status.set_tls(suite.version(), suite.name());
         let started = Uptime.now();
         let end = self.drive(socket, suite.version(), suite.name());
+        if let Some(fleet) = &mut self.fleet {
+            fleet.disconnected(Uptime.now());
+        }
         let (connack_seen, cause) = match end {
             ConnectionEnd::BeforeConnack(cause) => (false, cause),
             ConnectionEnd::AfterConnack(cause) => (true, cause),
+            ConnectionEnd::ForNewSet => {
+                info!("mqtt: disconnected to connect with the new certificate");
+                self.device.handle_disconnected();
+                self.trying_new_set = true;
+                return Link::Connecting;
+            }
         };
         warn!("mqtt: connection lost: {cause}");
+        if !connack_seen {
+            self.new_set_failed();
+        }
         self.device.handle_disconnected();
         match (connack_seen, &cause) {
             (true, _) => self.backoff.accepted(),
@@ -510,23 +595,73 @@ impl<'a> Supervisor<'a> {
                 client,
                 device,
                 board,
+                fleet,
+                claim,
+                trying_new_set,
                 ..
             } = self;
             let mut on_event = |event: Event<'_>| {
-                if let Event::Connected { session_present } = event {
-                    info!("mqtt: connected (session present: {session_present})");
-                    if let Some((all, _)) = net::cpu_time_us() {
-                        info!("cpu: {all} us used since boot (all threads)");
+                let now = Uptime.now();
+                match event {
+                    Event::Connected { session_present } => {
+                        info!("mqtt: connected (session present: {session_present})");
+                        if let Some((all, _)) = net::cpu_time_us() {
+                            info!("cpu: {all} us used since boot (all threads)");
+                        }
+                        connack_seen = true;
+                        if !*claim {
+                            device.handle_connected(tls_version, cipher);
+                        }
+                        if let Some(fleet) = fleet.as_mut() {
+                            fleet.connected(*trying_new_set, now, net::unix_time());
+                        }
+                        *trying_new_set = false;
                     }
-                    connack_seen = true;
-                    device.handle_connected(tls_version, cipher);
-                } else {
-                    handle_event(event, device, board, max_packet_size);
+                    Event::Message(message) => {
+                        let unix = net::unix_time();
+                        let for_fleet = fleet.as_mut().is_some_and(|fleet| {
+                            fleet.handle_message(message.topic, message.payload, now, unix)
+                        });
+                        if for_fleet {
+                        } else if *claim {
+                            warn!(
+                                "fleet: message on {} ignored: this device has only its claim certificate yet",
+                                message.topic
+                            );
+                        } else {
+                            handle_event(Event::Message(message), device, board, max_packet_size);
+                        }
+                    }
+                    Event::Subscribed { packet_id, results } => {
+                        if let Some(fleet) = fleet.as_mut() {
+                            let granted = results
+                                .iter()
+                                .all(|result| matches!(result, SubscribeResult::Granted(_)));
+                            fleet.handle_subscribed(packet_id, granted, now);
+                        }
+                        handle_event(
+                            Event::Subscribed { packet_id, results },
+                            device,
+                            board,
+                            max_packet_size,
+                        );
+                    }
+                    event => handle_event(event, device, board, max_packet_size),
                 }
             };
             if let Err(cause) = client.poll(wait_ms, &mut on_event) {
                 self.update_status();
                 return ConnectionEnd::new(connack_seen, cause);
+            }
+            let now = Uptime.now();
+            let wants = self
+                .fleet
+                .as_mut()
+                .and_then(|fleet| fleet.poll(self.client.session(), now));
+            if wants == Some(fleet::Request::TryNewSet) {
+                drop(self.client.disconnect());
+                self.update_status();
+                return ConnectionEnd::ForNewSet;
             }
             if net::network_went_down() {
                 // No DISCONNECT: it could not get through, and the broker should publish the
@@ -569,8 +704,10 @@ impl<'a> Supervisor<'a> {
     /// waiting for room holds back every command behind it.
     fn after_round(&mut self) {
         let now = Uptime.now();
-        self.device
-            .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+        if !self.claim {
+            self.device
+                .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+        }
         self.serve_shell();
         self.log_bench_cpu();
         self.update_status();
@@ -623,6 +760,8 @@ enum ConnectionEnd {
     BeforeConnack(Error),
     /// The session was up.
     AfterConnack(Error),
+    /// Closed (DISCONNECT) to connect with the staged set the fleet's flow tries.
+    ForNewSet,
 }
 
 impl ConnectionEnd {
@@ -667,6 +806,37 @@ fn handle_event(event: Event<'_>, device: &mut Device, board: &mut BoardIo, max_
         Event::Connected { .. } => {}
         // Logged once, with whatever else ended the connection, by run_connection.
         Event::ConnectionLost(_) => {}
+    }
+}
+
+/// `offline`, retained on the status topic, if the connection ends without DISCONNECT.
+fn offline_will(status_topic: &str) -> LastWill<'_> {
+    LastWill {
+        topic: status_topic,
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    }
+}
+
+/// The session's will and command subscription for the identity in use (between
+/// connections): the claim certificate gets neither (`will` is `None`; a broker such as AWS
+/// IoT closes a connection that uses a topic its policy does not allow); the device's own
+/// certificate gets both.
+fn set_claim_identity(
+    session: &mut MqttSession<'_>,
+    commands: &str,
+    will: Option<LastWill<'static>>,
+) {
+    let mut config = *session.config();
+    config.connect.last_will = will;
+    if let Err(cause) = session.configure(config) {
+        warn!("fleet: the will could not be changed: {cause}");
+    }
+    if will.is_some() {
+        if let Err(cause) = session.subscribe(&[(commands, QoS::AtLeastOnce)]) {
+            warn!("mqtt: cannot subscribe to {commands}: {cause}");
+        }
     }
 }
 

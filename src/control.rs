@@ -12,6 +12,7 @@
 //! messages itself (a shell line per message would measure the shell, not the client).
 //! `mqtt status` prints a snapshot this thread keeps current.
 
+use crate::app::MqttSession;
 use crate::net;
 use crate::runtime_credentials;
 use crate::sync::lock;
@@ -25,7 +26,7 @@ use device_app::{
 };
 use heapless::{Deque, String, Vec};
 use log::{info, warn};
-use mqtt_core::{MessageId, QoS, Session};
+use mqtt_core::{MessageId, QoS};
 use zephyr::sync::Mutex;
 use zephyr::sys::sync::Semaphore;
 use zephyr::time::Duration;
@@ -149,7 +150,7 @@ impl Status {
     }
 
     /// The counters and the queues of this round.
-    pub fn update(&mut self, session: &Session<'_>, published: u32, reconnects: u32) {
+    pub fn update(&mut self, session: &MqttSession<'_>, published: u32, reconnects: u32) {
         let mut status = lock(&STATUS);
         status.published = published;
         status.reconnects = reconnects;
@@ -157,7 +158,7 @@ impl Status {
         status.outbox = session.outbox_len();
     }
 
-    fn update_queues(&mut self, session: &Session<'_>) {
+    fn update_queues(&mut self, session: &MqttSession<'_>) {
         let mut status = lock(&STATUS);
         status.inflight = session.inflight_len();
         status.outbox = session.outbox_len();
@@ -166,7 +167,7 @@ impl Status {
 
 /// Carries out one request and answers it (to the shell, and the outcome of a publish in the
 /// log).
-fn serve(session: &mut Session<'_>, status: &mut Status, request: &Request) {
+fn serve(session: &mut MqttSession<'_>, status: &mut Status, request: &Request) {
     let mut text = CutText::<[u8; ANSWER_MAX]>::new();
     let done = match &request.work {
         Work::Publish {
@@ -228,7 +229,7 @@ fn take_request() -> Option<Request> {
 
 /// Serves every request already queued; called once per loop round.
 /// Returns how many it served.
-pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) -> usize {
+pub fn serve_requests(session: &mut MqttSession<'_>, status: &mut Status) -> usize {
     let mut served = 0;
     while let Some(request) = take_request() {
         serve(session, status, &request);
@@ -241,7 +242,7 @@ pub fn serve_requests(session: &mut Session<'_>, status: &mut Status) -> usize {
 /// delay: offline publishes go to the outbox at once instead of after the delay), or until
 /// `cut_short` says so after a [`wake`].
 pub fn wait_serving(
-    session: &mut Session<'_>,
+    session: &mut MqttSession<'_>,
     status: &mut Status,
     deadline: u64,
     clock: impl Fn() -> u64,

@@ -13,6 +13,7 @@ mod control;
 mod credentials;
 mod device_key;
 mod ffi;
+mod fleet;
 mod leds;
 mod net;
 mod outbox_journal;

@@ -368,6 +368,15 @@ pub fn wall_clock_is_set() -> bool {
     now >= EARLIEST_PLAUSIBLE_TIME_S
 }
 
+/// Seconds since 1970, once the wall clock is set.
+pub fn unix_time() -> Option<u64> {
+    // SAFETY: plain call; time(NULL).
+    let now = unsafe { ffi::app_wall_clock_s() };
+    u64::try_from(now)
+        .ok()
+        .filter(|_| now >= EARLIEST_PLAUSIBLE_TIME_S)
+}
+
 /// Sets the wall clock from `server` by SNTP (on images built with `CONFIG_SNTP`).
 pub fn sync_wall_clock(server: &CStr, timeout_ms: u32) -> Result<(), NetError> {
     // SAFETY: server is NUL-terminated and outlives the call; the shim copies nothing.

@@ -11,6 +11,7 @@
 //! (crates/outbox-journal); this module only reads, writes and deletes the records (through
 //! [`crate::records`]) and logs. Only the MQTT thread calls it.
 
+use crate::app::MqttSession;
 use crate::net::Errno;
 use crate::records;
 use crate::sync::lock;
@@ -77,7 +78,7 @@ fn delete(slot: Slot) {
 
 /// Publishes through `session`; a QoS 1 message queued while not connected is journaled.
 pub fn publish(
-    session: &mut Session<'_>,
+    session: &mut MqttSession<'_>,
     topic: &str,
     payload: &[u8],
     qos: QoS,
@@ -154,7 +155,7 @@ pub fn acknowledged(id: MessageId) {
 }
 
 /// Boot: queues the journaled messages again (before the first connection).
-pub fn restore(session: &mut Session<'_>) {
+pub fn restore(session: &mut MqttSession<'_>) {
     restore_sized(session);
 }
 

@@ -20,8 +20,9 @@ use core::ffi::{c_int, CStr};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 use fleet_provisioning::csr::{self, CsrError};
+use fleet_provisioning::x509;
 use log::{info, warn};
-use provisioning::store::{self, migrate};
+use provisioning::store::{self, migrate, Index, LoadError};
 use provisioning::{
     bundle, check_usable, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
     ProvisionError, Provisioner, Record, Slot, Source, StorageError, Store, MAX_RECORD,
@@ -228,14 +229,27 @@ pub fn commit_pending() -> bool {
 /// the MQTT thread only, at boot and between connections.
 pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
     COMMITTED.store(false, Ordering::Release);
+    install(sec_tag, store::read_index(&mut Flash))
+}
+
+/// Registers the staged set, not committed: a new certificate is tried with a connection
+/// before it is committed. A power cut meanwhile boots with the stored set.
+pub fn apply_staged(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
+    let staged = *lock(&OPERATOR).staged();
+    install(sec_tag, Ok(staged))
+}
+
+fn install(
+    sec_tag: i32,
+    index: Result<Index, LoadError>,
+) -> Result<Installed, (CredentialKind, CredentialError)> {
     let image = image();
     let mut active = lock(&ACTIVE);
     for kind in Kind::ALL {
         credentials::unregister(sec_tag, kind_of(kind));
     }
     credentials::unregister_extra_cas(sec_tag);
-    let read = store::read_index(&mut Flash)
-        .and_then(|index| store::read_set(&mut Flash, &index, &mut active));
+    let read = index.and_then(|index| store::read_set(&mut Flash, &index, &mut active));
     if let Err(cause) = read {
         warn!("credentials: stored set unreadable ({cause}); using the image's");
         active.reset_to_image();
@@ -301,6 +315,86 @@ fn register_roots(
     Ok(())
 }
 
+/// The device certificate in use, as the fleet's flow needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveCertificate {
+    /// No client certificate.
+    None,
+    /// The image's (with fleet provisioning, the batch's claim certificate).
+    Image,
+    /// Provisioned, valid between these times (seconds since 1970); zeros if unreadable.
+    Provisioned { not_before: u64, not_after: u64 },
+}
+
+/// Which device certificate the last [`apply`] or [`apply_staged`] registered.
+pub fn active_certificate() -> ActiveCertificate {
+    let active = lock(&ACTIVE);
+    match active.source(Kind::DeviceCertificate) {
+        Source::Image if credentials::builtin(CredentialKind::DeviceCertificate).is_some() => {
+            ActiveCertificate::Image
+        }
+        Source::Provisioned(der) => match x509::certificate_facts(der) {
+            Ok(facts) => ActiveCertificate::Provisioned {
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+            },
+            Err(_) => ActiveCertificate::Provisioned {
+                not_before: 0,
+                not_after: 0,
+            },
+        },
+        _ => ActiveCertificate::None,
+    }
+}
+
+/// A new key made and staged as the device key, and a certificate request for it as PEM
+/// into `pem`: the request's length and the key's SubjectPublicKeyInfo.
+pub fn new_key_and_request(
+    subject: &csr::Subject<'_>,
+    pem: &mut [u8],
+) -> Result<(usize, [u8; csr::SPKI_P256_LEN]), CredError> {
+    let (scalar, point) = device_key::generate().map_err(CredError::Key)?;
+    let mut pkcs8 = [0u8; csr::PKCS8_P256_LEN];
+    let signing_key = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
+        .map_err(|_| CredError::Request(CsrError::TooSmall))
+        .and_then(|len| {
+            let key = pkcs8.get(..len).unwrap_or_default();
+            lock(&OPERATOR).stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?;
+            device_key::SigningKey::from_der(key).map_err(CredError::Key)
+        });
+    wipe(&mut pkcs8);
+    drop(scalar);
+    let signing_key = signing_key?;
+    let mut work = [0u8; CSR_DER_MAX];
+    let len = csr::csr_pem(
+        subject,
+        signing_key.public_point(),
+        |info| signing_key.sign(info),
+        &mut work,
+        pem,
+    )
+    .map_err(CredError::Request)?;
+    let mut spki = [0u8; csr::SPKI_P256_LEN];
+    csr::subject_public_key_info(signing_key.public_point(), &mut spki)
+        .map_err(|_| CredError::Request(CsrError::TooSmall))?;
+    Ok((len, spki))
+}
+
+/// Stages a device certificate that came over the network (checked as an upload is).
+pub fn stage_certificate(der: &[u8]) -> Result<(), ProvisionError> {
+    lock(&OPERATOR).stage(Kind::DeviceCertificate, der, &mut MbedTls, &mut Flash)
+}
+
+/// Commits the staged set, already in use (after [`apply_staged`] connected with it).
+pub fn commit_staged() -> Result<(), ProvisionError> {
+    lock(&OPERATOR).commit(&image(), &mut MbedTls, &mut Flash)
+}
+
+/// Drops the staged changes: the stored set stays the device's.
+pub fn drop_staged() {
+    lock(&OPERATOR).abort();
+}
+
 // The `cred` operations, by subcommand name (the shell's argv[0]).
 const OP_BEGIN: c_int = 0;
 const OP_DATA: c_int = 1;
@@ -343,6 +437,17 @@ pub enum CredError {
     Request(CsrError<KeyError>),
     /// The request's PEM is longer than the console's answer can carry.
     RequestTooLong,
+}
+
+impl CredError {
+    /// A number for the fleet flow's failure line (the words are logged with it).
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Key(KeyError::Generate(code) | KeyError::Export(code))
+            | Self::Key(KeyError::Import(code) | KeyError::Sign(code)) => *code,
+            _ => -1,
+        }
+    }
 }
 
 impl From<ProvisionError> for CredError {

@@ -70,6 +70,10 @@ pub enum Failure {
     NewSetRefused,
     /// The connection closed in the middle of an exchange.
     Disconnected,
+    /// The broker refused the subscription to the reply topics (or the session had no room).
+    SubscriptionRefused,
+    /// Writing the new certificate or the commit to flash failed (a storage error code).
+    NotStored(i32),
 }
 
 impl fmt::Display for Failure {
@@ -92,6 +96,12 @@ impl fmt::Display for Failure {
                 f.write_str("a connection with the new certificate failed; the one in use stays")
             }
             Self::Disconnected => f.write_str("the connection closed during the exchange"),
+            Self::SubscriptionRefused => {
+                f.write_str("the subscription to the reply topics was refused")
+            }
+            Self::NotStored(code) => {
+                write!(f, "the new certificate could not be stored (error {code})")
+            }
         }
     }
 }
@@ -203,6 +213,17 @@ impl Flow {
         self.advance_from(&State::Subscribing, State::MakingKey);
     }
 
+    /// The subscription to the reply topics failed or was refused.
+    pub fn handle_subscribe_failed(&mut self, now: Instant) -> Option<Failure> {
+        (self.state == State::Subscribing).then(|| self.fail(Failure::SubscriptionRefused, now))
+    }
+
+    /// Staging the certificate taken, or committing the set, failed.
+    pub fn handle_store_failed(&mut self, code: i32, now: Instant) -> Option<Failure> {
+        matches!(self.state, State::Registering { .. } | State::Committing)
+            .then(|| self.fail(Failure::NotStored(code), now))
+    }
+
     pub fn handle_csr_ready(&mut self, now: Instant) {
         self.advance_from(&State::MakingKey, State::Requesting { since: now });
     }
@@ -214,6 +235,11 @@ impl Flow {
     /// Whether a certificate is awaited: the firmware reads and checks one only then.
     pub fn awaits_certificate(&self) -> bool {
         matches!(self.state, State::Requesting { .. })
+    }
+
+    /// Whether the registration's reply is awaited.
+    pub fn awaits_registration(&self) -> bool {
+        matches!(self.state, State::Registering { .. })
     }
 
     /// A certificate arrived and was checked: `Ok` with its ownership token, or the problem.

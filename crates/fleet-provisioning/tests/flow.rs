@@ -264,3 +264,30 @@ fn a_token_longer_than_kept_is_named() {
         Certificate::Refused(Failure::TokenTooLong)
     );
 }
+
+#[test]
+fn a_refused_subscription_or_a_failed_flash_write_is_a_failure_retried_later() {
+    let mut flow = Flow::new(CONFIG);
+    flow.handle_connected(Identity::Claim, Instant(0), None);
+    assert_eq!(ask(&mut flow, 0).0, Some(Asked::Subscribe));
+    assert_eq!(
+        flow.handle_subscribe_failed(Instant(10)),
+        Some(Failure::SubscriptionRefused)
+    );
+    // Once failed, a second report of the same thing is not a second failure.
+    assert_eq!(flow.handle_subscribe_failed(Instant(11)), None);
+    assert_eq!(flow.failures(), 1);
+    assert_eq!(ask(&mut flow, 60_009), (None, None));
+    to_request(&mut flow, 60_010);
+    flow.handle_certificate(Ok("t"), Instant(60_020));
+    assert_eq!(
+        flow.handle_store_failed(-28, Instant(60_030)),
+        Some(Failure::NotStored(-28))
+    );
+    assert_eq!(flow.failures(), 2);
+    assert_eq!(
+        Failure::NotStored(-28).to_string(),
+        "the new certificate could not be stored (error -28)"
+    );
+    assert_eq!(ask(&mut flow, 60_030 + 120_000).0, Some(Asked::Subscribe));
+}

@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Certificates over MQTT, end to end: an image whose only identity is the batch's claim
+certificate gets its own from certs/signer (AWS IoT's fleet-provisioning topics, against a
+real Mosquitto), commits it only after connecting with it, renews it before it expires, and
+keeps it across a reboot; a refusal is named and retried.
+
+Runs on an image built with fleet provisioning and a credentials directory holding the CA and
+the claim pair, as scripts/test builds it:
+
+    certs/mkcerts device claim-batch-1 --out build/fleet-creds/claim --ca-dir certs/dev-only-insecure
+    cp certs/dev-only-insecure/ca.crt.der build/fleet-creds/
+    cp build/fleet-creds/claim/device.crt.der build/fleet-creds/claim.crt.der
+    cp build/fleet-creds/claim/device.key.der build/fleet-creds/claim.key.der
+    west build -b native_sim/native/64 -d build/native_sim_fleet . -- \\
+        -DAPP_CERTS_DIR=build/fleet-creds \\
+        -DEXTRA_CONF_FILE=pytest/fleet_provisioning/test.conf
+"""
+
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import CLIENT_ID, REPO, Console
+from test_provisioning import cred_list
+
+TEMPLATE = "secure-mqtt-fleet"
+CLAIM = "claim-batch-1"
+# Issued for 30 s (and, like AWS IoT, valid from a minute before): renewal is due at 80 % of
+# those 90 s (test.conf), 12 s after issue.
+LIFETIME = "30s"
+
+
+class Signer:
+    """certs/signer on the test's broker (run by its own interpreter, the system Python with
+    Debian's paho-mqtt), its output read line by line."""
+
+    def __init__(self, port: int, allowed: list, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        allow_list = run_dir / "allow-list"
+        allow_list.write_text("".join(f"{name}\n" for name in allowed))
+        self.process = subprocess.Popen(
+            [str(REPO / "certs" / "signer"), "--port", str(port),
+             "--template", TEMPLATE, "--allow-list", str(allow_list), "--lifetime", LIFETIME],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.seen = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.until(r"signer: ready", timeout=20)
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            with self.seen:
+                self.lines.append(line.rstrip())
+                self.seen.notify_all()
+
+    def until(self, regex: str, timeout: float, start: int = 0) -> int:
+        """The index of the first line from `start` on that matches."""
+        pattern = re.compile(regex)
+        with self.seen:
+            found = self.seen.wait_for(
+                lambda: next((i for i in range(start, len(self.lines))
+                              if pattern.search(self.lines[i])), None) is not None,
+                timeout=timeout)
+            assert found, f"signer never said {regex!r}; it said:\n" + "\n".join(self.lines)
+            return next(i for i in range(start, len(self.lines)) if pattern.search(self.lines[i]))
+
+    def count(self, regex: str) -> int:
+        with self.seen:
+            return sum(1 for line in self.lines if re.search(regex, line))
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+
+
+@pytest.fixture()
+def signer(broker, tmp_path):
+    s = Signer(broker.port, [CLIENT_ID], tmp_path / "signer")
+    yield s
+    s.stop()
+    print("\n".join(s.lines))
+
+
+def connections_as(broker, username: str) -> int:
+    """Connections the broker accepted with this certificate CN as user name."""
+    return len(re.findall(rf"New client connected .* u'{re.escape(username)}'", broker.log()))
+
+
+def test_a_claimed_device_gets_commits_renews_and_keeps_its_own_certificate(
+        broker, signer, device):
+    device.launch()
+    device.readlines_until(regex="fleet: connected with the claim certificate", timeout=30)
+    device.readlines_until(regex="fleet: new key made and staged; sending its certificate request",
+                           timeout=30)
+    signer.until(rf"signer: issued \w+ to {CLIENT_ID}", timeout=30)
+    device.readlines_until(regex="fleet: certificate [0-9a-f]+ issued for this device's key",
+                           timeout=30)
+    device.readlines_until(regex=f"fleet: registered as thing {CLIENT_ID}", timeout=30)
+    device.readlines_until(regex="fleet: connecting with the new certificate before committing",
+                           timeout=30)
+    device.readlines_until(regex=r"credentials: cert from the provisioned", timeout=30)
+    device.readlines_until(regex="fleet: new certificate committed", timeout=30)
+    # Its own identity now: the broker knows it by its client id, and its commands flow.
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS 1", timeout=30)
+    assert connections_as(broker, CLAIM) >= 1
+    assert connections_as(broker, CLIENT_ID) >= 1
+    console = Console(device)
+    first = cred_list(console)["cert"]
+    assert first.startswith("provisioned, ")
+
+    # Renewal: due 12 s after issue; a new key, a new certificate, tried, then committed.
+    device.readlines_until(regex="fleet: new key made and staged", timeout=60)
+    device.readlines_until(regex="fleet: new certificate committed", timeout=30)
+    assert signer.count(rf"signer: issued \w+ to {CLIENT_ID}") >= 2
+    renewed = cred_list(console)["cert"]
+    assert renewed.startswith("provisioned, ") and renewed != first
+
+    # After a reboot the device starts with its own certificate, not the claim one.
+    claim_connections = connections_as(broker, CLAIM)
+    device.close()
+    device.launch()
+    device.readlines_until(regex=r"credentials: cert from the provisioned", timeout=10)
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS 1", timeout=30)
+    assert connections_as(broker, CLAIM) == claim_connections
+
+
+def test_a_refused_request_is_named_and_tried_again(broker, tmp_path, device):
+    # The signer allows another client id only: this device's request is refused.
+    s = Signer(broker.port, ["someone-else"], tmp_path / "signer")
+    try:
+        device.launch()
+        device.readlines_until(
+            regex=r"fleet: the certificate request was refused with status 403 \(NotAllowed\): .*not on the signer's allow-list.*"
+                  r"trying again later \(failure 1 in a row\)", timeout=30)
+        device.readlines_until(regex=r"refused .*trying again later \(failure 2 in a row\)",
+                               timeout=30)
+        assert s.count(r"signer: refused on .*create-from-csr") >= 2
+    finally:
+        s.stop()
+        print("\n".join(s.lines))
