@@ -16,6 +16,8 @@ the claim pair, as scripts/test builds it:
         -DEXTRA_CONF_FILE=pytest/fleet_provisioning/test.conf
 """
 
+import collections
+import random
 import re
 import subprocess
 import threading
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLIENT_ID, REPO, Console
+from test_power_cut import SEED, Rig, arm
 from test_provisioning import cred_list
 
 TEMPLATE = "secure-mqtt-fleet"
@@ -31,6 +34,8 @@ CLAIM = "claim-batch-1"
 # Issued for 30 s (and, like AWS IoT, valid from a minute before): renewal is due at 80 % of
 # those 90 s (test.conf), 12 s after issue.
 LIFETIME = "30s"
+# Aims at one write of a renewal, if a garbage collection takes the cut before it.
+AIM_TRIES = 5
 
 
 class Signer:
@@ -141,3 +146,80 @@ def test_a_refused_request_is_named_and_tried_again(broker, tmp_path, device):
     finally:
         s.stop()
         print("\n".join(s.lines))
+
+
+def renewal_writes(writes) -> dict:
+    """The writes of a renewal to aim at, by what they are: NVS writes each record's data
+    (its CRC after it, then its entry), the settings name after it; the key record is 138
+    bytes (PKCS#8), the certificate's the next long one, the index 28 bytes; the old records'
+    deletions (entries alone) follow the index."""
+    lengths = [length for length, _, _ in writes]
+    key = lengths.index(138)
+    certificate = next(i for i in range(key + 1, len(lengths)) if lengths[i] > 200)
+    index = next(i for i in range(certificate + 1, len(lengths)) if lengths[i] == 28)
+    return {"key data": key, "key entry": key + 2, "certificate data": certificate,
+            "certificate entry": certificate + 2, "index data": index,
+            "index entry": index + 2, "deletion of the old records": len(lengths) - 1}
+
+
+def test_a_power_cut_in_any_write_of_a_renewal_leaves_a_set_that_connects(
+        broker, signer, device, tmp_path):
+    """Power cuts (the flash's own, as in test_power_cut.py: the write torn, the process
+    killed) aimed at each record a renewal writes: the new key, the new certificate, the
+    index that commits them and the deletion of the old ones. The boot after each must
+    connect with a certificate the signer issued to this device (the new one once the index
+    is whole, else the old one), never the claim one, and the next renewal must commit."""
+    rng = random.Random(SEED)
+    print(f"seed {SEED} (POWER_CUT_SEED={SEED} replays it)")
+    rig = Rig(device, tmp_path)
+    console = rig.boot(broker.port)
+    assert rig.watch(console, "fleet: new certificate committed", timeout=60).match
+
+    # One renewal counted, not cut: the writes to aim at.
+    arm(console, 10**9, rng.randrange(1, 2**31))
+    counted = rig.watch(console, "fleet: new certificate committed", timeout=60)
+    assert counted.match and not counted.ended
+    lengths = [length for length, _, _ in counted.writes]
+    targets = renewal_writes(counted.writes)
+    print(f"a renewal writes {sum(lengths)} bytes in {len(lengths)} writes: "
+          f"{list(zip(lengths, counted.kinds))}; aimed at {targets}")
+    aims = [(what, target) for what, target in targets.items() for _ in range(AIM_TRIES)]
+    hit = set()
+    for what, target in aims:
+        if what in hit:
+            continue
+        issued = re.findall(r"signer: issued (\w+) to", "\n".join(signer.lines))
+        arm(console, sum(lengths[:target]) + rng.randrange(lengths[target]),
+            rng.randrange(1, 2**31))
+        seen = rig.watch(console, "fleet: new certificate committed", timeout=60,
+                         must_match=False)
+        assert seen.ended, f"the cut aimed at the {what} did not come"
+        # NVS's garbage collection (an erase, copies) can come first and take the cut: the
+        # boot after it is checked all the same, and the aim is tried again.
+        landed = seen.cut[0] == target + 1 and seen.writes[target][0] == lengths[target]
+        if landed:
+            hit.add(what)
+        committed = landed and what.startswith("deletion")
+        # Issued by the cut (the boot after it may start the next renewal at once).
+        at_cut = re.findall(r"signer: issued (\w+) to", "\n".join(signer.lines))
+        console = rig.boot(broker.port)
+        origin = rig.watch(console, r"credentials: cert from the (provisioned|image)", timeout=30)
+        assert origin.match and origin.match.group(1) == "provisioned", \
+            f"a cut in the {what} sent the device back to the claim certificate"
+        assert rig.watch(console, "mqtt: subscribed .*granted QoS 1$", timeout=30).match
+        in_use = cred_list(console)["cert"]
+        # Cut before the index is whole: the old certificate; after: the new one.
+        expected = at_cut[-1] if committed else issued[-1]
+        if landed:
+            assert f"sha256 {expected}" in in_use, \
+                f"after a cut in the {what}: {in_use}; issued {at_cut}, expected {expected}"
+        else:
+            assert any(f"sha256 {c}" in in_use for c in at_cut[-2:]), \
+                f"after a cut in write {seen.cut[0]}: {in_use}; issued {at_cut}"
+        print(f"cut aimed at the {what}: " + (
+            f"the boot after it connected with the {'new' if committed else 'old'} certificate"
+            if landed else f"landed in write {seen.cut[0]} ({seen.kinds[-1]}); the boot after "
+                           f"it connected with a certificate issued to it"))
+        # The renewal cut short is done again, whole.
+        assert rig.watch(console, "fleet: new certificate committed", timeout=60).match
+    assert hit == set(targets), f"cuts never landed in {set(targets) - hit}"
