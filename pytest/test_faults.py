@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Faults between the device and its broker: the broker killed and restarted twenty times while
-the device publishes (each kill with messages in flight), and the broker frozen until the
-device's ping timeout. The device is driven through its shell (`mqtt pub`, `mqtt status`), as
-an operator would."""
+the device publishes (each kill with messages in flight), the broker frozen until the
+device's ping timeout, and the MQTT thread held in a connect while the shell's requests wait
+for it. The device is driven through its shell (`mqtt pub`, `mqtt status`), as an operator
+would."""
 
 import os
 import re
@@ -11,8 +12,9 @@ import subprocess
 import threading
 import time
 
-from conftest import (CLIENT_ID, DEVICE_TOPICS, PersistentBroker, Peer,
+from conftest import (CLIENT_ID, DEVICE_TOPICS, Broker, PersistentBroker, Peer,
                       persistent_subscription)
+from loopback import StalledPort
 
 RESTARTS = 20
 SEQ_TOPIC = f"{DEVICE_TOPICS}/seq"
@@ -21,6 +23,10 @@ KEEPALIVE_S = 2
 PING_TIMEOUT_S = 10  # CONFIG_APP_MQTT_PING_TIMEOUT_MS, default 10000
 # The device's outbox has 8 slots (mqtt-core's default); its status and telemetry use some.
 OUTBOX_SLOTS = 8
+# The shell's request queue (src/control.rs, QUEUE_DEPTH) and how long it waits for the MQTT
+# thread's answer before it says "still queued" (ANSWER_TIMEOUT_MS).
+REQUEST_QUEUE = 4
+ANSWER_WAIT_S = 5
 
 
 def launch(device, *options: str) -> None:
@@ -95,6 +101,53 @@ def test_offline_publishes_wait_in_the_outbox_and_a_full_outbox_is_reported(
         observer.close()
         broker.stop()
         print(broker.log()[-4000:])
+
+
+def test_requests_wait_for_a_busy_mqtt_thread_and_a_full_request_queue_is_reported(
+        tmp_path, broker_port, device, console):
+    """The MQTT thread held in a connect that never completes (the broker's port drops its
+    SYNs): each `mqtt pub` waits its 5 s and is answered `still queued`, until the request
+    queue is full and the next one is refused at once, by name. Once the port lets the
+    connect through to a broker, the MQTT thread takes every queued request, logs each
+    answer (`control: pub #N queued`) and delivers the messages."""
+    needed = REQUEST_QUEUE * ANSWER_WAIT_S + 5
+    assert StalledPort.held_s() > needed, \
+        f"{StalledPort.RETRIES_FILE}: the kernel gives up a connect after " \
+        f"{StalledPort.held_s()} s, the test needs it held {needed} s"
+    stalled = StalledPort(broker_port)
+    broker = messages = None
+    try:
+        launch(device)
+        console.until(rf"connecting to localhost:{broker_port}", timeout=20)
+        waiting = []
+        for n in range(REQUEST_QUEUE):
+            started = time.monotonic()
+            ticket, outcome, answer = console.pub(SEQ_TOPIC, f"waited-{n}")
+            assert outcome == "pending", f"request {n + 1} of {REQUEST_QUEUE}: {answer}"
+            assert time.monotonic() - started >= ANSWER_WAIT_S - 0.5, answer
+            waiting.append(ticket)
+        ticket, outcome, answer = console.pub(SEQ_TOPIC, "one-too-many")
+        assert outcome == "rejected" and \
+            f"request queue full ({REQUEST_QUEUE} waiting for the MQTT thread)" in answer, answer
+        assert not console.logged, f"answered while the MQTT thread was held: {console.logged}"
+
+        # The broker takes the port: the connect's next SYN goes through.
+        stalled.release()
+        broker = Broker(broker_port, tmp_path / "broker").start()
+        messages = Peer(broker_port).subscribe(SEQ_TOPIC)
+        for t in waiting:
+            console.until(rf"control: pub #{t} queued", timeout=StalledPort.held_s() + 30)
+        assert ticket not in console.logged, "the refused request was served anyway"
+        missing = messages.wait_for_all({f"{SEQ_TOPIC} waited-{n}"
+                                         for n in range(REQUEST_QUEUE)}, timeout=30)
+        assert not missing, sorted(missing)
+        assert f"{SEQ_TOPIC} one-too-many" not in messages.seen
+    finally:
+        stalled.release()
+        if messages:
+            messages.close()
+        if broker:
+            broker.stop()
 
 
 def poll_until(read, done, timeout: float, failure: str):

@@ -5,10 +5,11 @@ and flash file, provisioned through the `cred` shell as an operator would. Mosqu
 certificate's CN as the user name and its ACL (`pattern readwrite devices/%u/#`) keeps each
 device below its own topics.
 
-1. One broker, killed (SIGKILL) and restarted on its port: the reconnect storm is measured
-   on the wire at the broker's port (every SYN, stamped by the kernel; without CAP_NET_RAW,
-   the time each connection is accepted, taken as the broker prints it) and must be spread
-   by the reconnect jitter; every numbered QoS 1 message of every device
+1. One broker, killed (SIGKILL) and restarted on its ports: the reconnect storm is measured
+   on the wire at the broker (every SYN, stamped by the kernel; each device has a listener
+   port of its own, so a SYN names its device; without CAP_NET_RAW the test fails) and each
+   device's first attempt after the kill must be spread by the reconnect jitter (the most in
+   one 100 ms window, first to last); every numbered QoS 1 message of every device
    (before the kill, while the broker is down, after) reaches an observer with a persistent
    session; a device that publishes into another device's topics reaches nobody.
 2. Two broker nodes given to every device as an endpoint list (`--broker-endpoints`), an
@@ -24,6 +25,7 @@ is the full one; docs/fleet.md says how far this machine goes.
 """
 
 import base64
+import math
 import os
 import re
 import shutil
@@ -170,25 +172,28 @@ class TimedBroker(PersistentBroker):
     the time it was printed at millisecond resolution (Mosquitto's own log timestamps have
     whole seconds only). A second listener, `observer_port`, with the same TLS settings, is
     for the test's own clients: the fleet's port then carries the fleet's connections only,
-    and a capture there counts no observer reconnecting."""
+    and a capture there counts no observer reconnecting. `more_ports` are further listeners
+    of the same kind (the storm test gives each device a port of its own)."""
 
     ACCEPT = re.compile(r"New connection from ([0-9.]+:\d+) on port (\d+)")
     CLIENT = re.compile(r"New client connected from ([0-9.]+:\d+) as (\S+) .*u'([^']*)'")
 
-    def __init__(self, port: int, run_dir: Path):
+    def __init__(self, port: int, run_dir: Path, more_ports=()):
         super().__init__(port, run_dir)
         self.observer_port = free_port()
+        self.more_ports = list(more_ports)
         self.timed = []  # (monotonic seconds, line)
         self.started_at = 0.0
 
     def configure(self, *mkcerts_options: str) -> Path:
         conf = super().configure(*mkcerts_options)
         text = conf.read_text()
-        if f"\nlistener {self.observer_port} " not in text:
-            # The generated listener and its TLS lines, up to the blank line after them.
-            block = text[text.index(f"\nlistener {self.port} "):].split("\n\n")[0]
-            conf.write_text(text + block.replace(f"listener {self.port} ",
-                                                 f"listener {self.observer_port} ", 1) + "\n")
+        # The generated listener and its TLS lines, up to the blank line after them.
+        block = text[text.index(f"\nlistener {self.port} "):].split("\n\n")[0]
+        for port in [self.observer_port, *self.more_ports]:
+            if f"\nlistener {port} " not in text:
+                text += block.replace(f"listener {self.port} ", f"listener {port} ", 1) + "\n"
+        conf.write_text(text)
         return conf
 
     def start(self) -> "TimedBroker":
@@ -259,18 +264,22 @@ class TimedBroker(PersistentBroker):
     def accepted_since(self, since: float, port: int = None) -> dict:
         """source port -> (when accepted, client id) of the connections accepted since
         `since` (on listener `port` only, if given)."""
+        return {source: (t, cid) for source, (t, cid, listener) in
+                self.accepted_on_since(since).items() if port is None or listener == port}
+
+    def accepted_on_since(self, since: float) -> dict:
+        """source port -> (when accepted, client id, listener port) of the connections
+        accepted since `since`."""
         accepted, clients = {}, {}
         for t, line in list(self.timed):
             if t < since:
                 continue
             if m := self.ACCEPT.search(line):
-                if port is None or int(m.group(2)) == port:
-                    accepted[m.group(1)] = t
+                accepted[m.group(1)] = (t, int(m.group(2)))
             elif m := self.CLIENT.search(line):
                 address = m.group(1)
-                if port is not None and address not in accepted:
-                    continue  # a connection on the other listener
-                clients[int(address.rsplit(":", 1)[1])] = (accepted.get(address, t), m.group(2))
+                when, listener = accepted.get(address, (t, None))
+                clients[int(address.rsplit(":", 1)[1])] = (when, m.group(2), listener)
         return clients
 
     def fleet_accepts_since(self, since: float) -> list:
@@ -414,60 +423,55 @@ def replay_seeds() -> dict:
             (entry.split(":") for entry in given.split(",") if entry)}
 
 
-def peak_bound(fleet: int, buckets: int) -> tuple:
-    """(k, chance): in a jittered fleet, any of `buckets` buckets of BUCKET_MS holds k or
-    more connection attempts with a chance of at most `chance` <= FALSE_ALARM; k is the
-    smallest such count.
+def window_chance(fleet: int, width_ms: float, count: int, tick_ms: float) -> float:
+    """At most the chance that some window of `width_ms` holds `count` or more of the first
+    connection attempts after the kill of a fleet of `fleet` devices with the image's jitter.
 
-    The model (crates/mqtt-core/src/backoff.rs): a device's k-th attempt after the kill
-    comes a delay after its previous attempt (the first: after it saw the connection lost),
-    drawn uniformly from the integers 0..W_k ms, independent of all before; W_1 =
-    FIRST_WINDOW_MS, and W_k >= 2 W_1 after (the ceiling doubles per attempt, up to a cap of
-    60 s that a storm of seconds does not reach). So attempt k falls in a given bucket of b
-    ms with a chance of at most (b + 1) / W_k; one device has at least one attempt there
-    with a chance of at most q_1 = 2 (b + 1) / W_1 (the sum over k), at least j with at most
-    q_j = q_1 ((b + 1) / (2 W_1))^(j - 1) (each further one needs a delay under b). Devices
-    draw independently: a bucket's count is at most the sum of `fleet` independent
-    variables with these tails, whose tail this computes exactly, times `buckets` (the
-    union bound)."""
-    b, w = BUCKET_MS, FIRST_WINDOW_MS
-    top = fleet + 1  # counts above the fleet's size are lumped: no bound is sought there
-    tails = [1.0] + [min(1.0, 2 * (b + 1) / w) * ((b + 1) / (2 * w)) ** (j - 1)
-                     for j in range(1, top + 1)]
-    one = [tails[j] - (tails[j + 1] if j < top else 0.0) for j in range(top + 1)]
-    total = [1.0] + [0.0] * top
-    for _ in range(fleet):
-        mixed = [0.0] * (top + 1)
-        for i, p in enumerate(total):
-            for j, q in enumerate(one):
-                mixed[min(top, i + j)] += p * q
-        total = mixed
-    for k in range(1, top + 1):
-        chance = buckets * sum(total[k:])
+    The model (crates/mqtt-core/src/backoff.rs): each device's first attempt comes a delay
+    after it saw the connection lost, the delay drawn uniformly from the integers 0..W ms
+    (W = FIRST_WINDOW_MS; wider after failed attempts at boot), independent of the other
+    devices' draws and of the instant each saw the loss; the wait ends on the device's next
+    kernel tick (`tick_ms`). So whatever instant t, another device's first attempt falls in
+    [t, t + width] with a chance of at most p = (width + tick) / (W + 1) (the delays whose
+    ticks lie there). A window holding `count` attempts has, after its earliest attempt,
+    `count` - 1 others within `width`: over the devices, a chance of at most
+    fleet * P(Binomial(fleet - 1, p) >= count - 1)."""
+    p = min(1.0, (width_ms + tick_ms) / (FIRST_WINDOW_MS + 1))
+    others = fleet - 1
+    tail = sum(math.comb(others, j) * p ** j * (1 - p) ** (others - j)
+               for j in range(max(0, count - 1), others + 1))
+    return min(1.0, fleet * tail)
+
+
+def peak_limit(fleet: int, tick_ms: float) -> tuple:
+    """(k, chance): the fewest first attempts one BUCKET_MS window holds with a chance of
+    at most FALSE_ALARM in a jittered fleet (fleet + 1: none, the fleet is too small)."""
+    for k in range(1, fleet + 1):
+        chance = window_chance(fleet, BUCKET_MS, k, tick_ms)
         if chance <= FALSE_ALARM:
             return k, chance
-    return top + 1, 0.0
+    return fleet + 1, 0.0
 
 
-def spread_bound(fleet: int) -> tuple:
-    """(fraction, chance): the first attempts of a jittered fleet, `fleet` independent
-    uniform draws from [0, FIRST_WINDOW_MS] after the same instant, lie closer together than
-    `fraction` of the window with chance n f^(n-1) - (n-1) f^n <= FALSE_ALARM. Later
-    attempts only widen the range."""
-    def chance(f):
-        return fleet * f ** (fleet - 1) - (fleet - 1) * f ** fleet
+def spread_limit(fleet: int, tick_ms: float) -> tuple:
+    """(width, chance): the first attempts of a jittered fleet all lie within `width` ms
+    with a chance of at most FALSE_ALARM: fleet * p^(fleet - 1) with p as in
+    `window_chance`."""
+    p = (FALSE_ALARM / fleet) ** (1 / (fleet - 1))
+    width = p * (FIRST_WINDOW_MS + 1) - tick_ms
+    return width, window_chance(fleet, width, fleet, tick_ms)
 
-    low, high = 0.0, 1.0
-    for _ in range(50):
-        middle = (low + high) / 2
-        low, high = (middle, high) if chance(middle) <= FALSE_ALARM else (low, middle)
-    return low, chance(low)
+
+def busiest_window(times: list, width: float) -> int:
+    """The most of `times` (sorted) that one window of `width` holds."""
+    return max(sum(1 for u in times[i:] if u - t <= width) for i, t in enumerate(times))
 
 
 def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothing(
         fleet_image, provisioned, tmp_path):
-    """The reconnect storm after a broker kill, measured on the wire, must be spread as
-    the jitter spreads it; no numbered message is lost; the ACL holds.
+    """The reconnect storm after a broker kill, measured on the wire: the devices' first
+    attempts must be spread as the jitter spreads them (bounds with a false alarm of at
+    most FALSE_ALARM each, docs/fleet.md); no numbered message is lost; the ACL holds.
 
     Each device's entropy seed (`--seed`) decides its reconnect delays; the test prints
     them all as `FLEET_SEEDS=fleet-000:0x...,...`, with each device's first reconnect delay.
@@ -478,25 +482,29 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
     is the machine's timing (when each device saw the connection lost, how long the broker
     stayed down). APP_NATIVE_SIM_SEED (the other tests' replay) would give every device the
     one seed and bring them back in lockstep, so the fleet has a seed per device instead."""
-    port = free_port()
+    # A listener of the one broker per device: the port a SYN goes to names its device, so
+    # that each device's first attempt after the kill is known, refused ones too.
+    ports = [free_port() for _ in range(FLEET_SIZE)]
     # Before anything starts: a run that cannot see the wire fails here, by name, rather
     # than measure the broker's accept times, which a slow broker bunches or spreads.
-    wire = ConnectionAttempts.open(port)
+    wire = ConnectionAttempts.open(ports)
     if wire is None:
-        pytest.fail("the storm is measured on the wire at the broker's port with a packet "
+        pytest.fail("the storm is measured on the wire at the broker's ports with a packet "
                     "socket, which needs CAP_NET_RAW: run the test as root or give its "
                     "python3 cap_net_raw")
-    broker = TimedBroker(port, tmp_path / "broker").start()
-    # The observer on its own listener: the fleet's port carries the fleet's attempts only.
+    broker = TimedBroker(ports[0], tmp_path / "broker", more_ports=ports[1:]).start()
+    # The observer on its own listener: the fleet's ports carry the fleet's attempts only.
     peer = Peer(broker.observer_port)
     observer = persistent_subscription(peer, "fleet-observer", "devices/#")
     devices = fleet_from(provisioned, fleet_image, tmp_path / "devices")
+    port_of = {d.client_id: p for d, p in zip(devices, ports)}
     seeds = replay_seeds()
+    tick_ms = 1000 / kernel_tick_rate(fleet_image)
     try:
         wait_until(lambda: "fleet-observer" in broker.clients_since(0), 15, "no observer")
         launched = time.monotonic()
-        in_parallel(lambda d: d.launch(f"--broker-port={port}", seed=seeds.get(d.client_id)),
-                    devices)
+        in_parallel(lambda d: d.launch(f"--broker-port={port_of[d.client_id]}",
+                                       seed=seeds.get(d.client_id)), devices)
         print(f"fleet seeds: {SEEDS_VARIABLE}="
               + ",".join(f"{d.client_id}:{d.seed:#x}" for d in devices))
         in_parallel(lambda d: d.until("mqtt: subscribed .*granted QoS", timeout=90), devices)
@@ -529,36 +537,37 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
                            f"{FLEET_SIZE} devices came back")
         after = in_parallel(lambda d: publish_numbers(d, range(9, 11)), devices)
 
-        attempts, refused = storm_attempts(broker, wire, port, killed, killed_wall)
-        first = attempts[0]  # seconds after the kill, as every time in `attempts`
-        # Buckets from the kill on, the instant every device shares.
+        attempts, firsts, refused = storm_attempts(broker, wire, port_of, killed, killed_wall)
+        # Seconds after the kill, the instant every device shares; buckets from there on.
         buckets = Counter(int(t * 1000 // BUCKET_MS) for t in attempts)
-        spread_ms = (attempts[-1] - first) * 1000
-        peak = max(buckets.values())
-        limit, peak_chance = peak_bound(FLEET_SIZE, max(buckets) + 1)
-        fraction, spread_chance = spread_bound(FLEET_SIZE)
+        first_times = sorted(firsts.values())
+        peak = busiest_window(first_times, BUCKET_MS / 1000)
+        spread_ms = (first_times[-1] - first_times[0]) * 1000
+        limit, peak_chance = peak_limit(FLEET_SIZE, tick_ms)
+        width, spread_chance = spread_limit(FLEET_SIZE, tick_ms)
         accepted = broker.fleet_accepts_since(killed)
         print(f"fleet storm: {FLEET_SIZE} devices, broker down {1000 * (restarted - killed):.0f}"
-              f" ms; {len(attempts)} connection attempts on the wire at the broker's port "
-              f"({refused} not accepted: refused while it was down, or given up), the first "
-              f"{1000 * first:.0f} ms after the kill, spread over {spread_ms:.0f} ms, peak "
-              f"{peak} in {BUCKET_MS} ms ({100 * peak / FLEET_SIZE:.0f} % of the fleet, "
-              f"{peak * 1000 // BUCKET_MS} per s), per bucket from the kill: "
+              f" ms; first attempts after the kill, on the wire: "
+              f"{1000 * first_times[0]:.0f} to {1000 * first_times[-1]:.0f} ms (spread "
+              f"{spread_ms:.0f} ms), at most {peak} in one {BUCKET_MS} ms window; bounds: "
+              f"fewer than {limit} in a window (false alarm {peak_chance:.1e}), spread over "
+              f"{width:.0f} ms (false alarm {spread_chance:.1e}); all {len(attempts)} "
+              f"attempts ({refused} not accepted: refused while it was down, or given up), "
+              f"peak {max(buckets.values())} in {BUCKET_MS} ms, per bucket from the kill: "
               f"{[buckets.get(b, 0) for b in range(max(buckets) + 1)]}; accepted by the "
-              f"broker over {1000 * (accepted[-1] - accepted[0]):.0f} ms; bounds: peak under "
-              f"{limit} (false alarm {peak_chance:.1e}), spread at least "
-              f"{fraction * FIRST_WINDOW_MS:.0f} ms (false alarm {spread_chance:.1e})")
+              f"broker over {1000 * (accepted[-1] - accepted[0]):.0f} ms")
         print("fleet first reconnect delays (ms): "
               + ", ".join(f"{d.client_id} {d.first_delay_ms()}" for d in devices))
         # A fleet too small for the bound to tell jitter from lockstep passes nothing.
         assert limit <= FLEET_SIZE, \
             f"a fleet of {FLEET_SIZE} is too small for the storm's bound: even all of it in " \
-            f"one {BUCKET_MS} ms bucket is within a false alarm of {FALSE_ALARM}"
-        assert peak < limit, f"the storm is not spread: {peak} attempts in one " \
-                             f"{BUCKET_MS} ms bucket, {limit} or more has a chance of " \
-                             f"{peak_chance:.1e} with the jitter: {buckets}"
-        assert spread_ms >= fraction * FIRST_WINDOW_MS, \
-            f"the storm is not spread: {spread_ms:.0f} ms from first to last attempt"
+            f"one {BUCKET_MS} ms window is within a false alarm of {FALSE_ALARM}"
+        assert peak < limit, f"the storm is not spread: {peak} of {FLEET_SIZE} first " \
+                             f"attempts in one {BUCKET_MS} ms window, {limit} or more has a " \
+                             f"chance of {peak_chance:.1e} with the jitter: {firsts}"
+        assert spread_ms > width, \
+            f"the storm is not spread: the first attempts lie within {spread_ms:.0f} ms, " \
+            f"a chance of {spread_chance:.1e} with the jitter: {firsts}"
 
         # Every numbered message of every device, however it went: 1..10, at least once.
         queued = {device.client_id: settled(device, {**b, **d, **a}, timeout=30)
@@ -594,21 +603,36 @@ def test_reconnect_storm_after_a_broker_kill_is_spread_by_jitter_and_loses_nothi
         broker.stop()
 
 
-def storm_attempts(broker: TimedBroker, wire, port: int, killed: float,
+def storm_attempts(broker: TimedBroker, wire, port_of: dict, killed: float,
                    killed_wall: float) -> tuple:
-    """(the connection attempts on the wire at the fleet's port since the kill, in seconds
-    after it; how many of them never became a client of the broker). Every attempt counts
-    when the device made it, refused ones included, so that a broker slow to accept cannot
-    bunch or spread them. The test's own clients use the other listener; the capture checks
-    itself against the broker's log."""
-    accepted = broker.accepted_since(killed, port=port)
-    others = sorted({cid for _, cid in accepted.values() if not cid.startswith("fleet-0")})
-    assert not others, f"clients other than the fleet on the fleet's port: {others}"
-    seen = wire.since(killed_wall)
+    """(the connection attempts on the wire at the fleet's ports since the kill, in seconds
+    after it; client id -> its first attempt; how many attempts never became a client of
+    the broker). Every attempt counts when the device made it, refused ones included, so
+    that a broker slow to accept cannot bunch or spread them; each device has a port of its
+    own, so its attempts are known by their port. The test's own clients use another
+    listener; the capture checks itself against the broker's log."""
+    accepted = broker.accepted_on_since(killed)
+    strays = sorted({(cid, listener) for _, cid, listener in accepted.values()
+                     if listener in port_of.values() and port_of.get(cid) != listener})
+    assert not strays, f"clients on a fleet device's port not their own: {strays}"
+    device_of = {port: cid for cid, port in port_of.items()}
+    seen = [(t, source, device_of[port]) for t, source, port in wire.since(killed_wall)]
     # The capture must have seen every connection the broker accepted there.
-    assert set(accepted) <= {source for _, source in seen}, "the capture missed connections"
-    refused = sum(1 for _, source in seen if source not in accepted)
-    return [t - killed_wall for t, _ in seen], refused
+    fleet_sources = {source for source, (_, _, listener) in accepted.items()
+                     if listener in device_of}
+    assert fleet_sources <= {source for _, source, _ in seen}, "the capture missed connections"
+    refused = sum(1 for _, source, _ in seen if source not in fleet_sources)
+    firsts = {}
+    for t, _, cid in seen:
+        firsts.setdefault(cid, t - killed_wall)
+    assert set(firsts) == set(port_of), f"no attempt seen from {set(port_of) - set(firsts)}"
+    return [t - killed_wall for t, _, _ in seen], firsts, refused
+
+
+def kernel_tick_rate(image: Path) -> int:
+    """CONFIG_SYS_CLOCK_TICKS_PER_SEC of the image's build."""
+    config = (image.parent / ".config").read_text()
+    return int(re.search(r"^CONFIG_SYS_CLOCK_TICKS_PER_SEC=(\d+)$", config, re.M).group(1))
 
 
 def broker_usage(broker) -> str:
