@@ -15,7 +15,8 @@
  *   zephyr.exe --flash=f.bin --power-cut-after=N   armed from boot, the mount included
  *   zephyr.exe ... --flash-seed=S                  the flash model's seed (default: 1)
  *   uart:~$ flashcut arm N [S [KIND]]               armed from now on (seed S), counting
- *                                                   from the next write of KIND, e.g. "erase"
+ *                                                   from the next write of KIND, e.g. "erase",
+ *                                                   or of a length, e.g. "len=138"
  *   uart:~$ flashcut count                          bytes written through the hook so far
  *
  * The cut is NOR flash's, from a generator seeded with S (printed as the hook arms, so a
@@ -69,7 +70,9 @@ static uint32_t budget;  /* bytes that may still reach the flash */
 static uint32_t written; /* bytes written through the hook since it was installed */
 static uint32_t writes;  /* write calls through the hook since it was installed */
 static bool in_gc;       /* between a sector's close entry and the gc done marker */
-static char at_kind[16]; /* if set, the budget counts from the first write of this kind */
+static char at_kind[16]; /* if set, the budget counts from the first write of this kind,
+			  * or of this length ("len=138")
+			  */
 static uint64_t rng = 1;
 
 static const struct flash_driver_api *real_api(void)
@@ -162,7 +165,9 @@ static int cut_write(const struct device *dev, off_t offset, const void *data, s
 		written += len;
 		return real_api()->write(real_flash, offset, data, len);
 	}
-	if (at_kind[0] != '\0' && strcmp(kind, at_kind) == 0) {
+	if (at_kind[0] != '\0' &&
+	    (strcmp(kind, at_kind) == 0 ||
+	     (strncmp(at_kind, "len=", 4) == 0 && strtoul(at_kind + 4, NULL, 10) == len))) {
 		at_kind[0] = '\0';
 	}
 	printk("flashcut: write #%u, %zu bytes at 0x%lx (%u written, %u before the cut)", writes,

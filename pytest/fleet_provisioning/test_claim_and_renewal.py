@@ -148,18 +148,57 @@ def test_a_refused_request_is_named_and_tried_again(broker, tmp_path, device):
         print("\n".join(s.lines))
 
 
-def renewal_writes(writes) -> dict:
-    """The writes of a renewal to aim at, by what they are: NVS writes each record's data
-    (its CRC after it, then its entry), the settings name after it; the key record is 138
-    bytes (PKCS#8), the certificate's the next long one, the index 28 bytes; the old records'
-    deletions (entries alone) follow the index."""
-    lengths = [length for length, _, _ in writes]
-    key = lengths.index(138)
+KEY_RECORD = 138  # PKCS#8 of a P-256 key
+INDEX_RECORD = 28  # the credential index (crates/provisioning/src/store.rs)
+CRC_AND_ENTRY = (4, 8)  # NVS writes a record's data, its CRC, then its allocation entry
+
+
+def renewal_aims(lengths: list) -> dict:
+    """Where to cut a renewal, by what the write is: (the length of the write the budget is
+    counted from, the budget's range). NVS writes each record's data, then its CRC and its
+    entry; the settings name's record follows. The certificate record comes after the key's
+    (its length varies by a byte or two from one issue to the next), the index after it, then
+    the old records' deletions (entries alone). `lengths` are a counted renewal's writes."""
+    key = lengths.index(KEY_RECORD)
     certificate = next(i for i in range(key + 1, len(lengths)) if lengths[i] > 200)
-    index = next(i for i in range(certificate + 1, len(lengths)) if lengths[i] == 28)
-    return {"key data": key, "key entry": key + 2, "certificate data": certificate,
-            "certificate entry": certificate + 2, "index data": index,
-            "index entry": index + 2, "deletion of the old records": len(lengths) - 1}
+    index = lengths.index(INDEX_RECORD, certificate)
+    to_certificate = sum(lengths[key:certificate])
+    entry = CRC_AND_ENTRY[0]  # the entry follows the data and its CRC
+    deletions = sum(lengths[index:]) - INDEX_RECORD - sum(CRC_AND_ENTRY)
+    return {
+        "key data": (KEY_RECORD, (0, KEY_RECORD)),
+        "key entry": (KEY_RECORD, (KEY_RECORD + entry, KEY_RECORD + entry + 8)),
+        "certificate data": (KEY_RECORD, (to_certificate, to_certificate + lengths[certificate])),
+        "certificate entry": (KEY_RECORD, (to_certificate + lengths[certificate] + entry,
+                                           to_certificate + lengths[certificate] + entry + 8)),
+        "index data": (INDEX_RECORD, (0, INDEX_RECORD)),
+        "index entry": (INDEX_RECORD, (INDEX_RECORD + entry, INDEX_RECORD + entry + 8)),
+        "deletion of the old records": (
+            INDEX_RECORD, (INDEX_RECORD + sum(CRC_AND_ENTRY),
+                           INDEX_RECORD + sum(CRC_AND_ENTRY) + deletions)),
+    }
+
+
+def landed_in(writes: list) -> str:
+    """What the write a cut landed in was, by the writes since arming."""
+    lengths = [length for length, _, _ in writes]
+    cut = len(lengths) - 1
+    before = lengths[cut - 2] if cut >= 2 else None
+    if lengths[cut] == KEY_RECORD:
+        return "key data"
+    if lengths[cut] > 200:
+        return "certificate data"
+    if lengths[cut] == INDEX_RECORD:
+        return "index data"
+    if lengths[cut] == 8 and before == KEY_RECORD:
+        return "key entry"
+    if lengths[cut] == 8 and before is not None and before > 200:
+        return "certificate entry"
+    if lengths[cut] == 8 and before == INDEX_RECORD:
+        return "index entry"
+    if lengths[cut] == 8 and INDEX_RECORD in lengths[:cut - 2]:
+        return "deletion of the old records"
+    return f"another write ({lengths[cut]} bytes)"
 
 
 def test_a_power_cut_in_any_write_of_a_renewal_leaves_a_set_that_connects(
@@ -180,23 +219,22 @@ def test_a_power_cut_in_any_write_of_a_renewal_leaves_a_set_that_connects(
     counted = rig.watch(console, "fleet: new certificate committed", timeout=60)
     assert counted.match and not counted.ended
     lengths = [length for length, _, _ in counted.writes]
-    targets = renewal_writes(counted.writes)
+    aims = renewal_aims(lengths)
     print(f"a renewal writes {sum(lengths)} bytes in {len(lengths)} writes: "
-          f"{list(zip(lengths, counted.kinds))}; aimed at {targets}")
-    aims = [(what, target) for what, target in targets.items() for _ in range(AIM_TRIES)]
+          f"{list(zip(lengths, counted.kinds))}")
     hit = set()
-    for what, target in aims:
+    for what, (anchor, (low, high)) in [(w, a) for w, a in aims.items()
+                                        for _ in range(AIM_TRIES)]:
         if what in hit:
             continue
         issued = re.findall(r"signer: issued (\w+) to", "\n".join(signer.lines))
-        arm(console, sum(lengths[:target]) + rng.randrange(lengths[target]),
-            rng.randrange(1, 2**31))
+        arm(console, rng.randrange(low, high), rng.randrange(1, 2**31), f"len={anchor}")
         seen = rig.watch(console, "fleet: new certificate committed", timeout=60,
                          must_match=False)
         assert seen.ended, f"the cut aimed at the {what} did not come"
-        # NVS's garbage collection (an erase, copies) can come first and take the cut: the
-        # boot after it is checked all the same, and the aim is tried again.
-        landed = seen.cut[0] == target + 1 and seen.writes[target][0] == lengths[target]
+        # NVS's garbage collection (an erase, copies) can come between and take the cut:
+        # the boot after it is checked all the same, and the aim is tried again.
+        landed = landed_in(seen.writes) == what
         if landed:
             hit.add(what)
         committed = landed and what.startswith("deletion")
@@ -215,11 +253,11 @@ def test_a_power_cut_in_any_write_of_a_renewal_leaves_a_set_that_connects(
                 f"after a cut in the {what}: {in_use}; issued {at_cut}, expected {expected}"
         else:
             assert any(f"sha256 {c}" in in_use for c in at_cut[-2:]), \
-                f"after a cut in write {seen.cut[0]}: {in_use}; issued {at_cut}"
+                f"after a cut in {landed_in(seen.writes)}: {in_use}; issued {at_cut}"
         print(f"cut aimed at the {what}: " + (
             f"the boot after it connected with the {'new' if committed else 'old'} certificate"
-            if landed else f"landed in write {seen.cut[0]} ({seen.kinds[-1]}); the boot after "
-                           f"it connected with a certificate issued to it"))
+            if landed else f"landed in {landed_in(seen.writes)} ({seen.kinds[-1]}); the boot "
+                           f"after it connected with a certificate issued to it"))
         # The renewal cut short is done again, whole.
         assert rig.watch(console, "fleet: new certificate committed", timeout=60).match
-    assert hit == set(targets), f"cuts never landed in {set(targets) - hit}"
+    assert hit == set(aims), f"cuts never landed in {set(aims) - hit}"
