@@ -178,7 +178,8 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
     };
     let alpn: &'static AlpnNames = ALPN.init(checked.alpn);
     let fleet = Fleet::new(settings);
-    let claim = fleet.is_some() && Fleet::identity() == Some(fleet::Identity::Claim);
+    let claim =
+        fleet::built_in(&fleet).is_some() && Fleet::identity() == Some(fleet::Identity::Claim);
     let client = configure_client(settings, status_topic, checked.topics.commands(), claim);
     SUPERVISOR.init_with(|| {
         Supervisor::new(
@@ -335,7 +336,7 @@ struct Supervisor<'a> {
     /// runtime statistics exist: its cost per message is logged when it ends.
     bench_cpu_start: Option<(u64, u64)>,
     /// Certificates over MQTT (Kconfig `APP_FLEET_PROVISIONING`).
-    fleet: Option<Fleet>,
+    fleet: Option<&'a mut Fleet>,
     /// The session is set up for the claim certificate: no will, no commands, no telemetry.
     claim: bool,
     /// The next connection is made with the staged set, which the fleet's flow tries.
@@ -354,7 +355,7 @@ impl<'a> Supervisor<'a> {
         topics: DeviceTopics,
         endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
         (alpn, sntp_server): (&'a AlpnNames, &'a CStr),
-        (mutual_tls, fleet, claim): (bool, Option<Fleet>, bool),
+        (mutual_tls, fleet, claim): (bool, Option<&'a mut Fleet>, bool),
         status_topic: &'static str,
     ) -> Self {
         let board = BoardIo { leds: Leds::new() };
@@ -485,7 +486,7 @@ impl<'a> Supervisor<'a> {
         if !core::mem::take(&mut self.trying_new_set) {
             return;
         }
-        if let Some(fleet) = &mut self.fleet {
+        if let Some(fleet) = fleet::built_in_mut(&mut self.fleet) {
             fleet.new_set_refused(Uptime.now());
         }
         self.install_set(runtime_credentials::apply(self.settings.sec_tag));
@@ -495,7 +496,7 @@ impl<'a> Supervisor<'a> {
     /// Sets the session up for the identity of the set registered: the claim certificate has
     /// no will and no commands.
     fn follow_identity(&mut self) {
-        if self.fleet.is_none() {
+        if fleet::built_in(&self.fleet).is_none() {
             return;
         }
         let claim = Fleet::identity() == Some(fleet::Identity::Claim);
@@ -512,7 +513,7 @@ impl<'a> Supervisor<'a> {
         self.status.set_tls(suite.version(), suite.name());
         let started = Uptime.now();
         let end = self.drive(socket, suite.version(), suite.name());
-        if let Some(fleet) = &mut self.fleet {
+        if let Some(fleet) = fleet::built_in_mut(&mut self.fleet) {
             fleet.disconnected(Uptime.now());
         }
         let (connack_seen, cause) = match end {
@@ -612,14 +613,14 @@ impl<'a> Supervisor<'a> {
                         if !*claim {
                             device.handle_connected(tls_version, cipher);
                         }
-                        if let Some(fleet) = fleet.as_mut() {
+                        if let Some(fleet) = fleet::built_in_mut(fleet) {
                             fleet.connected(*trying_new_set, now, net::unix_time());
                         }
                         *trying_new_set = false;
                     }
                     Event::Message(message) => {
                         let unix = net::unix_time();
-                        let for_fleet = fleet.as_mut().is_some_and(|fleet| {
+                        let for_fleet = fleet::built_in_mut(fleet).is_some_and(|fleet| {
                             fleet.handle_message(message.topic, message.payload, now, unix)
                         });
                         if for_fleet {
@@ -633,7 +634,7 @@ impl<'a> Supervisor<'a> {
                         }
                     }
                     Event::Subscribed { packet_id, results } => {
-                        if let Some(fleet) = fleet.as_mut() {
+                        if let Some(fleet) = fleet::built_in_mut(fleet) {
                             let granted = results
                                 .iter()
                                 .all(|result| matches!(result, SubscribeResult::Granted(_)));
@@ -654,9 +655,7 @@ impl<'a> Supervisor<'a> {
                 return ConnectionEnd::new(connack_seen, cause);
             }
             let now = Uptime.now();
-            let wants = self
-                .fleet
-                .as_mut()
+            let wants = fleet::built_in_mut(&mut self.fleet)
                 .and_then(|fleet| fleet.poll(self.client.session(), now));
             if wants == Some(fleet::Request::TryNewSet) {
                 drop(self.client.disconnect());

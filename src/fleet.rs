@@ -20,7 +20,7 @@ use heapless::Vec;
 use log::{info, warn};
 use mqtt_core::{Instant, QoS};
 use provisioning::MAX_CERTIFICATE;
-use static_cell::ConstStaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 use zephyr::kconfig;
 
 /// The certificate request as published: the CSR's PEM in JSON, each line end escaped.
@@ -44,6 +44,28 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     token: [0; MAX_OWNERSHIP_TOKEN],
 });
 
+/// The flow, made at start if the image provisions by claim.
+static FLEET: StaticCell<Fleet> = StaticCell::new();
+
+/// The flow, where the image has it built in: `None` at compile time otherwise, so that none
+/// of its code (JSON, X.509, the flow) is linked into an image without it.
+pub fn built_in<'f>(fleet: &'f Option<&mut Fleet>) -> Option<&'f Fleet> {
+    if cfg!(CONFIG_APP_FLEET_PROVISIONING) {
+        fleet.as_deref()
+    } else {
+        None
+    }
+}
+
+/// [`built_in`], to act on.
+pub fn built_in_mut<'f>(fleet: &'f mut Option<&mut Fleet>) -> Option<&'f mut Fleet> {
+    if cfg!(CONFIG_APP_FLEET_PROVISIONING) {
+        fleet.as_deref_mut()
+    } else {
+        None
+    }
+}
+
 /// What the supervisor must do for the flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
@@ -66,9 +88,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// The flow, if this image provisions by claim; `None` (and a warning) without it or
-    /// with a template name AWS IoT would refuse.
-    pub fn new(settings: &'static Settings) -> Option<Self> {
+    /// The flow, in its static, if this image provisions by claim; `None` (and a warning)
+    /// without it or with a template name AWS IoT would refuse.
+    pub fn new(settings: &'static Settings) -> Option<&'static mut Self> {
         if !cfg!(CONFIG_APP_FLEET_PROVISIONING) {
             return None;
         }
@@ -94,7 +116,7 @@ impl Fleet {
                 max_retry: seconds(kconfig::CONFIG_APP_FLEET_RETRY_MAX_S),
             },
         };
-        Some(Self {
+        Some(FLEET.init(Self {
             flow: Flow::new(config),
             template,
             client_id: settings.client_id,
@@ -103,7 +125,7 @@ impl Fleet {
             subscription: None,
             expected_key: [0; SPKI_P256_LEN],
             buffers: BUFFERS.take(),
-        })
+        }))
     }
 
     /// The identity of the set in use: the image's is the batch's claim certificate.
