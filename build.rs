@@ -92,7 +92,7 @@ fn bindings() -> Result<(), Box<dyn Error>> {
         )
         .allowlist_function("flash_area_(open|close|read|erase|get_sectors)")
         .allowlist_function(
-            "mbedtls_x509_crt_(init|free|parse_der|check_key_usage|check_extended_key_usage)",
+            "mbedtls_x509_crt_(init|free|parse_der|check_key_usage|check_extended_key_usage|verify)",
         )
         .allowlist_function(
             "mbedtls_pk_(init|free|parse_key|check_pair|write_pubkey_der|get_psa_attributes|import_into_psa)",

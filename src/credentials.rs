@@ -86,6 +86,12 @@ pub fn builtin(kind: CredentialKind) -> Option<&'static [u8]> {
     }
 }
 
+/// The CA that issues device certificates (`device-ca.crt.der` in the credentials
+/// directory), if the build had one: a certificate issued over MQTT must verify against it.
+pub fn builtin_device_ca() -> Option<&'static [u8]> {
+    image::DEVICE_CA
+}
+
 /// The MQTT password built into the image (`mqtt-password` in the credentials directory), if
 /// the build had one. Never logged: it goes into CONNECT as a `mqtt_core::Password`.
 pub fn builtin_mqtt_password() -> Option<&'static [u8]> {

@@ -5,6 +5,8 @@
 //! checked, the certificate staged and the set committed.
 
 use crate::app::MqttSession;
+use crate::credentials;
+use crate::ffi;
 use crate::runtime_credentials::{self, ActiveCertificate};
 use crate::settings::Settings;
 use fleet_provisioning::csr::{Subject, MAX_CSR_PEM, SPKI_P256_LEN};
@@ -256,7 +258,7 @@ impl Fleet {
                     common_name: facts.common_name,
                     not_before: facts.not_before,
                     not_after: facts.not_after,
-                    issued_by_device_ca: None,
+                    issued_by_device_ca: issued_by_device_ca(accepted.certificate),
                 },
                 &expected,
             ),
@@ -403,6 +405,21 @@ impl Fleet {
 
 fn log_failure(failure: &Failure, in_a_row: u32) {
     warn!("fleet: {failure}; trying again later (failure {in_a_row} in a row)");
+}
+
+/// Whether `certificate` verifies against the device CA the image was built with, `None`
+/// without one (AWS IoT's own CA issues it, and the connection made with it is the check).
+fn issued_by_device_ca(certificate: &[u8]) -> Option<bool> {
+    let ca = credentials::builtin_device_ca()?;
+    // SAFETY: both pointer/length pairs describe live slices; nothing is kept.
+    Some(unsafe {
+        ffi::app_issued_by(
+            certificate.as_ptr(),
+            certificate.len(),
+            ca.as_ptr(),
+            ca.len(),
+        )
+    })
 }
 
 /// Publishes a request at QoS 1; a failure is logged (the reply's timeout retries it).

@@ -778,6 +778,39 @@ pub unsafe fn app_key_matches_certificate(
         } == 0
 }
 
+/// Whether the certificate `cert` is signed by the CA certificate `ca` (names, signature and
+/// the CA's constraints; validity dates are the caller's, judged with its own clock).
+///
+/// # Safety
+/// `cert` holds `cert_len` bytes, `ca` `ca_len`.
+pub unsafe fn app_issued_by(
+    cert: *const u8,
+    cert_len: usize,
+    ca: *const u8,
+    ca_len: usize,
+) -> bool {
+    let (mut crt, crt_ret) = Certificate::parse(cert, cert_len);
+    let (mut root, root_ret) = Certificate::parse(ca, ca_len);
+    if crt_ret != 0 || root_ret != 0 {
+        return false;
+    }
+    let mut flags = 0u32;
+    // SAFETY: both certificates are parsed and alive for the call; flags is a live local; no
+    // revocation list, no expected name, no callback.
+    unsafe {
+        ffi::mbedtls_x509_crt_verify(
+            &mut crt.0,
+            &mut root.0,
+            ptr::null_mut(),
+            ptr::null(),
+            &mut flags,
+            None,
+            ptr::null_mut(),
+        )
+    };
+    flags & !(APP_BADCERT_EXPIRED | APP_BADCERT_FUTURE) == 0
+}
+
 /// SHA-256 of a certificate's DER, or of the DER public key of a private key.
 ///
 /// # Safety

@@ -9,6 +9,7 @@ the claim pair, as scripts/test builds it:
 
     certs/mkcerts device claim-batch-1 --out build/fleet-creds/claim --ca-dir certs/dev-only-insecure
     cp certs/dev-only-insecure/ca.crt.der build/fleet-creds/
+    cp certs/dev-only-insecure/ca.crt.der build/fleet-creds/device-ca.crt.der
     cp build/fleet-creds/claim/device.crt.der build/fleet-creds/claim.crt.der
     cp build/fleet-creds/claim/device.key.der build/fleet-creds/claim.key.der
     west build -b native_sim/native/64 -d build/native_sim_fleet . -- \\
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLIENT_ID, REPO, Console
+from conftest import CLIENT_ID, DEV_CERTS, REPO, Console, mkcerts
 from test_power_cut import SEED, Rig, arm
 from test_provisioning import cred_list
 
@@ -42,13 +43,14 @@ class Signer:
     """certs/signer on the test's broker (run by its own interpreter, the system Python with
     Debian's paho-mqtt), its output read line by line."""
 
-    def __init__(self, port: int, allowed: list, run_dir: Path):
+    def __init__(self, port: int, allowed: list, run_dir: Path, *options: str):
         run_dir.mkdir(parents=True, exist_ok=True)
         allow_list = run_dir / "allow-list"
         allow_list.write_text("".join(f"{name}\n" for name in allowed))
         self.process = subprocess.Popen(
             [str(REPO / "certs" / "signer"), "--port", str(port),
-             "--template", TEMPLATE, "--allow-list", str(allow_list), "--lifetime", LIFETIME],
+             "--template", TEMPLATE, "--allow-list", str(allow_list), "--lifetime", LIFETIME,
+             *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self.seen = threading.Condition()
@@ -143,6 +145,30 @@ def test_a_refused_request_is_named_and_tried_again(broker, tmp_path, device):
         device.readlines_until(regex=r"refused .*trying again later \(failure 2 in a row\)",
                                timeout=30)
         assert s.count(r"signer: refused on .*create-from-csr") >= 2
+    finally:
+        s.stop()
+        print("\n".join(s.lines))
+
+
+def test_a_certificate_from_another_ca_than_the_device_ca_is_refused_and_tried_again(
+        broker, tmp_path, device):
+    """A signer whose CA is not the device CA the image was built with (device-ca.crt.der):
+    its certificate, for the device's own key and name, is refused before it is staged."""
+    other = tmp_path / "other-ca"
+    mkcerts("ca", "--out", str(other), "--cn", "Not The Device CA")
+    s = Signer(broker.port, [CLIENT_ID], tmp_path / "signer", "--certs", str(other),
+               "--client-cert", str(DEV_CERTS / "observer.crt.pem"),
+               "--client-key", str(DEV_CERTS / "observer.key.pem"),
+               "--broker-ca", str(DEV_CERTS / "ca.crt.pem"))
+    try:
+        device.launch()
+        device.readlines_until(
+            regex=r"fleet: the issued certificate does not verify against the device CA; "
+                  r"trying again later \(failure 1 in a row\)", timeout=30)
+        device.readlines_until(regex=r"does not verify against the device CA; trying again "
+                                     r"later \(failure 2 in a row\)", timeout=30)
+        assert s.count(rf"signer: issued \w+ to {CLIENT_ID}") >= 2
+        assert s.count("signer: registered") == 0
     finally:
         s.stop()
         print("\n".join(s.lines))
