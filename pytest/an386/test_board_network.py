@@ -3,8 +3,10 @@
 driver, IP stack, DHCPv4 client, DNS resolver and SNTP: the network path of the FRDM-K64F,
 which native_sim (host sockets) never runs. See rig.py for the network around it."""
 
+import hashlib
 import json
 import re
+import subprocess
 import time
 import uuid
 
@@ -307,8 +309,42 @@ def test_every_sized_stack_keeps_a_tenth_of_its_size_free(dnsmasq, sntp, broker,
     leave_a_persistent_session(observer, "observer-stacks")
     queued = queue_numbered(device, "stack", 20)
     assert not missing_when_back(observer, "observer-stacks", queued)
+    # Key generation and the request's signature run on the MQTT thread too.
+    key_made_on_the_board_signs_a_request_openssl_verifies(device)
     assert_sized_stacks_keep_a_tenth_free(device)
     assert_no_network_pool_ran_dry(device)
+
+
+def openssl(*args, stdin: bytes = None) -> bytes:
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True,
+                          check=True).stdout
+
+
+def key_made_on_the_board_signs_a_request_openssl_verifies(device) -> None:
+    """`cred keygen` with the emulated board's entropy, `cred csr` signed with that key: the
+    request verifies, its CN is the client id and its key is the one `cred keygen` named;
+    then `cred abort` leaves the device's set as it was."""
+    device.command("cred keygen")
+    fingerprint = device.until(r"key made on the device \(ECDSA P-256, public key sha256 "
+                               r"([0-9a-f]{64})\) and staged", timeout=60).group(1)
+    device.command("cred csr")
+    device.until(r"-----BEGIN CERTIFICATE REQUEST-----", timeout=60)
+    body = []
+    while not (line := device.until(r"^([A-Za-z0-9+/=]+|-----END CERTIFICATE REQUEST-----)$",
+                                    timeout=10).group(1)).startswith("-----END"):
+        body.append(line)
+    request = "\n".join(["-----BEGIN CERTIFICATE REQUEST-----", *body, line, ""]).encode()
+    verified = subprocess.run(["openssl", "req", "-verify", "-noout"], input=request,
+                              capture_output=True, text=False)
+    # openssl 3.0 exits 0 even when the signature does not verify: its words decide.
+    assert verified.returncode == 0 and b"verify OK" in verified.stdout + verified.stderr
+    subject = openssl("req", "-noout", "-subject", "-nameopt", "RFC2253", stdin=request)
+    assert subject.decode().strip() == f"subject=CN={rig.CLIENT_ID}"
+    spki = openssl("pkey", "-pubin", "-outform", "DER",
+                   stdin=openssl("req", "-noout", "-pubkey", stdin=request))
+    assert hashlib.sha256(spki).hexdigest() == fingerprint
+    device.command("cred abort")
+    device.until(r"upload and staged changes dropped; stored set unchanged", timeout=10)
 
 
 def assert_sized_stacks_keep_a_tenth_free(device) -> None:
