@@ -178,8 +178,8 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
     };
     let alpn: &'static AlpnNames = ALPN.init(checked.alpn);
     let fleet = Fleet::new(settings);
-    let claim =
-        fleet::built_in(&fleet).is_some() && Fleet::identity() == Some(fleet::Identity::Claim);
+    let claim = fleet::built_in(&fleet).is_some()
+        && Fleet::identity(settings.client_id) == Some(fleet::Identity::Claim);
     let client = configure_client(settings, status_topic, checked.topics.commands(), claim);
     SUPERVISOR.init_with(|| {
         Supervisor::new(
@@ -499,7 +499,7 @@ impl<'a> Supervisor<'a> {
         if fleet::built_in(&self.fleet).is_none() {
             return;
         }
-        let claim = Fleet::identity() == Some(fleet::Identity::Claim);
+        let claim = Fleet::identity(self.settings.client_id) == Some(fleet::Identity::Claim);
         if claim != self.claim {
             self.claim = claim;
             let will = (!claim).then(|| offline_will(self.status_topic));

@@ -7,7 +7,7 @@
 use crate::app::MqttSession;
 use crate::credentials;
 use crate::ffi;
-use crate::runtime_credentials::{self, ActiveCertificate};
+use crate::runtime_credentials;
 use crate::settings::Settings;
 use fleet_provisioning::csr::{Subject, MAX_CSR_PEM, SPKI_P256_LEN};
 pub use fleet_provisioning::flow::Identity;
@@ -130,26 +130,16 @@ impl Fleet {
         }))
     }
 
-    /// The identity of the set in use: the image's is the batch's claim certificate.
-    pub fn identity() -> Option<Identity> {
-        match runtime_credentials::active_certificate() {
-            ActiveCertificate::Image => Some(Identity::Claim),
-            ActiveCertificate::Provisioned {
-                not_before,
-                not_after,
-            } => Some(Identity::Own {
-                not_before,
-                not_after,
-            }),
-            ActiveCertificate::None => None,
-        }
+    /// The identity of the set in use.
+    pub fn identity(client_id: &str) -> Option<Identity> {
+        runtime_credentials::active_identity(client_id)
     }
 
     /// The session is up (CONNACK) with the set in use; `trying` says whether that is the
     /// staged set the flow asked for.
     pub fn connected(&mut self, trying: bool, now: Instant, unix_now: Option<u64>) {
         self.subscription = None;
-        let Some(identity) = Self::identity() else {
+        let Some(identity) = Self::identity(self.client_id) else {
             warn!("fleet: this set has no device certificate; nothing to provision");
             return;
         };

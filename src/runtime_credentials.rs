@@ -20,6 +20,7 @@ use core::ffi::{c_int, CStr};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 use fleet_provisioning::csr::{self, CsrError};
+use fleet_provisioning::flow::Identity;
 use fleet_provisioning::x509;
 use log::{info, warn};
 use provisioning::store::{self, migrate, Index, LoadError};
@@ -315,36 +316,26 @@ fn register_roots(
     Ok(())
 }
 
-/// The device certificate in use, as the fleet's flow needs to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActiveCertificate {
-    /// No client certificate.
-    None,
-    /// The image's (with fleet provisioning, the batch's claim certificate).
-    Image,
-    /// Provisioned, valid between these times (seconds since 1970); zeros if unreadable.
-    Provisioned { not_before: u64, not_after: u64 },
-}
-
-/// Which device certificate the last [`apply`] or [`apply_staged`] registered.
-pub fn active_certificate() -> ActiveCertificate {
+/// The identity of the device certificate the last [`apply`] or [`apply_staged`]
+/// registered, `None` without one: the device's own if its CN is `client_id`, else a claim
+/// certificate (the image's or one provisioned by hand).
+pub fn active_identity(client_id: &str) -> Option<Identity> {
     let active = lock(&ACTIVE);
-    match active.source(Kind::DeviceCertificate) {
-        Source::Image if credentials::builtin(CredentialKind::DeviceCertificate).is_some() => {
-            ActiveCertificate::Image
-        }
-        Source::Provisioned(der) => match x509::certificate_facts(der) {
-            Ok(facts) => ActiveCertificate::Provisioned {
-                not_before: facts.not_before,
-                not_after: facts.not_after,
-            },
-            Err(_) => ActiveCertificate::Provisioned {
-                not_before: 0,
-                not_after: 0,
-            },
-        },
-        _ => ActiveCertificate::None,
-    }
+    let der = match active.source(Kind::DeviceCertificate) {
+        Source::Image => credentials::builtin(CredentialKind::DeviceCertificate)?,
+        Source::Provisioned(der) => der,
+        Source::Removed => return None,
+    };
+    // Unreadable here, it still passed mbedTLS's parse: a claim, to be replaced.
+    Some(match x509::certificate_facts(der) {
+        Ok(facts) => Identity::of(
+            facts.common_name,
+            client_id,
+            facts.not_before,
+            facts.not_after,
+        ),
+        Err(_) => Identity::Claim,
+    })
 }
 
 /// A new key made and staged as the device key, and a certificate request for it as PEM

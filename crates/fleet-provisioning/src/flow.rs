@@ -29,6 +29,27 @@ pub enum Identity {
     Own { not_before: u64, not_after: u64 },
 }
 
+impl Identity {
+    /// The identity a device certificate gives: the device's own if its common name is the
+    /// client id (the CN its requests ask for), else a claim certificate shared by a batch,
+    /// whether built into the image or provisioned by hand.
+    pub fn of(
+        common_name: Option<&str>,
+        client_id: &str,
+        not_before: u64,
+        not_after: u64,
+    ) -> Identity {
+        if common_name == Some(client_id) {
+            Identity::Own {
+                not_before,
+                not_after,
+            }
+        } else {
+            Identity::Claim
+        }
+    }
+}
+
 /// What the firmware must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action<'f> {

@@ -291,3 +291,23 @@ fn a_refused_subscription_or_a_failed_flash_write_is_a_failure_retried_later() {
     );
     assert_eq!(ask(&mut flow, 60_030 + 120_000).0, Some(Asked::Subscribe));
 }
+
+#[test]
+fn a_certificate_is_the_devices_own_only_with_the_client_id_as_its_common_name() {
+    assert_eq!(
+        Identity::of(Some("dev-0042"), "dev-0042", 10, 20),
+        Identity::Own {
+            not_before: 10,
+            not_after: 20
+        }
+    );
+    assert_eq!(
+        Identity::of(Some("claim-batch-1"), "dev-0042", 10, 20),
+        Identity::Claim
+    );
+    assert_eq!(Identity::of(None, "dev-0042", 10, 20), Identity::Claim);
+    assert_eq!(
+        Identity::of(Some("dev-00421"), "dev-0042", 10, 20),
+        Identity::Claim
+    );
+}
