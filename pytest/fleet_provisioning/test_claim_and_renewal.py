@@ -17,24 +17,34 @@ the claim pair, as scripts/test builds it:
         -DEXTRA_CONF_FILE=pytest/fleet_provisioning/test.conf
 """
 
+import base64
 import collections
+import hashlib
+import json
 import random
 import re
 import subprocess
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import CLIENT_ID, DEV_CERTS, REPO, Console, mkcerts
+from conftest import (CLIENT_ID, DEV_CERTS, DEVICE_TOPICS, REPO, Console, Peer, Subscription,
+                      mkcerts)
 from test_power_cut import SEED, Rig, arm
-from test_provisioning import cred_list
+from test_provisioning import PKCS8_P256_HEAD, cred_list
 
 TEMPLATE = "secure-mqtt-fleet"
 CLAIM = "claim-batch-1"
 # Issued for 30 s (and, like AWS IoT, valid from a minute before): renewal is due at 80 % of
 # those 90 s (test.conf), 12 s after issue.
 LIFETIME = "30s"
+CREATE_FROM_CSR = "$aws/certificates/create-from-csr/json"
+KEY_RECORD = 138  # PKCS#8 of a P-256 key
+INDEX_RECORD = 28  # the credential index (crates/provisioning/src/store.rs)
+CRC_AND_ENTRY = (4, 8)  # NVS writes a record's data, its CRC, then its allocation entry
 # Aims at one write of a renewal, if a garbage collection takes the cut before it.
 AIM_TRIES = 5
 
@@ -96,8 +106,49 @@ def connections_as(broker, username: str) -> int:
     return len(re.findall(rf"New client connected .* u'{re.escape(username)}'", broker.log()))
 
 
+def spki_of(pem: str, kind: str) -> bytes:
+    """The SubjectPublicKeyInfo (DER) of a certificate (`x509`) or a request (`req`)."""
+    public = subprocess.run(["openssl", kind, "-noout", "-pubkey"], input=pem.encode(),
+                            capture_output=True, check=True).stdout
+    return subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=public,
+                          capture_output=True, check=True).stdout
+
+
+def key_records(flash: bytes) -> list:
+    """Every P-256 PKCS#8 key record in the flash, current or left over from a replaced one."""
+    keys, at = [], flash.find(PKCS8_P256_HEAD)
+    while at >= 0:
+        keys.append(flash[at:at + KEY_RECORD])
+        at = flash.find(PKCS8_P256_HEAD, at + 1)
+    return keys
+
+
+def everything(port: int) -> Subscription:
+    """Every message on the broker, the provisioning API's included, once it is subscribed."""
+    sub = Subscription(["mosquitto_sub", *Peer(port).tls_args(), "-t", "#", "-t", "$aws/#",
+                        "-v", "-q", "1"])
+    marker = f"test/ready {uuid.uuid4().hex}"
+    deadline = time.monotonic() + 10
+    while marker not in sub.seen:
+        assert time.monotonic() < deadline, "the observer never subscribed"
+        Peer(port).publish(*marker.split(" "))
+        sub.wait_for_all({marker}, timeout=1)
+    return sub
+
+
+def publish_numbered(console: Console, numbers) -> set:
+    """`mqtt pub` of numbered QoS 1 messages; the lines the observer must receive."""
+    expected = set()
+    for n in numbers:
+        _, outcome, answer = console.pub(f"{DEVICE_TOPICS}/seq", f"n{n}")
+        assert outcome != "rejected", answer
+        expected.add(f"{DEVICE_TOPICS}/seq n{n}")
+    return expected
+
+
 def test_a_claimed_device_gets_commits_renews_and_keeps_its_own_certificate(
-        broker, signer, device):
+        broker, signer, device, tmp_path):
+    observer = everything(broker.port)
     device.launch()
     device.readlines_until(regex="fleet: connected with the claim certificate", timeout=30)
     device.readlines_until(regex="fleet: new key made and staged; sending its certificate request",
@@ -119,11 +170,40 @@ def test_a_claimed_device_gets_commits_renews_and_keeps_its_own_certificate(
     assert first.startswith("provisioned, ")
 
     # Renewal: due 12 s after issue; a new key, a new certificate, tried, then committed.
-    device.readlines_until(regex="fleet: new key made and staged", timeout=60)
-    device.readlines_until(regex="fleet: new certificate committed", timeout=30)
+    # Messages published before, during and after it all arrive.
+    expected = publish_numbered(console, range(0, 10))
+    console.until("fleet: new key made and staged", timeout=60)
+    expected |= publish_numbered(console, range(10, 20))
+    console.until("fleet: new certificate committed", timeout=30)
+    expected |= publish_numbered(console, range(20, 25))
     assert signer.count(rf"signer: issued \w+ to {CLIENT_ID}") >= 2
-    renewed = cred_list(console)["cert"]
-    assert renewed.startswith("provisioned, ") and renewed != first
+    renewed = cred_list(console)
+    assert renewed["cert"].startswith("provisioned, ") and renewed["cert"] != first
+    missing = observer.wait_for_all(expected, timeout=30)
+    assert not missing, f"published around the renewal, never arrived: {sorted(missing)}"
+
+    # Every certificate issued certifies a key the device asked for, and the key in use is
+    # the last one's; the private keys stay in the device's flash: not in its output nor on
+    # any topic.
+    lines = list(observer.seen)
+    requests = [json.loads(line.split(" ", 1)[1])["certificateSigningRequest"]
+                for line in lines if line.startswith(CREATE_FROM_CSR + " ")]
+    issued = [json.loads(line.split(" ", 1)[1])["certificatePem"]
+              for line in lines if line.startswith(CREATE_FROM_CSR + "/accepted ")]
+    assert len(requests) >= 2 and len(issued) >= 2
+    asked = {spki_of(pem, "req") for pem in requests}
+    assert all(spki_of(pem, "x509") in asked for pem in issued)
+    assert hashlib.sha256(spki_of(issued[-1], "x509")).hexdigest() in renewed["key"]
+    keys = key_records((tmp_path / "flash.bin").read_bytes())
+    assert keys, "no P-256 key record in the device's flash"
+    output = (Path(device.device_config.build_dir) / "handler.log").read_text(errors="replace")
+    seen = (output + "\n".join(lines)).lower()
+    for key in keys:
+        scalar = key[len(PKCS8_P256_HEAD):len(PKCS8_P256_HEAD) + 32]
+        for text in (scalar.hex(), base64.b64encode(scalar).decode(),
+                     base64.b64encode(key).decode()[:40]):
+            assert text.lower() not in seen, "a private key of the device appeared outside it"
+    observer.close()
 
     # After a reboot the device starts with its own certificate, not the claim one.
     claim_connections = connections_as(broker, CLAIM)
@@ -172,11 +252,6 @@ def test_a_certificate_from_another_ca_than_the_device_ca_is_refused_and_tried_a
     finally:
         s.stop()
         print("\n".join(s.lines))
-
-
-KEY_RECORD = 138  # PKCS#8 of a P-256 key
-INDEX_RECORD = 28  # the credential index (crates/provisioning/src/store.rs)
-CRC_AND_ENTRY = (4, 8)  # NVS writes a record's data, its CRC, then its allocation entry
 
 
 def renewal_aims(lengths: list) -> dict:
