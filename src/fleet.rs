@@ -283,7 +283,7 @@ impl Fleet {
     pub fn poll(&mut self, session: &mut MqttSession<'_>, now: Instant) -> Option<Request> {
         let action = match self.flow.poll_action(now) {
             (None, Some(failure)) => {
-                log_failure(&failure, self.flow.failures());
+                failed(&failure, self.flow.failures());
                 return None;
             }
             // A failure comes with no action: the flow backs off at once.
@@ -389,11 +389,13 @@ impl Fleet {
     }
 
     fn log_failure(&self, failure: &Failure) {
-        log_failure(failure, self.flow.failures());
+        failed(failure, self.flow.failures());
     }
 }
 
-fn log_failure(failure: &Failure, in_a_row: u32) {
+/// An attempt failed: said in words, and what it staged dropped (the stored set stays).
+fn failed(failure: &Failure, in_a_row: u32) {
+    runtime_credentials::drop_staged();
     warn!("fleet: {failure}; trying again later (failure {in_a_row} in a row)");
 }
 

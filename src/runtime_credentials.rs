@@ -381,9 +381,13 @@ pub fn commit_staged() -> Result<(), ProvisionError> {
     lock(&OPERATOR).commit(&image(), &mut MbedTls, &mut Flash)
 }
 
-/// Drops the staged changes: the stored set stays the device's.
+/// Drops the staged changes: the stored set stays the device's. Not while an operator's
+/// upload is open: that session is theirs to end.
 pub fn drop_staged() {
-    lock(&OPERATOR).abort();
+    let mut provisioner = lock(&OPERATOR);
+    if provisioner.upload().is_none() {
+        provisioner.abort();
+    }
 }
 
 // The `cred` operations, by subcommand name (the shell's argv[0]).

@@ -214,6 +214,59 @@ def test_a_claimed_device_gets_commits_renews_and_keeps_its_own_certificate(
     assert connections_as(broker, CLAIM) == claim_connections
 
 
+# A signer that answers a renewal wrongly, and what the device must say of it: a certificate
+# for another key is someone else's (ignored), so the request goes unanswered.
+FAULTS = {
+    "other-key": r"the certificate request got no reply in time",
+    "other-cn": r"the issued certificate's common name is not the client id",
+    "silent": r"the certificate request got no reply in time",
+    "other-ca": r"the issued certificate does not verify against the device CA",
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_renewal_answered_wrongly_keeps_the_certificate_in_use_and_is_tried_again(
+        broker, tmp_path, device, fault):
+    good = Signer(broker.port, [CLIENT_ID], tmp_path / "good")
+    try:
+        device.launch()
+        device.readlines_until(regex="fleet: new certificate committed", timeout=30)
+        device.readlines_until(regex="mqtt: subscribed .*granted QoS 1$", timeout=30)
+    finally:
+        good.stop()
+    console = Console(device)
+    in_use = cred_list(console)["cert"]
+    if fault == "other-ca":
+        other = tmp_path / "other-ca"
+        mkcerts("ca", "--out", str(other), "--cn", "Not The Device CA")
+        options = ["--certs", str(other), "--client-cert", str(DEV_CERTS / "observer.crt.pem"),
+                   "--client-key", str(DEV_CERTS / "observer.key.pem"),
+                   "--broker-ca", str(DEV_CERTS / "ca.crt.pem")]
+    else:
+        options = ["--fault", fault]
+    wrong = Signer(broker.port, [CLIENT_ID], tmp_path / "wrong", *options)
+    try:
+        console.until(rf"fleet: {FAULTS[fault]}; trying again later \(failure 1 in a row\)",
+                      timeout=60)
+        assert wrong.count(rf"signer: issued \w+ to {CLIENT_ID}|signer: fault: no answer") >= 1
+        # Rolled back: the certificate in use and nothing staged; it keeps publishing.
+        listed = cred_list(console)
+        assert listed["cert"] == in_use
+        state = console.until(r"^(in use|staged changes not committed|stored; .*)$", timeout=10)
+        assert state.group(1) == "in use", f"after the fault: {state.group(1)}"
+        _, outcome, answer = console.pub(f"{DEVICE_TOPICS}/seq", "after-the-fault")
+        assert outcome != "rejected", answer
+    finally:
+        wrong.stop()
+    # Tried again on schedule: with a signer that answers right, the renewal commits.
+    good = Signer(broker.port, [CLIENT_ID], tmp_path / "good-again")
+    try:
+        console.until("fleet: new certificate committed", timeout=60)
+        assert cred_list(console)["cert"] != in_use
+    finally:
+        good.stop()
+
+
 def test_a_refused_request_is_named_and_tried_again(broker, tmp_path, device):
     # The signer allows another client id only: this device's request is refused.
     s = Signer(broker.port, ["someone-else"], tmp_path / "signer")
