@@ -79,10 +79,12 @@ def expect_refusal_and_retry(device, port: int, reason: str) -> None:
 class Broker:
     """Mosquitto started through certs/broker-up, in the foreground so we own its pid."""
 
-    def __init__(self, port: int, run_dir: Path, certs: Path = DEV_CERTS):
+    def __init__(self, port: int, run_dir: Path, certs: Path = DEV_CERTS,
+                 conf_lines: tuple = ()):
         self.port = port
         self.run_dir = run_dir
         self.certs = certs
+        self.conf_lines = conf_lines  # mosquitto.conf lines for the listener, e.g. crlfile
         self.process = None
         self.log_path = run_dir / "broker-stdout.log"
 
@@ -93,7 +95,8 @@ class Broker:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(REPO / "certs" / "broker-up"), "--certs", str(self.certs), "--port", str(self.port),
-             "--run-dir", str(self.run_dir), "--foreground"],
+             "--run-dir", str(self.run_dir), "--foreground",
+             *(arg for line in self.conf_lines for arg in ("--conf-line", line))],
             stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, 10)
         return self

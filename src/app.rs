@@ -541,7 +541,8 @@ impl<'a> Supervisor<'a> {
             // With TLS 1.3 a broker checks the client certificate after the client's
             // handshake is done, so its refusal arrives as a closed connection.
             (false, _) if !self.tls.mutual_tls => warn!("broker closed the connection before CONNACK; this device has no client certificate, which the broker may require"),
-            (false, _) => {}
+            // Revoked, expired, or from a CA the broker does not trust: it cannot say which.
+            (false, _) => warn!("broker closed the connection before CONNACK; it may refuse this device's certificate (revoked, expired, or from a CA it does not trust)"),
         }
         let recovery = self
             .brokers
@@ -904,6 +905,9 @@ fn dial(
                 let hint = match cause {
                     NetError::Handshake(CertificateProblem::PassedChecks) if !tls.mutual_tls => {
                         "; this device has no client certificate, which the broker may require"
+                    }
+                    NetError::Handshake(CertificateProblem::PassedChecks) => {
+                        "; the broker may refuse this device's certificate (revoked, expired, or from a CA it does not trust)"
                     }
                     _ => "",
                 };

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CLIENT_ID, DEV_CERTS, DEVICE_TOPICS, REPO, Console, Peer, Subscription,
-                      mkcerts)
+from conftest import (CLIENT_ID, DEV_CERTS, DEVICE_TOPICS, REPO, Broker, Console, Peer,
+                      Subscription, mkcerts)
 from test_power_cut import SEED, Rig, arm
 from test_provisioning import PKCS8_P256_HEAD, cred_list
 
@@ -265,6 +265,40 @@ def test_a_renewal_answered_wrongly_keeps_the_certificate_in_use_and_is_tried_ag
         assert cred_list(console)["cert"] != in_use
     finally:
         good.stop()
+
+
+def test_a_revoked_device_is_refused_by_the_broker_and_says_so(broker, signer, device,
+                                                              tmp_path):
+    """The end of a device's life: its certificate revoked (certs/mkcerts revoke, the CA's
+    revocation list given to the broker), the broker refuses it and its log says so."""
+    observer = everything(broker.port)
+    device.launch()
+    device.readlines_until(regex="fleet: new certificate committed", timeout=30)
+    device.readlines_until(regex="mqtt: subscribed .*granted QoS 1$", timeout=30)
+    while not (line := observer.next_line(timeout=10)).startswith(CREATE_FROM_CSR + "/accepted "):
+        pass
+    observer.close()
+    own = tmp_path / "own.crt.pem"
+    own.write_text(json.loads(line.split(" ", 1)[1])["certificatePem"])
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    for name in ("ca.crt.pem", "ca.key.pem"):
+        (ca / name).write_bytes((DEV_CERTS / name).read_bytes())
+    subprocess.run([str(REPO / "certs" / "mkcerts"), "revoke", str(own), "--ca-dir", str(ca)],
+                   check=True, capture_output=True)
+    broker.stop()
+    revoking = Broker(broker.port, tmp_path / "revoking",
+                      conf_lines=(f"crlfile {ca / 'crl.pem'}",)).start()
+    try:
+        device.readlines_until(
+            regex=r"broker closed the connection before CONNACK; it may refuse this device's "
+                  r"certificate \(revoked, expired, or from a CA it does not trust\)", timeout=30)
+        assert "certificate verify failed" in revoking.log()
+        # Refused, not given up: it tries again, on the slow schedule of refusals.
+        device.readlines_until(regex=r"reconnecting in \d+ ms", timeout=10)
+    finally:
+        revoking.stop()
+        print(revoking.log())
 
 
 def test_a_refused_request_is_named_and_tried_again(broker, tmp_path, device):
