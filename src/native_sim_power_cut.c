@@ -16,7 +16,7 @@
  *   zephyr.exe ... --flash-seed=S                  the flash model's seed (default: 1)
  *   uart:~$ flashcut arm N [S [KIND]]               armed from now on (seed S), counting
  *                                                   from the next write of KIND, e.g. "erase",
- *                                                   or of a length, e.g. "len=138"
+ *                                                   or of a length, "len=138" or "len>=200"
  *   uart:~$ flashcut count                          bytes written through the hook so far
  *
  * The cut is NOR flash's, from a generator seeded with S (printed as the hook arms, so a
@@ -71,7 +71,7 @@ static uint32_t written; /* bytes written through the hook since it was installe
 static uint32_t writes;  /* write calls through the hook since it was installed */
 static bool in_gc;       /* between a sector's close entry and the gc done marker */
 static char at_kind[16]; /* if set, the budget counts from the first write of this kind,
-			  * or of this length ("len=138")
+			  * or of this length ("len=138", "len>=200")
 			  */
 static uint64_t rng = 1;
 
@@ -153,6 +153,20 @@ static void power_cut(uint32_t torn_len, size_t len, off_t offset)
 	}
 }
 
+/* Whether a write of `kind` and `len` bytes is the one the cut is counted from: `aim` is a
+ * kind, "len=N" (exactly N bytes) or "len>=N" (at least N).
+ */
+static bool aims_at(const char *aim, const char *kind, size_t len)
+{
+	if (strncmp(aim, "len>=", 5) == 0) {
+		return len >= strtoul(aim + 5, NULL, 10);
+	}
+	if (strncmp(aim, "len=", 4) == 0) {
+		return len == strtoul(aim + 4, NULL, 10);
+	}
+	return strcmp(kind, aim) == 0;
+}
+
 static int cut_write(const struct device *dev, off_t offset, const void *data, size_t len)
 {
 	ARG_UNUSED(dev);
@@ -165,9 +179,7 @@ static int cut_write(const struct device *dev, off_t offset, const void *data, s
 		written += len;
 		return real_api()->write(real_flash, offset, data, len);
 	}
-	if (at_kind[0] != '\0' &&
-	    (strcmp(kind, at_kind) == 0 ||
-	     (strncmp(at_kind, "len=", 4) == 0 && strtoul(at_kind + 4, NULL, 10) == len))) {
+	if (at_kind[0] != '\0' && aims_at(at_kind, kind, len)) {
 		at_kind[0] = '\0';
 	}
 	printk("flashcut: write #%u, %zu bytes at 0x%lx (%u written, %u before the cut)", writes,

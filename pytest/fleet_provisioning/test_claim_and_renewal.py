@@ -44,7 +44,6 @@ LIFETIME = "30s"
 CREATE_FROM_CSR = "$aws/certificates/create-from-csr/json"
 KEY_RECORD = 138  # PKCS#8 of a P-256 key
 INDEX_RECORD = 28  # the credential index (crates/provisioning/src/store.rs)
-CRC_AND_ENTRY = (4, 8)  # NVS writes a record's data, its CRC, then its allocation entry
 # Aims at one write of a renewal, if a garbage collection takes the cut before it.
 AIM_TRIES = 5
 
@@ -341,59 +340,59 @@ def test_a_certificate_from_another_ca_than_the_device_ca_is_refused_and_tried_a
         print("\n".join(s.lines))
 
 
-def renewal_aims(lengths: list) -> dict:
-    """Where to cut a renewal, by what the write is: (the length of the write the budget is
-    counted from, the budget's range). NVS writes each record's data, then its CRC and its
-    entry; the settings name's record follows. The certificate record comes after the key's
-    (its length varies by a byte or two from one issue to the next), the index after it, then
-    the old records' deletions (entries alone). `lengths` are a counted renewal's writes."""
+def renewal_anchors(lengths: list) -> list:
+    """For each write of a counted renewal, the write its cut is counted from, as the hook
+    takes it (`len=N`, `len>=N`: the next write of that length), and that write's place.
+    NVS writes each record's data, its CRC and its entry; settings writes a value, then its
+    name, and sometimes first a name id counter (2 bytes), so a renewal's writes differ from
+    one to the next. Every write is counted from a record of its own stretch: the first
+    counter's from the next 2-byte write; up to the certificate, from the key (PKCS#8, 138
+    bytes); up to the index, from the certificate (the only write over 200 bytes, whose
+    length varies by a byte or two); the rest, from the index (28)."""
     key = lengths.index(KEY_RECORD)
     certificate = next(i for i in range(key + 1, len(lengths)) if lengths[i] > 200)
     index = lengths.index(INDEX_RECORD, certificate)
-    to_certificate = sum(lengths[key:certificate])
-    entry = CRC_AND_ENTRY[0]  # the entry follows the data and its CRC
-    deletions = sum(lengths[index:]) - INDEX_RECORD - sum(CRC_AND_ENTRY)
-    return {
-        "key data": (KEY_RECORD, (0, KEY_RECORD)),
-        "key entry": (KEY_RECORD, (KEY_RECORD + entry, KEY_RECORD + entry + 8)),
-        "certificate data": (KEY_RECORD, (to_certificate, to_certificate + lengths[certificate])),
-        "certificate entry": (KEY_RECORD, (to_certificate + lengths[certificate] + entry,
-                                           to_certificate + lengths[certificate] + entry + 8)),
-        "index data": (INDEX_RECORD, (0, INDEX_RECORD)),
-        "index entry": (INDEX_RECORD, (INDEX_RECORD + entry, INDEX_RECORD + entry + 8)),
-        "deletion of the old records": (
-            INDEX_RECORD, (INDEX_RECORD + sum(CRC_AND_ENTRY),
-                           INDEX_RECORD + sum(CRC_AND_ENTRY) + deletions)),
-    }
+    stretches = [(0, ("len=2", 0)), (key, (f"len={KEY_RECORD}", key)),
+                 (certificate, ("len>=200", certificate)),
+                 (index, (f"len={INDEX_RECORD}", index))]
+    return [next(anchor for start, anchor in reversed(stretches) if start <= t)
+            for t in range(len(lengths))]
 
 
-def landed_in(writes: list) -> str:
-    """What the write a cut landed in was, by the writes since arming."""
-    lengths = [length for length, _, _ in writes]
-    cut = len(lengths) - 1
-    before = lengths[cut - 2] if cut >= 2 else None
-    if lengths[cut] == KEY_RECORD:
-        return "key data"
-    if lengths[cut] > 200:
-        return "certificate data"
-    if lengths[cut] == INDEX_RECORD:
-        return "index data"
-    if lengths[cut] == 8 and before == KEY_RECORD:
-        return "key entry"
-    if lengths[cut] == 8 and before is not None and before > 200:
-        return "certificate entry"
-    if lengths[cut] == 8 and before == INDEX_RECORD:
-        return "index entry"
-    if lengths[cut] == 8 and INDEX_RECORD in lengths[:cut - 2]:
-        return "deletion of the old records"
-    return f"another write ({lengths[cut]} bytes)"
+def same_writes(got: list, counted: list) -> bool:
+    """Whether writes are those counted, by their lengths (a certificate's, over 200 bytes,
+    varies by a byte or two from one issue to the next)."""
+    return len(got) == len(counted) and all(
+        a == b or (a > 200 and b > 200) for a, b in zip(got, counted))
+
+
+def what_write(lengths: list, t: int) -> str:
+    """What write `t` of a renewal is, in words."""
+    key = lengths.index(KEY_RECORD)
+    certificate = next(i for i in range(key + 1, len(lengths)) if lengths[i] > 200)
+    index = lengths.index(INDEX_RECORD, certificate)
+    if t >= index + 3:
+        return f"deletion {t - index - 2} of the old records"
+    record = t - t % 3
+    name = {key: "key", key + 3: "key's name", certificate: "certificate",
+            certificate + 3: "certificate's name", index: "index"}.get(record, "name id counter")
+    return f"{name}, {('data', 'its CRC', 'entry')[t - record]}"
+
+
+@pytest.fixture()
+def quick_signer(broker, tmp_path):
+    """A signer whose certificates are due for renewal 4 s after issue (20 s, valid from a
+    minute before: 80 % of 80 s), so that the renewals the cuts land in come quickly."""
+    s = Signer(broker.port, [CLIENT_ID], tmp_path / "signer", "--lifetime", "20s")
+    yield s
+    s.stop()
 
 
 def test_a_power_cut_in_any_write_of_a_renewal_leaves_a_set_that_connects(
-        broker, signer, device, tmp_path):
-    """Power cuts (the flash's own, as in test_power_cut.py: the write torn, the process
-    killed) aimed at each record a renewal writes: the new key, the new certificate, the
-    index that commits them and the deletion of the old ones. The boot after each must
+        broker, quick_signer, device, tmp_path):
+    """A power cut (the flash's own, as in test_power_cut.py: the write torn, the process
+    killed) in every write of a renewal: the new key's, the new certificate's, their names',
+    the index's that commits them and the old records' deletions. The boot after each must
     connect with a certificate the signer issued to this device (the new one once the index
     is whole, else the old one), never the claim one, and the next renewal must commit."""
     rng = random.Random(SEED)
@@ -407,45 +406,68 @@ def test_a_power_cut_in_any_write_of_a_renewal_leaves_a_set_that_connects(
     counted = rig.watch(console, "fleet: new certificate committed", timeout=60)
     assert counted.match and not counted.ended
     lengths = [length for length, _, _ in counted.writes]
-    aims = renewal_aims(lengths)
+    anchors = renewal_anchors(lengths)
     print(f"a renewal writes {sum(lengths)} bytes in {len(lengths)} writes: "
           f"{list(zip(lengths, counted.kinds))}")
+    key = lengths.index(KEY_RECORD)
+    certificate = next(i for i in range(key + 1, len(lengths)) if lengths[i] > 200)
+    # The certificate's writes (its name id counter's first, if any) come after its issue.
+    issued_by = certificate - 3 if lengths[certificate - 3] == 2 else certificate
+    # The index's entry is the commit: a cut up to it leaves the old set, after it the new.
+    commit = lengths.index(INDEX_RECORD, certificate) + 2
     hit = set()
-    for what, (anchor, (low, high)) in [(w, a) for w, a in aims.items()
-                                        for _ in range(AIM_TRIES)]:
-        if what in hit:
+    for t in [t for t in range(len(lengths)) for _ in range(AIM_TRIES)]:
+        if t in hit:
             continue
-        issued = re.findall(r"signer: issued (\w+) to", "\n".join(signer.lines))
-        arm(console, rng.randrange(low, high), rng.randrange(1, 2**31), f"len={anchor}")
-        seen = rig.watch(console, "fleet: new certificate committed", timeout=60,
-                         must_match=False)
-        assert seen.ended, f"the cut aimed at the {what} did not come"
+        anchor, at = anchors[t]
+        arm(console, sum(lengths[at:t]) + rng.randrange(lengths[t]), rng.randrange(1, 2**31),
+            anchor)
+        # The write aimed at may come in a later renewal (a name id counter is not written
+        # by every one).
+        seen = None
+        for _ in range(3):
+            seen = rig.watch(console, "fleet: new certificate committed", timeout=60,
+                             must_match=False, seen=seen)
+            if seen.ended:
+                break
+        assert seen.ended, f"the cut aimed at write {t} ({what_write(lengths, t)}) did not come"
         # NVS's garbage collection (an erase, copies) can come between and take the cut:
         # the boot after it is checked all the same, and the aim is tried again.
-        landed = landed_in(seen.writes) == what
+        got = [length for length, _, _ in seen.writes]
+        cut = len(got) - 1
+        starts = [i for i, length in enumerate(got)
+                  if (length >= 200 if anchor == "len>=200" else
+                      length == int(anchor.split("=")[1]))]
+        start = starts[0] if starts else -1
+        landed = start >= 0 and cut - start == t - at and \
+            same_writes(got[start:cut + 1], lengths[at:t + 1])
         if landed:
-            hit.add(what)
-        committed = landed and what.startswith("deletion")
+            hit.add(t)
         # Issued by the cut (the boot after it may start the next renewal at once).
-        at_cut = re.findall(r"signer: issued (\w+) to", "\n".join(signer.lines))
+        at_cut = re.findall(r"signer: issued (\w+) to", "\n".join(quick_signer.lines))
         console = rig.boot(broker.port)
         origin = rig.watch(console, r"credentials: cert from the (provisioned|image)", timeout=30)
         assert origin.match and origin.match.group(1) == "provisioned", \
-            f"a cut in the {what} sent the device back to the claim certificate"
+            f"a cut in write {t} ({what_write(lengths, t)}) sent the device back to the claim " \
+            f"certificate"
         assert rig.watch(console, "mqtt: subscribed .*granted QoS 1$", timeout=30).match
         in_use = cred_list(console)["cert"]
-        # Cut before the index is whole: the old certificate; after: the new one.
-        expected = at_cut[-1] if committed else issued[-1]
+        # The renewal cut had its certificate issued once its writes reached it: the one in
+        # use is then the one before, unless the index was whole.
+        expected = at_cut[-1] if t > commit or t < issued_by else at_cut[-2]
         if landed:
             assert f"sha256 {expected}" in in_use, \
-                f"after a cut in the {what}: {in_use}; issued {at_cut}, expected {expected}"
+                f"after a cut in write {t} ({what_write(lengths, t)}): {in_use}; issued " \
+                f"{at_cut}, expected {expected}"
         else:
             assert any(f"sha256 {c}" in in_use for c in at_cut[-2:]), \
-                f"after a cut in {landed_in(seen.writes)}: {in_use}; issued {at_cut}"
-        print(f"cut aimed at the {what}: " + (
-            f"the boot after it connected with the {'new' if committed else 'old'} certificate"
-            if landed else f"landed in {landed_in(seen.writes)} ({seen.kinds[-1]}); the boot "
-                           f"after it connected with a certificate issued to it"))
+                f"after a cut aimed at write {t}: {in_use}; issued {at_cut}"
+        print(f"cut in write {t} ({what_write(lengths, t)}): " + (
+            f"the boot after it connected with the "
+            f"{'new' if t > commit else 'old'} certificate"
+            if landed else f"landed elsewhere ({seen.kinds[-1]}); the boot after it connected "
+                           f"with a certificate issued to it"))
         # The renewal cut short is done again, whole.
         assert rig.watch(console, "fleet: new certificate committed", timeout=60).match
-    assert hit == set(aims), f"cuts never landed in {set(aims) - hit}"
+    assert hit == set(range(len(lengths))), \
+        f"cuts never landed in writes {sorted(set(range(len(lengths))) - hit)}"
