@@ -601,79 +601,50 @@ impl<'a> Supervisor<'a> {
                 trying_new_set,
                 ..
             } = self;
-            let mut on_event = |event: Event<'_>| {
-                let now = Uptime.now();
-                match event {
-                    Event::Connected { session_present } => {
-                        info!("mqtt: connected (session present: {session_present})");
-                        if let Some((all, _)) = net::cpu_time_us() {
-                            info!("cpu: {all} us used since boot (all threads)");
-                        }
-                        connack_seen = true;
-                        if !*claim {
-                            device.handle_connected(tls_version, cipher);
-                        }
-                        if let Some(fleet) = fleet::built_in_mut(fleet) {
-                            fleet.connected(*trying_new_set, now, net::unix_time());
-                        }
-                        *trying_new_set = false;
-                    }
-                    Event::Message(message) => {
-                        let unix = net::unix_time();
-                        let for_fleet = fleet::built_in_mut(fleet).is_some_and(|fleet| {
-                            fleet.handle_message(message.topic, message.payload, now, unix)
-                        });
-                        if for_fleet {
-                        } else if *claim {
-                            warn!(
-                                "fleet: message on {} ignored: this device has only its claim certificate yet",
-                                message.topic
-                            );
-                        } else {
-                            handle_event(Event::Message(message), device, board, max_packet_size);
-                        }
-                    }
-                    Event::Subscribed { packet_id, results } => {
-                        if let Some(fleet) = fleet::built_in_mut(fleet) {
-                            let granted = results
-                                .iter()
-                                .all(|result| matches!(result, SubscribeResult::Granted(_)));
-                            fleet.handle_subscribed(packet_id, granted, now);
-                        }
-                        handle_event(
-                            Event::Subscribed { packet_id, results },
-                            device,
-                            board,
-                            max_packet_size,
-                        );
-                    }
-                    event => handle_event(event, device, board, max_packet_size),
-                }
+            let mut events = ConnectionEvents {
+                device,
+                board,
+                fleet,
+                claim: *claim,
+                trying_new_set,
+                connack_seen: &mut connack_seen,
+                tls: (tls_version, cipher),
+                max_packet_size,
             };
-            if let Err(cause) = client.poll(wait_ms, &mut on_event) {
+            if let Err(cause) = client.poll(wait_ms, &mut |event| events.handle(event)) {
                 self.update_status();
                 return ConnectionEnd::new(connack_seen, cause);
             }
-            let now = Uptime.now();
-            let wants = fleet::built_in_mut(&mut self.fleet)
-                .and_then(|fleet| fleet.poll(self.client.session(), now));
-            if wants == Some(fleet::Request::TryNewSet) {
-                drop(self.client.disconnect());
-                self.update_status();
-                return ConnectionEnd::ForNewSet;
+            if let Some(end) = self.after_events(connack_seen) {
+                return end;
             }
-            if net::network_went_down() {
-                // No DISCONNECT: it could not get through, and the broker should publish the
-                // will. Closing now frees the socket instead of waiting for the ping timeout.
-                info!("network down (link, lease or address gone): closing the MQTT connection");
-                drop(self.client.detach());
-                self.update_status();
-                return ConnectionEnd::new(connack_seen, Error::Transport(TransportError::Closed));
-            }
-            self.status
-                .set_state(LinkState::of_connection(connack_seen));
-            self.after_round();
         }
+    }
+
+    /// After a round's events: the fleet's flow (which may close the connection to try a
+    /// new set), the network's state, then the device and the shell.
+    fn after_events(&mut self, connack_seen: bool) -> Option<ConnectionEnd> {
+        let now = Uptime.now();
+        let wants = fleet::built_in_mut(&mut self.fleet)
+            .and_then(|fleet| fleet.poll(self.client.session(), now));
+        if wants == Some(fleet::Request::TryNewSet) {
+            drop(self.client.disconnect());
+            self.update_status();
+            return Some(ConnectionEnd::ForNewSet);
+        }
+        if net::network_went_down() {
+            // No DISCONNECT: it could not get through, and the broker should publish the
+            // will. Closing now frees the socket instead of waiting for the ping timeout.
+            info!("network down (link, lease or address gone): closing the MQTT connection");
+            drop(self.client.detach());
+            self.update_status();
+            let cause = Error::Transport(TransportError::Closed);
+            return Some(ConnectionEnd::new(connack_seen, cause));
+        }
+        self.status
+            .set_state(LinkState::of_connection(connack_seen));
+        self.after_round();
+        None
     }
 
     /// How long this round may wait for the socket, having given the session the device's
@@ -770,6 +741,77 @@ impl ConnectionEnd {
         } else {
             ConnectionEnd::BeforeConnack(cause)
         }
+    }
+}
+
+/// What a connection's events reach: the supervisor's parts but the client, which delivers
+/// them.
+struct ConnectionEvents<'e, 'a> {
+    device: &'e mut Device,
+    board: &'e mut BoardIo,
+    fleet: &'e mut Option<&'a mut Fleet>,
+    /// The session is set up for the claim certificate (it changes between connections).
+    claim: bool,
+    trying_new_set: &'e mut bool,
+    connack_seen: &'e mut bool,
+    /// The TLS version and cipher suite of the connection.
+    tls: (&'static str, &'static str),
+    max_packet_size: usize,
+}
+
+impl ConnectionEvents<'_, '_> {
+    fn handle(&mut self, event: Event<'_>) {
+        let now = Uptime.now();
+        match event {
+            Event::Connected { session_present } => self.connected(session_present, now),
+            Event::Message(message) => {
+                let unix = net::unix_time();
+                let for_fleet = fleet::built_in_mut(self.fleet).is_some_and(|fleet| {
+                    fleet.handle_message(message.topic, message.payload, now, unix)
+                });
+                if for_fleet {
+                } else if self.claim {
+                    warn!(
+                        "fleet: message on {} ignored: this device has only its claim certificate yet",
+                        message.topic
+                    );
+                } else {
+                    self.to_device(Event::Message(message));
+                }
+            }
+            Event::Subscribed { packet_id, results } => {
+                if let Some(fleet) = fleet::built_in_mut(self.fleet) {
+                    let granted = results
+                        .iter()
+                        .all(|result| matches!(result, SubscribeResult::Granted(_)));
+                    fleet.handle_subscribed(packet_id, granted, now);
+                }
+                self.to_device(Event::Subscribed { packet_id, results });
+            }
+            event => self.to_device(event),
+        }
+    }
+
+    /// CONNACK: the device is online (not with the claim certificate), and the fleet's flow
+    /// learns whether the set it tries was accepted.
+    fn connected(&mut self, session_present: bool, now: Instant) {
+        info!("mqtt: connected (session present: {session_present})");
+        if let Some((all, _)) = net::cpu_time_us() {
+            info!("cpu: {all} us used since boot (all threads)");
+        }
+        *self.connack_seen = true;
+        if !self.claim {
+            let (tls_version, cipher) = self.tls;
+            self.device.handle_connected(tls_version, cipher);
+        }
+        if let Some(fleet) = fleet::built_in_mut(self.fleet) {
+            fleet.connected(*self.trying_new_set, now, net::unix_time());
+        }
+        *self.trying_new_set = false;
+    }
+
+    fn to_device(&mut self, event: Event<'_>) {
+        handle_event(event, self.device, self.board, self.max_packet_size);
     }
 }
 

@@ -474,57 +474,9 @@ impl fmt::Display for CredError {
 /// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
 pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredError> {
     let mut provisioner = lock(&OPERATOR);
-    let kind = || Kind::from_name(arg).ok_or(ProvisionError::UnknownKind);
     match op {
-        OP_BEGIN => {
-            let kind = kind()?;
-            provisioner.begin(kind)?;
-            let _ = write!(
-                out,
-                "upload of {} open: send base64 lines with `cred data`, then `cred end`",
-                kind.name()
-            );
-        }
-        OP_ADD => {
-            let kind = kind()?;
-            provisioner.add(kind, &mut Flash)?;
-            let _ = write!(
-                out,
-                "upload of {} open (one more root): send base64 lines with `cred data`, then `cred end`",
-                kind.name()
-            );
-        }
-        OP_DATA => {
-            provisioner.data(arg)?;
-            if let Some((kind, len)) = provisioner.upload() {
-                let _ = write!(out, "{}: {len} bytes so far", kind.name());
-            }
-        }
-        OP_END => {
-            let kind = provisioner.end(&mut MbedTls, &mut Flash)?;
-            let _ = write!(
-                out,
-                "{} staged; `cred commit` stores the staged set",
-                kind.name()
-            );
-        }
-        OP_ABORT => {
-            provisioner.abort();
-            let _ = write!(
-                out,
-                "upload and staged changes dropped; stored set unchanged"
-            );
-        }
-        OP_DELETE => {
-            let kind = kind()?;
-            provisioner.delete(kind)?;
-            let _ = write!(out, "{} deletion staged", kind.name());
-        }
-        OP_IMAGE => {
-            let kind = kind()?;
-            provisioner.use_image(kind)?;
-            let _ = write!(out, "{} from the image staged", kind.name());
-        }
+        OP_BEGIN | OP_ADD | OP_DATA | OP_END => upload(&mut provisioner, op, arg, out)?,
+        OP_ABORT | OP_DELETE | OP_IMAGE => stage_change(&mut provisioner, op, arg, out)?,
         OP_COMMIT => commit(&mut provisioner, out)?,
         OP_LIST => list(&mut provisioner, out)?,
         OP_KEYGEN => {
@@ -539,6 +491,84 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredErr
         }
         OP_CSR => csr(&mut provisioner, out)?,
         _ => return Err(ProvisionError::UnknownKind.into()),
+    }
+    Ok(())
+}
+
+/// The kind a `cred` argument names.
+fn kind_named(arg: &str) -> Result<Kind, ProvisionError> {
+    Kind::from_name(arg).ok_or(ProvisionError::UnknownKind)
+}
+
+/// `cred begin`, `add`, `data` and `end`: one credential uploaded in base64 lines.
+fn upload(
+    provisioner: &mut Provisioner,
+    op: c_int,
+    arg: &str,
+    out: &mut impl Write,
+) -> Result<(), ProvisionError> {
+    match op {
+        OP_BEGIN => {
+            let kind = kind_named(arg)?;
+            provisioner.begin(kind)?;
+            let _ = write!(
+                out,
+                "upload of {} open: send base64 lines with `cred data`, then `cred end`",
+                kind.name()
+            );
+        }
+        OP_ADD => {
+            let kind = kind_named(arg)?;
+            provisioner.add(kind, &mut Flash)?;
+            let _ = write!(
+                out,
+                "upload of {} open (one more root): send base64 lines with `cred data`, then `cred end`",
+                kind.name()
+            );
+        }
+        OP_DATA => {
+            provisioner.data(arg)?;
+            if let Some((kind, len)) = provisioner.upload() {
+                let _ = write!(out, "{}: {len} bytes so far", kind.name());
+            }
+        }
+        _ => {
+            let kind = provisioner.end(&mut MbedTls, &mut Flash)?;
+            let _ = write!(
+                out,
+                "{} staged; `cred commit` stores the staged set",
+                kind.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cred abort`, `delete` and `image`: the staged set changed without an upload.
+fn stage_change(
+    provisioner: &mut Provisioner,
+    op: c_int,
+    arg: &str,
+    out: &mut impl Write,
+) -> Result<(), ProvisionError> {
+    match op {
+        OP_ABORT => {
+            provisioner.abort();
+            let _ = write!(
+                out,
+                "upload and staged changes dropped; stored set unchanged"
+            );
+        }
+        OP_DELETE => {
+            let kind = kind_named(arg)?;
+            provisioner.delete(kind)?;
+            let _ = write!(out, "{} deletion staged", kind.name());
+        }
+        _ => {
+            let kind = kind_named(arg)?;
+            provisioner.use_image(kind)?;
+            let _ = write!(out, "{} from the image staged", kind.name());
+        }
     }
     Ok(())
 }
