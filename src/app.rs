@@ -11,8 +11,8 @@ use crate::credentials;
 use crate::fleet::{self, Fleet};
 use crate::leds::Leds;
 use crate::net::{self, NetError, TlsSocket};
-use crate::outbox_journal;
-use crate::runtime_credentials;
+use crate::outbox_journal::OutboxJournal;
+use crate::runtime_credentials::Credentials;
 use crate::settings::Settings;
 use core::ffi::CStr;
 use device_app::{
@@ -71,7 +71,7 @@ impl Board for BoardIo {
 
 /// The session as the device's publisher: through the journal, which writes a QoS 1 message
 /// queued while offline to flash.
-struct Journaled<'s, 'a>(&'s mut MqttSession<'a>);
+struct Journaled<'s, 'a>(&'s mut MqttSession<'a>, &'s mut OutboxJournal);
 
 impl Publisher for Journaled<'_, '_> {
     fn publish(
@@ -81,7 +81,7 @@ impl Publisher for Journaled<'_, '_> {
         qos: QoS,
         retain: bool,
     ) -> Result<MessageId, Error> {
-        outbox_journal::publish(self.0, topic, payload, qos, retain)
+        self.1.publish(self.0, topic, payload, qos, retain)
     }
 
     fn outbox_len(&self) -> usize {
@@ -148,8 +148,9 @@ pub fn run() -> ! {
     announce(settings);
     // Before `start`, not inside it: the credential checks' mbedTLS frames then sit on
     // `run`'s frame alone, not on `start`'s as well (together they set the thread's peak).
-    let mutual_tls = install_credentials(settings);
-    let supervisor = start(settings, mutual_tls);
+    let credentials = Credentials::take();
+    let mutual_tls = install_credentials(settings, credentials);
+    let supervisor = start(settings, credentials, mutual_tls);
     let mut link = Link::WaitingForNetwork;
     loop {
         supervisor.status.set_state(link.state());
@@ -166,7 +167,11 @@ pub fn run() -> ! {
 /// Not inlined: what it builds passes through its frame, which is gone before the first
 /// connection instead of staying in `run`'s.
 #[inline(never)]
-fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervisor<'static> {
+fn start(
+    settings: &'static Settings,
+    credentials: &'static mut Credentials,
+    mutual_tls: bool,
+) -> &'static mut Supervisor<'static> {
     let checked = check_settings(settings);
     let status_topic = STATUS_TOPIC.take();
     if status_topic.push_str(checked.topics.status()).is_err() {
@@ -180,15 +185,17 @@ fn start(settings: &'static Settings, mutual_tls: bool) -> &'static mut Supervis
     let fleet = Fleet::new(settings);
     let claim = fleet::built_in(&fleet).is_some()
         && Fleet::identity(settings.client_id) == Some(fleet::Identity::Claim);
-    let client = configure_client(settings, status_topic, checked.topics.commands(), claim);
+    let journal = OutboxJournal::take();
+    let commands = checked.topics.commands();
+    let client = configure_client(settings, status_topic, commands, claim, journal);
     SUPERVISOR.init_with(|| {
         Supervisor::new(
             settings,
-            client,
+            (client, journal),
             checked.topics,
             checked.endpoints,
             (alpn, sntp_server),
-            (mutual_tls, fleet, claim),
+            (credentials, mutual_tls, fleet, claim),
             status_topic,
         )
     })
@@ -267,9 +274,9 @@ fn check_settings(settings: &'static Settings) -> CheckedSettings {
 /// The stored credential set (or the image's) in the TLS credential store; whether the
 /// device has a client certificate. Halts if the store cannot take them.
 #[inline(never)]
-fn install_credentials(settings: &Settings) -> bool {
-    runtime_credentials::init();
-    match runtime_credentials::apply(settings.sec_tag) {
+fn install_credentials(settings: &Settings, credentials: &mut Credentials) -> bool {
+    credentials.init();
+    match credentials.apply(settings.sec_tag) {
         Ok(installed) => {
             info!(
                 "credentials installed (mutual TLS: {})",
@@ -284,14 +291,14 @@ fn install_credentials(settings: &Settings) -> bool {
 /// The MQTT client in its static, configured: will `offline` on the status topic, subscribed
 /// to the command filter, with the journaled messages from before a reboot queued again.
 /// With the claim certificate (`claim`), neither: the broker allows it the provisioning
-/// topics only. Not inlined: its temporaries (the journal's records) would add to [`start`]'s
-/// frame.
+/// topics only. Not inlined: its temporaries would add to [`start`]'s frame.
 #[inline(never)]
 fn configure_client(
     settings: &'static Settings,
     status_topic: &'static str,
     commands: &str,
     claim: bool,
+    journal: &mut OutboxJournal,
 ) -> &'static mut MqttClient {
     let mut config = SessionConfig::new(ConnectOptions {
         client_id: settings.client_id,
@@ -314,7 +321,7 @@ fn configure_client(
     } else if let Err(cause) = session.subscribe(&[(commands, QoS::AtLeastOnce)]) {
         halt(format_args!("cannot subscribe to {commands}: {cause}"));
     }
-    outbox_journal::restore(session);
+    journal.restore(session);
     client
 }
 
@@ -322,6 +329,10 @@ fn configure_client(
 struct Supervisor<'a> {
     settings: &'a Settings,
     client: &'a mut MqttClient,
+    /// The outbox's records in flash, which follow the client's outbox.
+    journal: &'a mut OutboxJournal,
+    /// The operator's staged set and a commit waiting for the next connection.
+    credentials: &'a mut Credentials,
     device: Device,
     board: BoardIo,
     status: Status,
@@ -351,11 +362,16 @@ impl<'a> Supervisor<'a> {
     #[inline(never)]
     fn new(
         settings: &'a Settings,
-        client: &'a mut MqttClient,
+        (client, journal): (&'a mut MqttClient, &'a mut OutboxJournal),
         topics: DeviceTopics,
         endpoints: Vec<Endpoint<'static>, MAX_ENDPOINTS>,
         (alpn, sntp_server): (&'a AlpnNames, &'a CStr),
-        (mutual_tls, fleet, claim): (bool, Option<&'a mut Fleet>, bool),
+        (credentials, mutual_tls, fleet, claim): (
+            &'a mut Credentials,
+            bool,
+            Option<&'a mut Fleet>,
+            bool,
+        ),
         status_topic: &'static str,
     ) -> Self {
         let board = BoardIo { leds: Leds::new() };
@@ -365,6 +381,8 @@ impl<'a> Supervisor<'a> {
             device: Device::new(topics, settings.telemetry_interval_ms),
             board,
             client,
+            journal,
+            credentials,
             backoff: Backoff::new(
                 BackoffConfig {
                     base_ms: settings.reconnect_base_ms,
@@ -377,6 +395,7 @@ impl<'a> Supervisor<'a> {
             brokers: Rotation::new(endpoints),
             tls: TlsSettings {
                 sec_tag: settings.sec_tag,
+                extra_cas: 0,
                 alpn,
                 forget_sessions: false,
                 mutual_tls,
@@ -420,10 +439,10 @@ impl<'a> Supervisor<'a> {
     /// Credentials committed from the shell take effect between connections: before the
     /// next one is made.
     fn take_committed_credentials(&mut self) {
-        self.tls.forget_sessions = runtime_credentials::commit_pending();
+        self.tls.forget_sessions = self.credentials.commit_pending();
         if self.tls.forget_sessions {
             self.backoff.reset();
-            match runtime_credentials::apply(self.settings.sec_tag) {
+            match self.credentials.apply(self.settings.sec_tag) {
                 Ok(installed) => {
                     info!(
                         "credentials: new set in use (mutual TLS: {})",
@@ -442,11 +461,13 @@ impl<'a> Supervisor<'a> {
     /// takes the connection.
     fn connect(&mut self) -> Link {
         if self.trying_new_set {
-            self.install_set(runtime_credentials::apply_staged(self.settings.sec_tag));
+            let installed = self.credentials.apply_staged(self.settings.sec_tag);
+            self.install_set(installed);
         } else {
             self.take_committed_credentials();
         }
         self.follow_identity();
+        self.tls.extra_cas = self.credentials.extra_cas();
         match dial(
             self.settings,
             &mut self.brokers,
@@ -487,9 +508,10 @@ impl<'a> Supervisor<'a> {
             return;
         }
         if let Some(fleet) = fleet::built_in_mut(&mut self.fleet) {
-            fleet.new_set_refused(Uptime.now());
+            fleet.new_set_refused(Uptime.now(), self.credentials);
         }
-        self.install_set(runtime_credentials::apply(self.settings.sec_tag));
+        let installed = self.credentials.apply(self.settings.sec_tag);
+        self.install_set(installed);
         self.follow_identity();
     }
 
@@ -572,9 +594,13 @@ impl<'a> Supervisor<'a> {
         control::wait_serving(
             self.client.session(),
             &mut self.status,
+            &mut control::Owned {
+                journal: self.journal,
+                credentials: self.credentials,
+            },
             until.0,
             || Uptime.now().0,
-            runtime_credentials::commit_pending,
+            |owned| owned.credentials.commit_pending(),
         );
         Link::WaitingForNetwork
     }
@@ -595,6 +621,8 @@ impl<'a> Supervisor<'a> {
             let wait_ms = self.round_wait_ms();
             let Self {
                 client,
+                journal,
+                credentials,
                 device,
                 board,
                 fleet,
@@ -602,79 +630,52 @@ impl<'a> Supervisor<'a> {
                 trying_new_set,
                 ..
             } = self;
-            let mut on_event = |event: Event<'_>| {
-                let now = Uptime.now();
-                match event {
-                    Event::Connected { session_present } => {
-                        info!("mqtt: connected (session present: {session_present})");
-                        if let Some((all, _)) = net::cpu_time_us() {
-                            info!("cpu: {all} us used since boot (all threads)");
-                        }
-                        connack_seen = true;
-                        if !*claim {
-                            device.handle_connected(tls_version, cipher);
-                        }
-                        if let Some(fleet) = fleet::built_in_mut(fleet) {
-                            fleet.connected(*trying_new_set, now, net::unix_time());
-                        }
-                        *trying_new_set = false;
-                    }
-                    Event::Message(message) => {
-                        let unix = net::unix_time();
-                        let for_fleet = fleet::built_in_mut(fleet).is_some_and(|fleet| {
-                            fleet.handle_message(message.topic, message.payload, now, unix)
-                        });
-                        if for_fleet {
-                        } else if *claim {
-                            warn!(
-                                "fleet: message on {} ignored: this device has only its claim certificate yet",
-                                message.topic
-                            );
-                        } else {
-                            handle_event(Event::Message(message), device, board, max_packet_size);
-                        }
-                    }
-                    Event::Subscribed { packet_id, results } => {
-                        if let Some(fleet) = fleet::built_in_mut(fleet) {
-                            let granted = results
-                                .iter()
-                                .all(|result| matches!(result, SubscribeResult::Granted(_)));
-                            fleet.handle_subscribed(packet_id, granted, now);
-                        }
-                        handle_event(
-                            Event::Subscribed { packet_id, results },
-                            device,
-                            board,
-                            max_packet_size,
-                        );
-                    }
-                    event => handle_event(event, device, board, max_packet_size),
-                }
+            let mut events = ConnectionEvents {
+                journal,
+                credentials,
+                device,
+                board,
+                fleet,
+                claim: *claim,
+                trying_new_set,
+                connack_seen: &mut connack_seen,
+                tls: (tls_version, cipher),
+                max_packet_size,
             };
-            if let Err(cause) = client.poll(wait_ms, &mut on_event) {
+            if let Err(cause) = client.poll(wait_ms, &mut |event| events.handle(event)) {
                 self.update_status();
                 return ConnectionEnd::new(connack_seen, cause);
             }
-            let now = Uptime.now();
-            let wants = fleet::built_in_mut(&mut self.fleet)
-                .and_then(|fleet| fleet.poll(self.client.session(), now));
-            if wants == Some(fleet::Request::TryNewSet) {
-                drop(self.client.disconnect());
-                self.update_status();
-                return ConnectionEnd::ForNewSet;
+            if let Some(end) = self.after_events(connack_seen) {
+                return end;
             }
-            if net::network_went_down() {
-                // No DISCONNECT: it could not get through, and the broker should publish the
-                // will. Closing now frees the socket instead of waiting for the ping timeout.
-                info!("network down (link, lease or address gone): closing the MQTT connection");
-                drop(self.client.detach());
-                self.update_status();
-                return ConnectionEnd::new(connack_seen, Error::Transport(TransportError::Closed));
-            }
-            self.status
-                .set_state(LinkState::of_connection(connack_seen));
-            self.after_round();
         }
+    }
+
+    /// After a round's events: the fleet's flow (which may close the connection to try a
+    /// new set), the network's state, then the device and the shell.
+    fn after_events(&mut self, connack_seen: bool) -> Option<ConnectionEnd> {
+        let now = Uptime.now();
+        let wants = fleet::built_in_mut(&mut self.fleet)
+            .and_then(|fleet| fleet.poll(self.client.session(), now, self.credentials));
+        if wants == Some(fleet::Request::TryNewSet) {
+            drop(self.client.disconnect());
+            self.update_status();
+            return Some(ConnectionEnd::ForNewSet);
+        }
+        if net::network_went_down() {
+            // No DISCONNECT: it could not get through, and the broker should publish the
+            // will. Closing now frees the socket instead of waiting for the ping timeout.
+            info!("network down (link, lease or address gone): closing the MQTT connection");
+            drop(self.client.detach());
+            self.update_status();
+            let cause = Error::Transport(TransportError::Closed);
+            return Some(ConnectionEnd::new(connack_seen, cause));
+        }
+        self.status
+            .set_state(LinkState::of_connection(connack_seen));
+        self.after_round();
+        None
     }
 
     /// How long this round may wait for the socket, having given the session the device's
@@ -705,8 +706,11 @@ impl<'a> Supervisor<'a> {
     fn after_round(&mut self) {
         let now = Uptime.now();
         if !self.claim {
-            self.device
-                .poll_publish(now, &mut Journaled(self.client.session()), &self.board);
+            self.device.poll_publish(
+                now,
+                &mut Journaled(self.client.session(), self.journal),
+                &self.board,
+            );
         }
         self.serve_shell();
         self.log_bench_cpu();
@@ -732,7 +736,11 @@ impl<'a> Supervisor<'a> {
 
     /// Every shell request already queued: publishes, and a benchmark to start.
     fn serve_shell(&mut self) {
-        if control::serve_requests(self.client.session(), &mut self.status) > 0 {
+        let mut owned = control::Owned {
+            journal: self.journal,
+            credentials: self.credentials,
+        };
+        if control::serve_requests(self.client.session(), &mut self.status, &mut owned) > 0 {
             self.burst_until = Uptime.now().plus_ms(BURST_MS);
         }
         #[cfg(CONFIG_APP_SHELL_BENCH)]
@@ -774,8 +782,95 @@ impl ConnectionEnd {
     }
 }
 
+/// What a connection's events reach: the supervisor's parts but the client, which delivers
+/// them.
+struct ConnectionEvents<'e, 'a> {
+    journal: &'e mut OutboxJournal,
+    credentials: &'e mut Credentials,
+    device: &'e mut Device,
+    board: &'e mut BoardIo,
+    fleet: &'e mut Option<&'a mut Fleet>,
+    /// The session is set up for the claim certificate (it changes between connections).
+    claim: bool,
+    trying_new_set: &'e mut bool,
+    connack_seen: &'e mut bool,
+    /// The TLS version and cipher suite of the connection.
+    tls: (&'static str, &'static str),
+    max_packet_size: usize,
+}
+
+impl ConnectionEvents<'_, '_> {
+    fn handle(&mut self, event: Event<'_>) {
+        let now = Uptime.now();
+        match event {
+            Event::Connected { session_present } => self.connected(session_present, now),
+            Event::Message(message) => {
+                let unix = net::unix_time();
+                let for_fleet = fleet::built_in_mut(self.fleet).is_some_and(|fleet| {
+                    let credentials = &mut *self.credentials;
+                    fleet.handle_message(message.topic, message.payload, now, unix, credentials)
+                });
+                if for_fleet {
+                } else if self.claim {
+                    warn!(
+                        "fleet: message on {} ignored: this device has only its claim certificate yet",
+                        message.topic
+                    );
+                } else {
+                    self.hand_to_device(Event::Message(message));
+                }
+            }
+            Event::Subscribed { packet_id, results } => {
+                if let Some(fleet) = fleet::built_in_mut(self.fleet) {
+                    let granted = results
+                        .iter()
+                        .all(|result| matches!(result, SubscribeResult::Granted(_)));
+                    fleet.handle_subscribed(packet_id, granted, now);
+                }
+                self.hand_to_device(Event::Subscribed { packet_id, results });
+            }
+            event => self.hand_to_device(event),
+        }
+    }
+
+    /// CONNACK: the device is online (not with the claim certificate), and the fleet's flow
+    /// learns whether the set it tries was accepted.
+    fn connected(&mut self, session_present: bool, now: Instant) {
+        info!("mqtt: connected (session present: {session_present})");
+        if let Some((all, _)) = net::cpu_time_us() {
+            info!("cpu: {all} us used since boot (all threads)");
+        }
+        *self.connack_seen = true;
+        if !self.claim {
+            let (tls_version, cipher) = self.tls;
+            self.device.handle_connected(tls_version, cipher);
+        }
+        if let Some(fleet) = fleet::built_in_mut(self.fleet) {
+            fleet.connected(*self.trying_new_set, now, net::unix_time());
+        }
+        *self.trying_new_set = false;
+    }
+
+    fn hand_to_device(&mut self, event: Event<'_>) {
+        let journal = &mut *self.journal;
+        handle_event(
+            event,
+            self.device,
+            self.board,
+            journal,
+            self.max_packet_size,
+        );
+    }
+}
+
 /// The session's events other than CONNACK, handed to the device or logged.
-fn handle_event(event: Event<'_>, device: &mut Device, board: &mut BoardIo, max_packet: usize) {
+fn handle_event(
+    event: Event<'_>,
+    device: &mut Device,
+    board: &mut BoardIo,
+    journal: &mut OutboxJournal,
+    max_packet: usize,
+) {
     match event {
         Event::Message(message) => {
             device.handle_message(message.topic, message.payload, message.qos, board);
@@ -790,7 +885,7 @@ fn handle_event(event: Event<'_>, device: &mut Device, board: &mut BoardIo, max_
         ),
         Event::Published(id) => {
             device.handle_published(id);
-            outbox_journal::acknowledged(id);
+            journal.acknowledged(id);
             log::debug!("mqtt: {id:?} acknowledged");
         }
         Event::Subscribed { packet_id, results } => {
@@ -862,6 +957,8 @@ impl core::fmt::Display for Granted<'_> {
 struct TlsSettings<'a> {
     /// The device's set; the image's further trust anchors follow it (`credentials::sec_tags`).
     sec_tag: i32,
+    /// How many further trust anchors are registered after it, as of this attempt.
+    extra_cas: usize,
     alpn: &'a AlpnNames,
     /// Forget cached TLS sessions, whose resumption would skip presenting new credentials.
     forget_sessions: bool,
@@ -952,7 +1049,7 @@ fn connect_endpoint(endpoint: Endpoint<'_>, tls: &TlsSettings<'_>) -> Result<Tls
         match TlsSocket::connect(
             address,
             host_name,
-            &credentials::sec_tags(tls.sec_tag),
+            &credentials::sec_tags(tls.sec_tag, tls.extra_cas),
             tls.alpn,
             tls.forget_sessions,
         ) {

@@ -14,7 +14,8 @@
 
 use crate::app::MqttSession;
 use crate::net;
-use crate::runtime_credentials;
+use crate::outbox_journal::OutboxJournal;
+use crate::runtime_credentials::{self, Credentials};
 use crate::sync::lock;
 use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write as _};
@@ -165,9 +166,21 @@ impl Status {
     }
 }
 
+/// What a request may change besides the session and the status: the MQTT thread's, lent by
+/// its supervisor for the requests of one round.
+pub struct Owned<'o> {
+    pub journal: &'o mut OutboxJournal,
+    pub credentials: &'o mut Credentials,
+}
+
 /// Carries out one request and answers it (to the shell, and the outcome of a publish in the
 /// log).
-fn serve(session: &mut MqttSession<'_>, status: &mut Status, request: &Request) {
+fn serve(
+    session: &mut MqttSession<'_>,
+    status: &mut Status,
+    owned: &mut Owned<'_>,
+    request: &Request,
+) {
     let mut text = CutText::<[u8; ANSWER_MAX]>::new();
     let done = match &request.work {
         Work::Publish {
@@ -175,7 +188,7 @@ fn serve(session: &mut MqttSession<'_>, status: &mut Status, request: &Request) 
             payload,
             qos,
         } => {
-            let outcome = crate::outbox_journal::publish(session, topic, payload, *qos, false);
+            let outcome = owned.journal.publish(session, topic, payload, *qos, false);
             status.update_queues(session);
             match outcome {
                 Ok(MessageId(id)) => {
@@ -195,7 +208,7 @@ fn serve(session: &mut MqttSession<'_>, status: &mut Status, request: &Request) 
                 }
             }
         }
-        Work::Cred { op, arg } => match runtime_credentials::command(*op, arg, &mut text) {
+        Work::Cred { op, arg } => match owned.credentials.command(*op, arg, &mut text) {
             Ok(()) => true,
             Err(cause) => {
                 text.clear();
@@ -229,10 +242,14 @@ fn take_request() -> Option<Request> {
 
 /// Serves every request already queued; called once per loop round.
 /// Returns how many it served.
-pub fn serve_requests(session: &mut MqttSession<'_>, status: &mut Status) -> usize {
+pub fn serve_requests(
+    session: &mut MqttSession<'_>,
+    status: &mut Status,
+    owned: &mut Owned<'_>,
+) -> usize {
     let mut served = 0;
     while let Some(request) = take_request() {
-        serve(session, status, &request);
+        serve(session, status, owned, &request);
         served += 1;
     }
     served
@@ -240,18 +257,19 @@ pub fn serve_requests(session: &mut MqttSession<'_>, status: &mut Status) -> usi
 
 /// Waits until `clock` reaches `deadline`, serving requests as they come (the reconnect
 /// delay: offline publishes go to the outbox at once instead of after the delay), or until
-/// `cut_short` says so after a [`wake`].
+/// `cut_short` says so (of what the requests left) after a [`wake`].
 pub fn wait_serving(
     session: &mut MqttSession<'_>,
     status: &mut Status,
+    owned: &mut Owned<'_>,
     deadline: u64,
     clock: impl Fn() -> u64,
-    cut_short: impl Fn() -> bool,
+    cut_short: impl Fn(&Owned<'_>) -> bool,
 ) {
     loop {
-        serve_requests(session, status);
+        serve_requests(session, status, owned);
         let left = deadline.saturating_sub(clock());
-        if left == 0 || cut_short() {
+        if left == 0 || cut_short(owned) {
             return;
         }
         let _ = REQUEST_WAITING.take(at_least_ms(left));

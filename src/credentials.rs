@@ -12,14 +12,10 @@
 use crate::ffi;
 use crate::net::{Errno, ErrnoKind};
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// At most this many further trust anchors: after the first of a bundle, provisioned or from
 /// the image (CMakeLists.txt takes `ca-2.crt.der` .. `ca-4.crt.der`).
 pub const MAX_EXTRA_CAS: usize = provisioning::MAX_TRUST_ANCHORS - 1;
-
-/// How many further trust anchors are registered now, under the tags after the base tag.
-static EXTRA_CAS_REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
 /// Which credential; the numbers are `shim.rs`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +61,7 @@ impl core::fmt::Display for CredentialError {
     }
 }
 
-/// What was registered (`runtime_credentials::apply`).
+/// What was registered (`runtime_credentials::Credentials::apply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Installed {
     /// A device certificate and key are registered: the broker can authenticate the device.
@@ -137,38 +133,39 @@ pub fn builtin_extra_cas() -> impl Iterator<Item = &'static [u8]> {
     (0..MAX_EXTRA_CAS).map_while(builtin_extra_ca)
 }
 
-/// Registers further trust anchors under the tags after `sec_tag`; returns how many. More
-/// than [`MAX_EXTRA_CAS`] cannot come: the bundle's checks and CMakeLists.txt refuse them.
+/// Registers further trust anchors under the tags after `sec_tag`; returns how many.
+/// `registered` counts them as they go in (its owner keeps it for [`sec_tags`]). More than
+/// [`MAX_EXTRA_CAS`] cannot come: the bundle's checks and CMakeLists.txt refuse them.
 pub fn register_extra_cas(
     sec_tag: i32,
     cas: impl Iterator<Item = &'static [u8]>,
+    registered: &mut usize,
 ) -> Result<usize, CredentialError> {
-    unregister_extra_cas(sec_tag);
-    let mut count = 0;
+    unregister_extra_cas(sec_tag, registered);
     for (index, der) in cas.take(MAX_EXTRA_CAS).enumerate() {
         let tag = extra_ca_tag(sec_tag, index).ok_or(CredentialError::Invalid)?;
         register(tag, CredentialKind::Ca, der)?;
-        count += 1;
-        EXTRA_CAS_REGISTERED.store(count, Ordering::Release);
+        *registered += 1;
     }
-    Ok(count)
+    Ok(*registered)
 }
 
-/// Removes the further trust anchors from the tags after `sec_tag`.
-pub fn unregister_extra_cas(sec_tag: i32) {
+/// Removes the further trust anchors from the tags after `sec_tag`; `registered` drops to 0.
+pub fn unregister_extra_cas(sec_tag: i32, registered: &mut usize) {
     for index in 0..MAX_EXTRA_CAS {
         if let Some(tag) = extra_ca_tag(sec_tag, index) {
             unregister(tag, CredentialKind::Ca);
         }
     }
-    EXTRA_CAS_REGISTERED.store(0, Ordering::Release);
+    *registered = 0;
 }
 
-/// The tags a TLS socket lists: `sec_tag`, then those of the further trust anchors registered.
-pub fn sec_tags(sec_tag: i32) -> heapless::Vec<i32, { MAX_EXTRA_CAS + 1 }> {
+/// The tags a TLS socket lists: `sec_tag`, then those of the `extra_cas` further trust
+/// anchors registered after it.
+pub fn sec_tags(sec_tag: i32, extra_cas: usize) -> heapless::Vec<i32, { MAX_EXTRA_CAS + 1 }> {
     let mut tags = heapless::Vec::new();
     let _ = tags.push(sec_tag);
-    for index in 0..EXTRA_CAS_REGISTERED.load(Ordering::Acquire) {
+    for index in 0..extra_cas {
         if let Some(tag) = extra_ca_tag(sec_tag, index) {
             let _ = tags.push(tag);
         }

@@ -7,14 +7,14 @@
 use crate::app::MqttSession;
 use crate::credentials;
 use crate::ffi;
-use crate::runtime_credentials;
+use crate::runtime_credentials::{self, Credentials};
 use crate::settings::Settings;
 use fleet_provisioning::csr::{Subject, MAX_CSR_PEM, SPKI_P256_LEN};
 pub use fleet_provisioning::flow::Identity;
 use fleet_provisioning::flow::{
     Action, Certificate, Failure, Flow, FlowConfig, Step, MAX_OWNERSHIP_TOKEN,
 };
-use fleet_provisioning::issued::{self, Expected, IssuedFacts};
+use fleet_provisioning::issued::{self, Expected, IssuedFacts, IssuedProblem};
 use fleet_provisioning::renewal::RenewalPolicy;
 use fleet_provisioning::topics::{self, Reply, TemplateName};
 use fleet_provisioning::{messages, x509};
@@ -78,6 +78,8 @@ pub enum Request {
 /// The flow and what the MQTT thread keeps for it.
 pub struct Fleet {
     flow: Flow,
+    /// An attempt failed since the last poll: what it staged goes.
+    staged_to_drop: bool,
     template: TemplateName<'static>,
     client_id: &'static str,
     serial_number: &'static str,
@@ -120,6 +122,7 @@ impl Fleet {
         };
         Some(FLEET.init(Self {
             flow: Flow::new(config),
+            staged_to_drop: false,
             template,
             client_id: settings.client_id,
             serial_number,
@@ -161,8 +164,8 @@ impl Fleet {
     }
 
     /// The connection with the staged set failed before CONNACK: the stored set stays.
-    pub fn new_set_refused(&mut self, now: Instant) {
-        runtime_credentials::drop_staged();
+    pub fn new_set_refused(&mut self, now: Instant, credentials: &mut Credentials) {
+        credentials.drop_staged();
         if let Some(failure) = self.flow.handle_new_set(false, now) {
             self.log_failure(&failure);
         }
@@ -182,19 +185,20 @@ impl Fleet {
     }
 
     /// A message: `true` if it was a reply of the provisioning API (taken here, whoever it
-    /// was for).
+    /// was for). An issued certificate is staged in `credentials`.
     pub fn handle_message(
         &mut self,
         topic: &str,
         payload: &[u8],
         now: Instant,
         unix: Option<u64>,
+        credentials: &mut Credentials,
     ) -> bool {
         let Some(reply) = topics::reply(self.template, topic) else {
             return false;
         };
         match reply {
-            Reply::CertificateAccepted => self.handle_certificate(payload, now, unix),
+            Reply::CertificateAccepted => self.handle_certificate(payload, now, unix, credentials),
             Reply::CertificateRejected => self.handle_rejected(Step::Certificate, payload, now),
             Reply::RegistrationAccepted => match messages::registration_accepted(payload) {
                 Ok(thing) if self.flow.awaits_registration() => {
@@ -222,7 +226,13 @@ impl Fleet {
 
     /// A certificate on the shared reply topic: the device's if it certifies the key the
     /// device made; staged then.
-    fn handle_certificate(&mut self, payload: &[u8], now: Instant, unix: Option<u64>) {
+    fn handle_certificate(
+        &mut self,
+        payload: &[u8],
+        now: Instant,
+        unix: Option<u64>,
+        credentials: &mut Credentials,
+    ) {
         if !self.flow.awaits_certificate() {
             return;
         }
@@ -241,22 +251,10 @@ impl Fleet {
             common_name: self.client_id,
             now: unix,
         };
-        let checked = match x509::certificate_facts(accepted.certificate) {
-            Ok(facts) => issued::check(
-                &IssuedFacts {
-                    public_key: facts.public_key,
-                    common_name: facts.common_name,
-                    not_before: facts.not_before,
-                    not_after: facts.not_after,
-                    issued_by_device_ca: issued_by_device_ca(accepted.certificate),
-                },
-                &expected,
-            ),
-            // Whose it is cannot be told: the reply's timeout counts it if it was ours.
-            Err(cause) => {
-                warn!("fleet: an issued certificate does not parse: {cause}");
-                return;
-            }
+        // Whose it is cannot be told if it does not parse: the reply's timeout counts it if
+        // it was ours.
+        let Some(checked) = check_issued(accepted.certificate, &expected) else {
+            return;
         };
         let outcome = self
             .flow
@@ -267,7 +265,7 @@ impl Fleet {
                     "fleet: certificate {} issued for this device's key",
                     accepted.certificate_id
                 );
-                if let Err(cause) = runtime_credentials::stage_certificate(accepted.certificate) {
+                if let Err(cause) = credentials.stage_certificate(accepted.certificate) {
                     warn!("fleet: the issued certificate was not staged: {cause}");
                     if let Some(failure) = self.flow.handle_store_failed(-1, now) {
                         self.log_failure(&failure);
@@ -279,11 +277,21 @@ impl Fleet {
         }
     }
 
-    /// The flow's next step, if it has one now; what the supervisor must do for it.
-    pub fn poll(&mut self, session: &mut MqttSession<'_>, now: Instant) -> Option<Request> {
+    /// The flow's next step, if it has one now; what the supervisor must do for it. A new
+    /// key is staged in `credentials`, and committed there.
+    pub fn poll(
+        &mut self,
+        session: &mut MqttSession<'_>,
+        now: Instant,
+        credentials: &mut Credentials,
+    ) -> Option<Request> {
+        if core::mem::take(&mut self.staged_to_drop) {
+            credentials.drop_staged();
+        }
         let action = match self.flow.poll_action(now) {
             (None, Some(failure)) => {
                 failed(&failure, self.flow.failures());
+                credentials.drop_staged();
                 return None;
             }
             // A failure comes with no action: the flow backs off at once.
@@ -291,7 +299,7 @@ impl Fleet {
         };
         match action {
             Action::Subscribe => self.subscribe(session, now),
-            Action::MakeKeyAndCsr => self.make_request(now),
+            Action::MakeKeyAndCsr => self.make_request(now, credentials),
             Action::PublishCsr => {
                 let request = &self.buffers.request;
                 publish(
@@ -318,7 +326,7 @@ impl Fleet {
                 info!("fleet: connecting with the new certificate before committing it");
                 return Some(Request::TryNewSet);
             }
-            Action::Commit => self.commit(now),
+            Action::Commit => self.commit(now, credentials),
         }
         None
     }
@@ -343,9 +351,9 @@ impl Fleet {
         }
     }
 
-    fn make_request(&mut self, now: Instant) {
+    fn make_request(&mut self, now: Instant, credentials: &mut Credentials) {
         let Buffers { request, pem, .. } = &mut *self.buffers;
-        let made = runtime_credentials::new_key_and_request(&self.subject, pem);
+        let made = credentials.new_key_and_request(&self.subject, pem);
         let (len, spki) = match made {
             Ok(made) => made,
             Err(cause) => {
@@ -373,8 +381,8 @@ impl Fleet {
         }
     }
 
-    fn commit(&mut self, now: Instant) {
-        match runtime_credentials::commit_staged() {
+    fn commit(&mut self, now: Instant, credentials: &mut Credentials) {
+        match credentials.commit_staged() {
             Ok(()) => {
                 info!("fleet: new certificate committed; it is the device's from now on");
                 self.flow.handle_committed();
@@ -388,19 +396,40 @@ impl Fleet {
         }
     }
 
-    fn log_failure(&self, failure: &Failure) {
+    /// An attempt failed: said in words; what it staged is dropped at the next poll (the
+    /// stored set stays).
+    fn log_failure(&mut self, failure: &Failure) {
+        self.staged_to_drop = true;
         failed(failure, self.flow.failures());
     }
 }
 
-/// An attempt failed: said in words, and what it staged dropped (the stored set stays).
 fn failed(failure: &Failure, in_a_row: u32) {
-    runtime_credentials::drop_staged();
     warn!("fleet: {failure}; trying again later (failure {in_a_row} in a row)");
 }
 
 /// Whether `certificate` verifies against the device CA the image was built with, `None`
 /// without one (AWS IoT's own CA issues it, and the connection made with it is the check).
+/// Whether an issued certificate is the one `expected`; `None` (logged) if it does not parse.
+fn check_issued(certificate: &[u8], expected: &Expected<'_>) -> Option<Result<(), IssuedProblem>> {
+    match x509::certificate_facts(certificate) {
+        Ok(facts) => Some(issued::check(
+            &IssuedFacts {
+                public_key: facts.public_key,
+                common_name: facts.common_name,
+                not_before: facts.not_before,
+                not_after: facts.not_after,
+                issued_by_device_ca: issued_by_device_ca(certificate),
+            },
+            expected,
+        )),
+        Err(cause) => {
+            warn!("fleet: an issued certificate does not parse: {cause}");
+            None
+        }
+    }
+}
+
 fn issued_by_device_ca(certificate: &[u8]) -> Option<bool> {
     let ca = credentials::builtin_device_ca()?;
     // SAFETY: both pointer/length pairs describe live slices; nothing is kept.

@@ -9,12 +9,12 @@
 //!
 //! The record format and the slot bookkeeping are the host-tested crate `outbox-journal`
 //! (crates/outbox-journal); this module only reads, writes and deletes the records (through
-//! [`crate::records`]) and logs. Only the MQTT thread calls it.
+//! [`crate::records`]) and logs. Its state, [`OutboxJournal`], is the MQTT thread's: its
+//! supervisor owns it and lends it to each publish.
 
 use crate::app::MqttSession;
 use crate::net::Errno;
 use crate::records;
-use crate::sync::lock;
 use core::ffi::{c_int, CStr};
 use core::fmt::Write;
 use heapless::String;
@@ -22,7 +22,7 @@ use log::{info, warn};
 use mqtt_core::session::ConnectionState;
 use mqtt_core::{Error, MessageId, QoS, Session};
 use outbox_journal::{Journal, Message, Restore, Slot};
-use zephyr::sync::Mutex;
+use static_cell::ConstStaticCell;
 
 // The journal follows the session's outbox: one record per outbox slot, and a record buffer of
 // one slot's bytes (a record is shorter than the PUBLISH packet that carries its message). The
@@ -33,13 +33,15 @@ use mqtt_core::{OUTBOX_SLOTS, OUTBOX_SLOT_BYTES};
 /// A session whose outbox is the one the journal is sized for.
 type OutboxSession<'a, const RX: usize> = Session<'a, RX, OUTBOX_SLOTS, OUTBOX_SLOT_BYTES>;
 
-struct State {
+/// Which outbox slots have a record in flash, and the record buffer: the MQTT thread's.
+pub struct OutboxJournal {
     journal: Journal<OUTBOX_SLOTS>,
     /// The record being written or read: here rather than on the MQTT thread's stack.
     record: [u8; OUTBOX_SLOT_BYTES],
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
+/// Made at compile time, so that the record buffer lies in `.bss`, never in a stack frame.
+static JOURNAL: ConstStaticCell<OutboxJournal> = ConstStaticCell::new(OutboxJournal {
     journal: Journal::new(),
     record: [0; OUTBOX_SLOT_BYTES],
 });
@@ -76,138 +78,145 @@ fn delete(slot: Slot) {
     }
 }
 
-/// Publishes through `session`; a QoS 1 message queued while not connected is journaled.
-pub fn publish(
-    session: &mut MqttSession<'_>,
-    topic: &str,
-    payload: &[u8],
-    qos: QoS,
-    retain: bool,
-) -> Result<MessageId, Error> {
-    publish_sized(session, topic, payload, qos, retain)
-}
-
-fn publish_sized<const RX: usize>(
-    session: &mut OutboxSession<'_, RX>,
-    topic: &str,
-    payload: &[u8],
-    qos: QoS,
-    retain: bool,
-) -> Result<MessageId, Error> {
-    let offline = session.state() != ConnectionState::Connected;
-    if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) || qos != QoS::AtLeastOnce || !offline {
-        return session.publish(topic, payload, qos, retain);
+impl OutboxJournal {
+    /// The MQTT thread's journal; once only (a second call panics), at start.
+    pub fn take() -> &'static mut Self {
+        JOURNAL.take()
     }
-    let mut state = lock(&STATE);
-    let State { journal, record } = &mut *state;
-    let Some(reservation) = journal.reserve() else {
-        // Every record is taken, so the outbox is full too: the session refuses it.
-        return session.publish(topic, payload, qos, retain);
-    };
-    // Written before it is queued: once the caller hears "queued", a reboot cannot lose it.
-    let message = Message {
-        topic,
-        payload,
-        retain,
-    };
-    let written = match message.encode(record) {
-        Err(cause) => {
-            warn!("outbox: message on {topic} not journaled ({cause}); kept in RAM only");
-            false
+
+    /// Publishes through `session`; a QoS 1 message queued while not connected is journaled.
+    pub fn publish(
+        &mut self,
+        session: &mut MqttSession<'_>,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        self.publish_sized(session, topic, payload, qos, retain)
+    }
+
+    fn publish_sized<const RX: usize>(
+        &mut self,
+        session: &mut OutboxSession<'_, RX>,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        let offline = session.state() != ConnectionState::Connected;
+        if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) || qos != QoS::AtLeastOnce || !offline {
+            return session.publish(topic, payload, qos, retain);
         }
-        Ok(bytes) => match save(reservation.slot(), bytes) {
-            Ok(()) => true,
-            Err(errno) => {
-                warn!(
-                    "outbox: not journaled (errno {}); kept in RAM only",
-                    errno.saturating_neg()
-                );
+        let Self { journal, record } = self;
+        let Some(reservation) = journal.reserve() else {
+            // Every record is taken, so the outbox is full too: the session refuses it.
+            return session.publish(topic, payload, qos, retain);
+        };
+        // Written before it is queued: once the caller hears "queued", a reboot cannot lose it.
+        let message = Message {
+            topic,
+            payload,
+            retain,
+        };
+        let written = match message.encode(record) {
+            Err(cause) => {
+                warn!("outbox: message on {topic} not journaled ({cause}); kept in RAM only");
                 false
             }
-        },
-    };
-    if !written {
-        // Nothing was written, so there is nothing to delete.
-        let _ = journal.cancel(reservation);
-        return session.publish(topic, payload, qos, retain);
-    }
-    match session.publish(topic, payload, qos, retain) {
-        Ok(id) => {
-            journal.bind(reservation, id.0);
-            Ok(id)
-        }
-        Err(cause) => {
-            delete(journal.cancel(reservation));
-            Err(cause)
-        }
-    }
-}
-
-/// The broker acknowledged `id`: its record, if any, is no longer needed.
-pub fn acknowledged(id: MessageId) {
-    if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
-        return;
-    }
-    let slot = lock(&STATE).journal.acknowledged(id.0);
-    if let Some(slot) = slot {
-        delete(slot);
-    }
-}
-
-/// Boot: queues the journaled messages again (before the first connection).
-pub fn restore(session: &mut MqttSession<'_>) {
-    restore_sized(session);
-}
-
-fn restore_sized<const RX: usize>(session: &mut OutboxSession<'_, RX>) {
-    if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
-        return;
-    }
-    let mut state = lock(&STATE);
-    let State { journal, record } = &mut *state;
-    let mut restored = 0u32;
-    for slot in Journal::<OUTBOX_SLOTS>::slots() {
-        let stored = match load(slot, record) {
-            Ok(stored) => stored,
-            Err(errno) => {
-                warn!(
-                    "outbox: record {} unreadable (errno {}); dropped",
-                    slot.index(),
-                    errno.saturating_neg()
-                );
-                delete(slot);
-                continue;
-            }
+            Ok(bytes) => match save(reservation.slot(), bytes) {
+                Ok(()) => true,
+                Err(errno) => {
+                    warn!(
+                        "outbox: not journaled (errno {}); kept in RAM only",
+                        errno.saturating_neg()
+                    );
+                    false
+                }
+            },
         };
-        match journal.restore(slot, stored) {
-            Restore::Empty | Restore::InUse => {}
-            Restore::Discard(slot, cause) => {
-                warn!("outbox: record {} dropped: {cause}", slot.index());
-                delete(slot);
+        if !written {
+            // Nothing was written, so there is nothing to delete.
+            let _ = journal.cancel(reservation);
+            return session.publish(topic, payload, qos, retain);
+        }
+        match session.publish(topic, payload, qos, retain) {
+            Ok(id) => {
+                journal.bind(reservation, id.0);
+                Ok(id)
             }
-            Restore::Requeue(reservation, message) => {
-                match session.publish(
-                    message.topic,
-                    message.payload,
-                    QoS::AtLeastOnce,
-                    message.retain,
-                ) {
-                    Ok(id) => {
-                        journal.bind(reservation, id.0);
-                        restored += 1;
-                    }
-                    Err(cause) => {
-                        warn!(
-                            "outbox: record {} could not be queued again ({cause}); dropped",
-                            slot.index()
-                        );
-                        delete(journal.cancel(reservation));
+            Err(cause) => {
+                delete(journal.cancel(reservation));
+                Err(cause)
+            }
+        }
+    }
+
+    /// The broker acknowledged `id`: its record, if any, is no longer needed.
+    pub fn acknowledged(&mut self, id: MessageId) {
+        if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
+            return;
+        }
+        let slot = self.journal.acknowledged(id.0);
+        if let Some(slot) = slot {
+            delete(slot);
+        }
+    }
+
+    /// Boot: queues the journaled messages again (before the first connection).
+    pub fn restore(&mut self, session: &mut MqttSession<'_>) {
+        self.restore_sized(session);
+    }
+
+    fn restore_sized<const RX: usize>(&mut self, session: &mut OutboxSession<'_, RX>) {
+        if !cfg!(CONFIG_APP_PERSISTENT_OUTBOX) {
+            return;
+        }
+        let Self { journal, record } = self;
+        let mut restored = 0u32;
+        for slot in Journal::<OUTBOX_SLOTS>::slots() {
+            let stored = match load(slot, record) {
+                Ok(stored) => stored,
+                Err(errno) => {
+                    warn!(
+                        "outbox: record {} unreadable (errno {}); dropped",
+                        slot.index(),
+                        errno.saturating_neg()
+                    );
+                    delete(slot);
+                    continue;
+                }
+            };
+            match journal.restore(slot, stored) {
+                Restore::Empty | Restore::InUse => {}
+                Restore::Discard(slot, cause) => {
+                    warn!("outbox: record {} dropped: {cause}", slot.index());
+                    delete(slot);
+                }
+                Restore::Requeue(reservation, message) => {
+                    match session.publish(
+                        message.topic,
+                        message.payload,
+                        QoS::AtLeastOnce,
+                        message.retain,
+                    ) {
+                        Ok(id) => {
+                            journal.bind(reservation, id.0);
+                            restored += 1;
+                        }
+                        Err(cause) => {
+                            warn!(
+                                "outbox: record {} could not be queued again ({cause}); dropped",
+                                slot.index()
+                            );
+                            delete(journal.cancel(reservation));
+                        }
                     }
                 }
             }
         }
-    }
-    if restored > 0 {
-        info!("outbox: {restored} message(s) from before the reboot queued again");
+        if restored > 0 {
+            info!("outbox: {restored} message(s) from before the reboot queued again");
+        }
     }
 }

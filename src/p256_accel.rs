@@ -1,6 +1,6 @@
 //! P-256 for mbedTLS on Cortex-M4: Emil Lenngren's P256-Cortex-M4 assembly (crate
 //! `p256-cortex-m4-sys`) behind the two hooks that `zephyr/patches/mbedtls/` adds to mbedTLS
-//! 3.6 (Kconfig `APP_P256_CORTEX_M4`, macros in `src/mbedtls/app_mbedtls_config.h`).
+//! 3.6 (Kconfig `APP_P256_CORTEX_M4`, macros in `src/mbedtls/tls_profile_config.h`).
 //!
 //! - `mbedtls_ecp_p256_mul_accel`: the scalar multiplication `R = m * P` of
 //!   `library/ecp.c`. Every P-256 operation of a handshake is one or two of them: ECDHE key

@@ -4,10 +4,10 @@
 //! MQTT thread registers the committed set at boot and again before the first connection
 //! after a commit.
 //!
-//! Two sets, two owners, both used on the MQTT thread only. The operator's staged set is in
-//! flash: [`OPERATOR`] holds its index and the buffer of the one open upload. The active set
-//! (under [`ACTIVE`]) is what the TLS credential store points into; it is rewritten only in
-//! [`apply`], between connections.
+//! Two sets, both used on the MQTT thread only. The operator's staged set is in flash:
+//! [`Credentials`], which the MQTT thread's supervisor owns, holds its index and the buffer
+//! of the one open upload. The active set (under [`ACTIVE`]) is what the TLS credential store
+//! points into; it is rewritten only in [`Credentials::apply`], between connections.
 
 use crate::credentials::{self, CredentialError, CredentialKind, Installed};
 use crate::device_key::{self, KeyError};
@@ -18,7 +18,6 @@ use crate::settings::Settings;
 use crate::sync::lock;
 use core::ffi::{c_int, CStr};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
 use fleet_provisioning::csr::{self, CsrError};
 use fleet_provisioning::flow::Identity;
 use fleet_provisioning::x509;
@@ -28,17 +27,34 @@ use provisioning::{
     bundle, check_usable, CredentialSet, ImageCredentials, Inspector, KeyType, Kind,
     ProvisionError, Provisioner, Record, Slot, Source, StorageError, Store, MAX_RECORD,
 };
+use static_cell::ConstStaticCell;
 use zephyr::kconfig;
 use zephyr::sync::Mutex;
 
-/// The operator's session: the staged set's index and an open upload.
-static OPERATOR: Mutex<Provisioner> = Mutex::new(Provisioner::new());
-
-/// The set registered in the TLS credential store, which keeps pointers into it.
+/// The set registered in the TLS credential store, which keeps pointers into it: so it is a
+/// `'static` of its own, never moved, whose bytes change only while nothing is registered
+/// from it ([`Credentials::apply`]). Only the MQTT thread locks it.
 static ACTIVE: Mutex<CredentialSet> = Mutex::new(CredentialSet::image());
 
-/// A commit is stored and waits for [`apply`].
-static COMMITTED: AtomicBool = AtomicBool::new(false);
+/// The MQTT thread's credentials, owned by its supervisor from start on; made at compile time,
+/// so that the upload buffer (3.3 KB) lies in `.bss` and never passes through a stack frame.
+static CREDENTIALS: ConstStaticCell<Credentials> = ConstStaticCell::new(Credentials {
+    operator: Provisioner::new(),
+    committed: false,
+    extra_cas: 0,
+});
+
+/// What the MQTT thread keeps of the credentials besides the active set: the operator's
+/// session, a commit waiting to be applied, the further trust anchors registered. The shell's
+/// `cred` requests reach it through `control`, served on the MQTT thread.
+pub struct Credentials {
+    /// The operator's session: the staged set's index and an open upload.
+    operator: Provisioner,
+    /// A commit is stored and waits for [`Credentials::apply`].
+    committed: bool,
+    /// How many further trust anchors are registered, under the tags after the base tag.
+    extra_cas: usize,
+}
 
 /// The credential records in flash.
 struct Flash;
@@ -169,21 +185,28 @@ impl Inspector for MbedTls {
     }
 }
 
-/// Boot: a set stored in the former one-record format is moved into records and an index
-/// (read into mbedTLS's heap, which no TLS session holds yet; the active set is scratch, as
-/// nothing is registered yet); then the operator's staged set starts as the stored one.
-pub fn init() {
-    // SAFETY: no arguments; the shim reads the settings storage on this thread only.
-    if unsafe { ffi::app_records_unreadable_format() } > 0 {
-        warn!(
-            "settings: the flash holds records written without NVS's data CRC (by an image \
+impl Credentials {
+    /// The MQTT thread's credentials; once only (a second call panics), at start.
+    pub fn take() -> &'static mut Self {
+        CREDENTIALS.take()
+    }
+
+    /// Boot: a set stored in the former one-record format is moved into records and an index
+    /// (read into mbedTLS's heap, which no TLS session holds yet; the active set is scratch, as
+    /// nothing is registered yet); then the operator's staged set starts as the stored one.
+    pub fn init(&mut self) {
+        // SAFETY: no arguments; the shim reads the settings storage on this thread only.
+        if unsafe { ffi::app_records_unreadable_format() } > 0 {
+            warn!(
+                "settings: the flash holds records written without NVS's data CRC (by an image \
              before it was turned on); this image cannot read them: the stored credentials and \
              queued messages are ignored; provision the set again"
-        );
-    }
-    migrate_former_record();
-    if let Err(cause) = lock(&OPERATOR).load(&mut Flash) {
-        warn!("credentials: stored set unreadable ({cause}); using the image's");
+            );
+        }
+        migrate_former_record();
+        if let Err(cause) = self.operator.load(&mut Flash) {
+            warn!("credentials: stored set unreadable ({cause}); using the image's");
+        }
     }
 }
 
@@ -221,90 +244,103 @@ fn migrate_former_record() {
     unsafe { ffi::app_scratch_free(buf.cast()) };
 }
 
-/// Whether a commit waits to be applied.
-pub fn commit_pending() -> bool {
-    COMMITTED.load(Ordering::Acquire)
-}
-
-/// Registers the stored set (the image's credentials where nothing is provisioned). Runs on
-/// the MQTT thread only, at boot and between connections.
-pub fn apply(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
-    COMMITTED.store(false, Ordering::Release);
-    install(sec_tag, store::read_index(&mut Flash))
-}
-
-/// Registers the staged set, not committed: a new certificate is tried with a connection
-/// before it is committed. A power cut meanwhile boots with the stored set.
-pub fn apply_staged(sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
-    let staged = *lock(&OPERATOR).staged();
-    install(sec_tag, Ok(staged))
-}
-
-fn install(
-    sec_tag: i32,
-    index: Result<Index, LoadError>,
-) -> Result<Installed, (CredentialKind, CredentialError)> {
-    let image = image();
-    let mut active = lock(&ACTIVE);
-    for kind in Kind::ALL {
-        credentials::unregister(sec_tag, kind_of(kind));
+impl Credentials {
+    /// Whether a commit waits to be applied.
+    pub fn commit_pending(&self) -> bool {
+        self.committed
     }
-    credentials::unregister_extra_cas(sec_tag);
-    let read = index.and_then(|index| store::read_set(&mut Flash, &index, &mut active));
-    if let Err(cause) = read {
-        warn!("credentials: stored set unreadable ({cause}); using the image's");
-        active.reset_to_image();
+
+    /// How many further trust anchors are registered now (for `credentials::sec_tags`).
+    pub fn extra_cas(&self) -> usize {
+        self.extra_cas
     }
-    if let Err(cause) = check_usable(&active, &image, &mut MbedTls) {
-        // Committed sets pass this; an image built with other credentials may not.
-        warn!("credentials: stored set unusable with this image ({cause}); using the image's");
-        active.reset_to_image();
+
+    /// Registers the stored set (the image's credentials where nothing is provisioned). Runs on
+    /// the MQTT thread only, at boot and between connections.
+    pub fn apply(&mut self, sec_tag: i32) -> Result<Installed, (CredentialKind, CredentialError)> {
+        self.committed = false;
+        self.install(sec_tag, store::read_index(&mut Flash))
     }
-    let mut installed = Installed { mutual_tls: false };
-    for kind in Kind::ALL {
-        let Some(der) = active.effective(kind, &image) else {
-            continue;
-        };
-        // SAFETY: `der` is either in the image (static) or in ACTIVE, a static whose bytes
-        // change only here, on the MQTT thread, after every registration was removed above;
-        // sockets are set up on this thread too, and mbedTLS copies what it parses when a
-        // handshake starts. So the credential store never reads bytes being rewritten.
-        let der: &'static [u8] = unsafe { core::slice::from_raw_parts(der.as_ptr(), der.len()) };
-        let origin = match active.source(kind) {
-            Source::Provisioned(_) => "provisioned",
-            _ => "image",
-        };
-        if kind == Kind::Ca {
-            let provisioned = matches!(active.source(kind), Source::Provisioned(_));
-            register_roots(sec_tag, der, provisioned)?;
-            continue;
+
+    /// Registers the staged set, not committed: a new certificate is tried with a connection
+    /// before it is committed. A power cut meanwhile boots with the stored set.
+    pub fn apply_staged(
+        &mut self,
+        sec_tag: i32,
+    ) -> Result<Installed, (CredentialKind, CredentialError)> {
+        let staged = *self.operator.staged();
+        self.install(sec_tag, Ok(staged))
+    }
+
+    fn install(
+        &mut self,
+        sec_tag: i32,
+        index: Result<Index, LoadError>,
+    ) -> Result<Installed, (CredentialKind, CredentialError)> {
+        let image = image();
+        let mut active = lock(&ACTIVE);
+        for kind in Kind::ALL {
+            credentials::unregister(sec_tag, kind_of(kind));
         }
-        credentials::register(sec_tag, kind_of(kind), der).map_err(|e| (kind_of(kind), e))?;
-        info!(
-            "credentials: {} from the {origin} ({} bytes)",
-            kind.name(),
-            der.len()
-        );
-        installed.mutual_tls |= kind == Kind::DeviceKey;
+        credentials::unregister_extra_cas(sec_tag, &mut self.extra_cas);
+        let read = index.and_then(|index| store::read_set(&mut Flash, &index, &mut active));
+        if let Err(cause) = read {
+            warn!("credentials: stored set unreadable ({cause}); using the image's");
+            active.reset_to_image();
+        }
+        if let Err(cause) = check_usable(&active, &image, &mut MbedTls) {
+            // Committed sets pass this; an image built with other credentials may not.
+            warn!("credentials: stored set unusable with this image ({cause}); using the image's");
+            active.reset_to_image();
+        }
+        let mut installed = Installed { mutual_tls: false };
+        for kind in Kind::ALL {
+            let Some(der) = active.effective(kind, &image) else {
+                continue;
+            };
+            // SAFETY: `der` is either in the image (static) or in ACTIVE, a static whose bytes
+            // change only here, on the MQTT thread, after every registration was removed above;
+            // sockets are set up on this thread too, and mbedTLS copies what it parses when a
+            // handshake starts. So the credential store never reads bytes being rewritten.
+            let der: &'static [u8] =
+                unsafe { core::slice::from_raw_parts(der.as_ptr(), der.len()) };
+            let origin = match active.source(kind) {
+                Source::Provisioned(_) => "provisioned",
+                _ => "image",
+            };
+            if kind == Kind::Ca {
+                let provisioned = matches!(active.source(kind), Source::Provisioned(_));
+                register_roots(sec_tag, der, provisioned, &mut self.extra_cas)?;
+                continue;
+            }
+            credentials::register(sec_tag, kind_of(kind), der).map_err(|e| (kind_of(kind), e))?;
+            info!(
+                "credentials: {} from the {origin} ({} bytes)",
+                kind.name(),
+                der.len()
+            );
+            installed.mutual_tls |= kind == Kind::DeviceKey;
+        }
+        Ok(installed)
     }
-    Ok(installed)
 }
 
 /// The CA: its first root under the tag itself, the others of the bundle after it; the
-/// image's further roots go with the image's CA only.
+/// image's further roots go with the image's CA only. `extra_cas` counts those after it.
 fn register_roots(
     sec_tag: i32,
     der: &'static [u8],
     provisioned: bool,
+    extra_cas: &mut usize,
 ) -> Result<(), (CredentialKind, CredentialError)> {
     let mut roots = bundle::certificates(der);
     let first = roots.next().unwrap_or(der);
     credentials::register(sec_tag, CredentialKind::Ca, first)
         .map_err(|e| (CredentialKind::Ca, e))?;
     let further = if provisioned {
-        credentials::register_extra_cas(sec_tag, roots)
+        credentials::register_extra_cas(sec_tag, roots, extra_cas)
     } else {
-        credentials::register_extra_cas(sec_tag, credentials::builtin_extra_cas())
+        credentials::register_extra_cas(sec_tag, credentials::builtin_extra_cas(), extra_cas)
     }
     .map_err(|e| (CredentialKind::Ca, e))?;
     info!(
@@ -316,9 +352,9 @@ fn register_roots(
     Ok(())
 }
 
-/// The identity of the device certificate the last [`apply`] or [`apply_staged`]
-/// registered, `None` without one: the device's own if its CN is `client_id`, else a claim
-/// certificate (the image's or one provisioned by hand).
+/// The identity of the device certificate the last [`Credentials::apply`] or
+/// [`Credentials::apply_staged`] registered, `None` without one: the device's own if its CN
+/// is `client_id`, else a claim certificate (the image's or one provisioned by hand).
 pub fn active_identity(client_id: &str) -> Option<Identity> {
     let active = lock(&ACTIVE);
     let der = match active.source(Kind::DeviceCertificate) {
@@ -338,55 +374,60 @@ pub fn active_identity(client_id: &str) -> Option<Identity> {
     })
 }
 
-/// A new key made and staged as the device key, and a certificate request for it as PEM
-/// into `pem`: the request's length and the key's SubjectPublicKeyInfo.
-pub fn new_key_and_request(
-    subject: &csr::Subject<'_>,
-    pem: &mut [u8],
-) -> Result<(usize, [u8; csr::SPKI_P256_LEN]), CredError> {
-    let (scalar, point) = device_key::generate().map_err(CredError::Key)?;
-    let mut pkcs8 = [0u8; csr::PKCS8_P256_LEN];
-    let signing_key = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
-        .map_err(|_| CredError::Request(CsrError::TooSmall))
-        .and_then(|len| {
-            let key = pkcs8.get(..len).unwrap_or_default();
-            lock(&OPERATOR).stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?;
-            device_key::SigningKey::from_der(key).map_err(CredError::Key)
-        });
-    wipe(&mut pkcs8);
-    drop(scalar);
-    let signing_key = signing_key?;
-    let mut work = [0u8; CSR_DER_MAX];
-    let len = csr::csr_pem(
-        subject,
-        signing_key.public_point(),
-        |info| signing_key.sign(info),
-        &mut work,
-        pem,
-    )
-    .map_err(CredError::Request)?;
-    let mut spki = [0u8; csr::SPKI_P256_LEN];
-    csr::subject_public_key_info(signing_key.public_point(), &mut spki)
-        .map_err(|_| CredError::Request(CsrError::TooSmall))?;
-    Ok((len, spki))
-}
+impl Credentials {
+    /// A new key made and staged as the device key, and a certificate request for it as PEM
+    /// into `pem`: the request's length and the key's SubjectPublicKeyInfo.
+    pub fn new_key_and_request(
+        &mut self,
+        subject: &csr::Subject<'_>,
+        pem: &mut [u8],
+    ) -> Result<(usize, [u8; csr::SPKI_P256_LEN]), CredError> {
+        let (scalar, point) = device_key::generate().map_err(CredError::Key)?;
+        let mut pkcs8 = [0u8; csr::PKCS8_P256_LEN];
+        let signing_key = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
+            .map_err(|_| CredError::Request(CsrError::TooSmall))
+            .and_then(|len| {
+                let key = pkcs8.get(..len).unwrap_or_default();
+                self.operator
+                    .stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?;
+                device_key::SigningKey::from_der(key).map_err(CredError::Key)
+            });
+        wipe(&mut pkcs8);
+        drop(scalar);
+        let signing_key = signing_key?;
+        let mut work = [0u8; CSR_DER_MAX];
+        let len = csr::csr_pem(
+            subject,
+            signing_key.public_point(),
+            |info| signing_key.sign(info),
+            &mut work,
+            pem,
+        )
+        .map_err(CredError::Request)?;
+        let mut spki = [0u8; csr::SPKI_P256_LEN];
+        csr::subject_public_key_info(signing_key.public_point(), &mut spki)
+            .map_err(|_| CredError::Request(CsrError::TooSmall))?;
+        Ok((len, spki))
+    }
 
-/// Stages a device certificate that came over the network (checked as an upload is).
-pub fn stage_certificate(der: &[u8]) -> Result<(), ProvisionError> {
-    lock(&OPERATOR).stage(Kind::DeviceCertificate, der, &mut MbedTls, &mut Flash)
-}
+    /// Stages a device certificate that came over the network (checked as an upload is).
+    pub fn stage_certificate(&mut self, der: &[u8]) -> Result<(), ProvisionError> {
+        self.operator
+            .stage(Kind::DeviceCertificate, der, &mut MbedTls, &mut Flash)
+    }
 
-/// Commits the staged set, already in use (after [`apply_staged`] connected with it).
-pub fn commit_staged() -> Result<(), ProvisionError> {
-    lock(&OPERATOR).commit(&image(), &mut MbedTls, &mut Flash)
-}
+    /// Commits the staged set, already in use (after [`Credentials::apply_staged`] connected
+    /// with it).
+    pub fn commit_staged(&mut self) -> Result<(), ProvisionError> {
+        self.operator.commit(&image(), &mut MbedTls, &mut Flash)
+    }
 
-/// Drops the staged changes: the stored set stays the device's. Not while an operator's
-/// upload is open: that session is theirs to end.
-pub fn drop_staged() {
-    let mut provisioner = lock(&OPERATOR);
-    if provisioner.upload().is_none() {
-        provisioner.abort();
+    /// Drops the staged changes: the stored set stays the device's. Not while an operator's
+    /// upload is open: that session is theirs to end.
+    pub fn drop_staged(&mut self) {
+        if self.operator.upload().is_none() {
+            self.operator.abort();
+        }
     }
 }
 
@@ -416,7 +457,8 @@ const OPS: [(&str, c_int); 11] = [
     ("csr", OP_CSR),
 ];
 
-/// The operation a `cred` subcommand names; unknown names get one that [`command`] refuses
+/// The operation a `cred` subcommand names; unknown names get one that
+/// [`Credentials::command`] refuses
 /// like an unknown kind (the shell runs only registered subcommands).
 pub fn op_named(name: &str) -> c_int {
     OPS.iter()
@@ -465,14 +507,72 @@ impl fmt::Display for CredError {
     }
 }
 
-/// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
-/// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
-pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredError> {
-    let mut provisioner = lock(&OPERATOR);
-    let kind = || Kind::from_name(arg).ok_or(ProvisionError::UnknownKind);
+impl Credentials {
+    /// Carries out one `cred` operation on the MQTT thread (`control` hands it over from the
+    /// shell); `out` takes the answer line(s), or the refusal's reason on `Err`.
+    pub fn command(&mut self, op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredError> {
+        let provisioner = &mut self.operator;
+        match op {
+            OP_BEGIN | OP_ADD | OP_DATA | OP_END => upload(provisioner, op, arg, out)?,
+            OP_ABORT | OP_DELETE | OP_IMAGE => stage_change(provisioner, op, arg, out)?,
+            OP_COMMIT => self.commit(out)?,
+            OP_LIST => self.list(out)?,
+            OP_KEYGEN => {
+                let fingerprint = keygen(provisioner)?;
+                let _ = write!(
+                    out,
+                    "key made on the device (ECDSA P-256, public key sha256 {}) and staged; \
+                 `cred csr` prints its certificate request, `cred commit` stores it with its \
+                 certificate",
+                    Hex(&fingerprint)
+                );
+            }
+            OP_CSR => csr(provisioner, out)?,
+            _ => return Err(ProvisionError::UnknownKind.into()),
+        }
+        Ok(())
+    }
+
+    /// `cred commit`: the staged set checked and its index stored; used from the next
+    /// connection.
+    fn commit(&mut self, out: &mut impl Write) -> Result<(), ProvisionError> {
+        self.operator.commit(&image(), &mut MbedTls, &mut Flash)?;
+        self.committed = true;
+        info!("credentials: new set stored; used from the next connection on");
+        let _ = write!(out, "stored; used from the next connection on");
+        Ok(())
+    }
+
+    /// `cred list`: each credential of the staged set, then whether it is in use.
+    fn list(&mut self, out: &mut impl Write) -> Result<(), ProvisionError> {
+        self.operator
+            .list(&image(), &mut MbedTls, &mut Flash, out)?;
+        let _ = out.write_str(if self.operator.has_changes() {
+            "staged changes not committed"
+        } else if self.commit_pending() {
+            "stored; used from the next connection on"
+        } else {
+            "in use"
+        });
+        Ok(())
+    }
+}
+
+/// The kind a `cred` argument names.
+fn kind_named(arg: &str) -> Result<Kind, ProvisionError> {
+    Kind::from_name(arg).ok_or(ProvisionError::UnknownKind)
+}
+
+/// `cred begin`, `add`, `data` and `end`: one credential uploaded in base64 lines.
+fn upload(
+    provisioner: &mut Provisioner,
+    op: c_int,
+    arg: &str,
+    out: &mut impl Write,
+) -> Result<(), ProvisionError> {
     match op {
         OP_BEGIN => {
-            let kind = kind()?;
+            let kind = kind_named(arg)?;
             provisioner.begin(kind)?;
             let _ = write!(
                 out,
@@ -481,7 +581,7 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredErr
             );
         }
         OP_ADD => {
-            let kind = kind()?;
+            let kind = kind_named(arg)?;
             provisioner.add(kind, &mut Flash)?;
             let _ = write!(
                 out,
@@ -495,7 +595,7 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredErr
                 let _ = write!(out, "{}: {len} bytes so far", kind.name());
             }
         }
-        OP_END => {
+        _ => {
             let kind = provisioner.end(&mut MbedTls, &mut Flash)?;
             let _ = write!(
                 out,
@@ -503,6 +603,18 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredErr
                 kind.name()
             );
         }
+    }
+    Ok(())
+}
+
+/// `cred abort`, `delete` and `image`: the staged set changed without an upload.
+fn stage_change(
+    provisioner: &mut Provisioner,
+    op: c_int,
+    arg: &str,
+    out: &mut impl Write,
+) -> Result<(), ProvisionError> {
+    match op {
         OP_ABORT => {
             provisioner.abort();
             let _ = write!(
@@ -511,29 +623,15 @@ pub fn command(op: c_int, arg: &str, out: &mut impl Write) -> Result<(), CredErr
             );
         }
         OP_DELETE => {
-            let kind = kind()?;
+            let kind = kind_named(arg)?;
             provisioner.delete(kind)?;
             let _ = write!(out, "{} deletion staged", kind.name());
         }
-        OP_IMAGE => {
-            let kind = kind()?;
+        _ => {
+            let kind = kind_named(arg)?;
             provisioner.use_image(kind)?;
             let _ = write!(out, "{} from the image staged", kind.name());
         }
-        OP_COMMIT => commit(&mut provisioner, out)?,
-        OP_LIST => list(&mut provisioner, out)?,
-        OP_KEYGEN => {
-            let fingerprint = keygen(&mut provisioner)?;
-            let _ = write!(
-                out,
-                "key made on the device (ECDSA P-256, public key sha256 {}) and staged; \
-                 `cred csr` prints its certificate request, `cred commit` stores it with its \
-                 certificate",
-                Hex(&fingerprint)
-            );
-        }
-        OP_CSR => csr(&mut provisioner, out)?,
-        _ => return Err(ProvisionError::UnknownKind.into()),
     }
     Ok(())
 }
@@ -621,27 +719,4 @@ impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
     }
-}
-
-/// `cred commit`: the staged set checked and its index stored; used from the next
-/// connection.
-fn commit(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), ProvisionError> {
-    provisioner.commit(&image(), &mut MbedTls, &mut Flash)?;
-    COMMITTED.store(true, Ordering::Release);
-    info!("credentials: new set stored; used from the next connection on");
-    let _ = write!(out, "stored; used from the next connection on");
-    Ok(())
-}
-
-/// `cred list`: each credential of the staged set, then whether it is in use.
-fn list(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), ProvisionError> {
-    provisioner.list(&image(), &mut MbedTls, &mut Flash, out)?;
-    let _ = out.write_str(if provisioner.has_changes() {
-        "staged changes not committed"
-    } else if commit_pending() {
-        "stored; used from the next connection on"
-    } else {
-        "in use"
-    });
-    Ok(())
 }

@@ -4,7 +4,7 @@
  * docs/an386-measurements.md, variant "ecp-w2-nofp" (bench/conf/ecp-w2-nofp.conf): the
  * application's mbedTLS settings, then the ECP module's window size and fixed-point tables.
  */
-#include "app_mbedtls_config.h"
+#include "tls_profile_config.h"
 
 #undef MBEDTLS_ECP_WINDOW_SIZE
 #undef MBEDTLS_ECP_FIXED_POINT_OPTIM

@@ -5,6 +5,6 @@
  * application's mbedTLS settings without the ECDSA verification hook, to measure what it
  * adds over the multiplication hook alone.
  */
-#include "app_mbedtls_config.h"
+#include "tls_profile_config.h"
 
 #undef MBEDTLS_ECDSA_P256_VERIFY_ACCEL

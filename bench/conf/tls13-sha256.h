@@ -5,7 +5,7 @@
  * application's mbedTLS settings, then a suite list without TLS_AES_256_GCM_SHA384. The
  * TLS 1.2 suites are the application's.
  */
-#include "app_mbedtls_config.h"
+#include "tls_profile_config.h"
 
 #undef MBEDTLS_SSL_CIPHERSUITES
 #if defined(CONFIG_APP_TLS_PROFILE_INTEROP)

@@ -4,6 +4,6 @@
  * bench/features.py, "NIST reduction" (nist-optim.conf): the application's mbedTLS settings
  * without MBEDTLS_ECP_NIST_OPTIM.
  */
-#include "app_mbedtls_config.h"
+#include "tls_profile_config.h"
 
 #undef MBEDTLS_ECP_NIST_OPTIM

@@ -5,7 +5,7 @@
  * INTEROP profile's RSA: no ECDHE-RSA, no PSS, and no RSA in PSA (rsa-psa.h, read after
  * Zephyr's PSA_WANT_* header).
  */
-#include "app_mbedtls_config.h"
+#include "tls_profile_config.h"
 
 #undef MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED
 #undef MBEDTLS_X509_RSASSA_PSS_SUPPORT

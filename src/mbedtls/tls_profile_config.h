@@ -1,7 +1,9 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * mbedTLS settings Zephyr's Kconfig does not reach with PSA-only ECC
+ * The TLS profiles (Kconfig APP_TLS_PROFILE) in mbedTLS's settings, where Zephyr's Kconfig
+ * does not reach them with PSA-only ECC: the cipher suites each profile offers, its RSA, the
+ * curves' speed-ups, record sizes and what a client-only image leaves out
  * (CONFIG_MBEDTLS_USER_CONFIG_FILE, included at the end of Zephyr's config-mbedtls.h).
  */
 
