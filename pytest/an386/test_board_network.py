@@ -100,11 +100,26 @@ def test_certificate_dates_are_checked_against_the_time_sntp_gives(dnsmasq, brok
     assert device.running()
 
 
+def wait_until_subscribed(observer, stream) -> None:
+    """Until `stream` (subscribed to the numbered stream) receives a marker the observer
+    publishes there: its subscription is in place at the broker."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    for _ in range(20):
+        # Published before the subscription is in place, a marker reaches no one: again.
+        observer.publish(f"{DEVICE_TOPICS}/seq", marker)
+        try:
+            stream.until(rf"^{DEVICE_TOPICS}/seq {marker}$", timeout=1)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError("the observer's subscription never received its marker")
+
+
 def leave_a_persistent_session(observer, session: str) -> None:
     """Subscribes observer session `session` to the numbered stream and leaves: the broker
     keeps what arrives while the observer is away."""
     first = observer.subscribe(f"{DEVICE_TOPICS}/seq", session=session)
-    time.sleep(1)
+    wait_until_subscribed(observer, first)
     first.close()
 
 
@@ -202,7 +217,7 @@ def test_every_message_arrives_through_loss_delay_and_reordering(network, dnsmas
     boot_and_connect(device)
     stream = observer.subscribe(f"{DEVICE_TOPICS}/seq")
     try:
-        time.sleep(1)
+        wait_until_subscribed(observer, stream)
         # 10 % of the frames lost each way, 300 ms +- 100 ms each way: frames sent less than
         # 200 ms apart overtake each other.
         network.impair(loss=0.10, delay_ms=300, jitter_ms=100)
