@@ -382,19 +382,9 @@ impl Credentials {
         subject: &csr::Subject<'_>,
         pem: &mut [u8],
     ) -> Result<(usize, [u8; csr::SPKI_P256_LEN]), CredError> {
-        let (scalar, point) = device_key::generate().map_err(CredError::Key)?;
-        let mut pkcs8 = [0u8; csr::PKCS8_P256_LEN];
-        let signing_key = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
-            .map_err(|_| CredError::Request(CsrError::TooSmall))
-            .and_then(|len| {
-                let key = pkcs8.get(..len).unwrap_or_default();
-                self.operator
-                    .stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?;
-                device_key::SigningKey::from_der(key).map_err(CredError::Key)
-            });
-        wipe(&mut pkcs8);
-        drop(scalar);
-        let signing_key = signing_key?;
+        let (signing_key, _) = stage_new_key(&mut self.operator, |key| {
+            device_key::SigningKey::from_der(key).map_err(CredError::Key)
+        })?;
         let mut work = [0u8; CSR_DER_MAX];
         let len = csr::csr_pem(
             subject,
@@ -636,20 +626,29 @@ fn stage_change(
     Ok(())
 }
 
-/// A key made on the device, staged as the device key (the private half goes to flash
-/// only); the SHA-256 of its public half.
-fn keygen(provisioner: &mut Provisioner) -> Result<[u8; 32], CredError> {
+/// A new P-256 key staged as the device key (its private half goes to flash only);
+/// `with_key` gets its PKCS#8 before the buffer that held it is wiped, like the scalar.
+fn stage_new_key<T>(
+    provisioner: &mut Provisioner,
+    with_key: impl FnOnce(&[u8]) -> Result<T, CredError>,
+) -> Result<(T, [u8; device_key::POINT_LEN]), CredError> {
     let (scalar, point) = device_key::generate().map_err(CredError::Key)?;
     let mut pkcs8 = [0u8; csr::PKCS8_P256_LEN];
-    let staged = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
+    let made = csr::pkcs8_private_key(&scalar.0, &point, &mut pkcs8)
         .map_err(|_| CredError::Request(CsrError::TooSmall))
         .and_then(|len| {
             let key = pkcs8.get(..len).unwrap_or_default();
-            Ok(provisioner.stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?)
+            provisioner.stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?;
+            with_key(key)
         });
-    // The buffer that held the private key in DER is wiped like the scalar.
     wipe(&mut pkcs8);
-    staged?;
+    drop(scalar);
+    Ok((made?, point))
+}
+
+/// `cred keygen`: a key made on the device and staged; the SHA-256 of its public half.
+fn keygen(provisioner: &mut Provisioner) -> Result<[u8; 32], CredError> {
+    let ((), point) = stage_new_key(provisioner, |_| Ok(()))?;
     let mut spki = [0u8; csr::SPKI_P256_LEN];
     let len = csr::subject_public_key_info(&point, &mut spki)
         .map_err(|_| CredError::Request(CsrError::TooSmall))?;
