@@ -217,25 +217,23 @@ class SignerTest(unittest.TestCase):
         topic, refusal = device.reply([f"{PROVISION}/accepted", f"{PROVISION}/rejected"])
         self.assertEqual((topic, refusal["errorCode"]), (f"{PROVISION}/rejected", "InvalidToken"))
 
-    def test_the_claim_identity_cannot_use_device_topics_nor_forge_an_answer(self):
+    def publish_as_claim(self, topic):
+        """mosquitto_pub with the claim identity, over MQTT 5: the broker names an ACL's
+        refusal in the PUBACK (an event, not a silence)."""
         claim = self.dir / "claim"
-        for topic in [f"devices/{DEVICE_ID}/telemetry", f"{CREATE}/accepted", f"{PROVISION}/accepted"]:
-            # MQTT 5 names the ACL's refusal in the PUBACK: an event, not a silence.
-            result = subprocess.run(
-                ["mosquitto_pub", "-V", "mqttv5", "-q", "1", "-h", "127.0.0.1", "-p", str(self.port),
-                 "--cafile", str(self.set / "ca.crt.pem"), "--cert", str(claim / "device.crt.pem"),
-                 "--key", str(claim / "device.key.pem"), "-i", "claim-forger", "-t", topic, "-m", "{}"],
-                capture_output=True, text=True, timeout=TIMEOUT_S)
-            self.assertIn("Not authorized", result.stderr, topic)
-        # The same client may ask for a certificate: the control that the refusal is the ACL's.
-        result = subprocess.run(
+        return subprocess.run(
             ["mosquitto_pub", "-V", "mqttv5", "-q", "1", "-h", "127.0.0.1", "-p", str(self.port),
              "--cafile", str(self.set / "ca.crt.pem"), "--cert", str(claim / "device.crt.pem"),
-             "--key", str(claim / "device.key.pem"), "-i", "claim-forger", "-t", CREATE, "-m", "{}"],
+             "--key", str(claim / "device.key.pem"), "-i", "claim-forger", "-t", topic, "-m", "{}"],
             capture_output=True, text=True, timeout=TIMEOUT_S)
+
+    def test_the_claim_identity_cannot_use_device_topics_nor_forge_an_answer(self):
+        for topic in [f"devices/{DEVICE_ID}/telemetry", f"{CREATE}/accepted", f"{PROVISION}/accepted"]:
+            self.assertIn("Not authorized", self.publish_as_claim(topic).stderr, topic)
+        # The same client may ask for a certificate: the control that the refusal is the ACL's.
+        result = self.publish_as_claim(CREATE)
         self.assertNotIn("Not authorized", result.stderr)
         self.assertEqual(result.returncode, 0, result.stderr)
-
 
 if __name__ == "__main__":
     unittest.main()

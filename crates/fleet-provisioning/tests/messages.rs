@@ -7,26 +7,19 @@
     clippy::panic
 )]
 
-use base64::Engine;
 use fleet_provisioning::messages::{self, PemError, ReplyError};
 use provisioning::base64::Base64Error;
 use serde_json::{json, Value};
+
+#[path = "pem/mod.rs"]
+mod pem;
 
 const DEVICE_CERTIFICATE: &[u8] = include_bytes!("../../../certs/dev-only-insecure/device.crt.der");
 const DEVICE_CERTIFICATE_PEM: &str =
     include_str!("../../../certs/dev-only-insecure/device.crt.pem");
 
 fn pem_of(der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|chunk| std::str::from_utf8(chunk).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
+    pem::certificate_pem(der, 64) + "\n"
 }
 
 fn accepted_payload(pem: &str, token: &str) -> Vec<u8> {

@@ -2,22 +2,13 @@
 //! DER survives the trip through PEM in JSON.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use base64::Engine;
 use fleet_provisioning::messages;
 use proptest::prelude::*;
 
-fn pem_of(der: &[u8], width: usize) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(width)
-        .map(|chunk| std::str::from_utf8(chunk).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----",
-        lines.join("\n")
-    )
-}
+#[path = "pem/mod.rs"]
+mod pem;
+
+use pem::certificate_pem as pem_of;
 
 proptest! {
     #[test]
