@@ -206,6 +206,18 @@ class Watch:
 
 # --- The credential set ----------------------------------------------------------------------
 
+def credential_sets(tmp_path, count: int) -> list:
+    """`count` sets of the development CA, each with a device certificate and key of its own
+    (same client id), made by certs/mkcerts."""
+    def make(i):
+        out = tmp_path / f"set-{i}"
+        mkcerts("device", CLIENT_ID, "--out", str(out), "--ca-dir", str(DEV_CERTS))
+        return {"cert": (out / "device.crt.der").read_bytes(),
+                "key": (out / "device.key.der").read_bytes(), "ca": CA_DER}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return list(pool.map(make, range(count)))
+
+
 def connected(console: Console, timeout: float = 30) -> None:
     console.until("mqtt: subscribed", timeout=timeout)
 
@@ -361,13 +373,7 @@ def test_a_power_cut_during_cred_commit_leaves_the_old_or_the_new_set(
     # aimed cuts take turns with three more sets: each change writes the slot that holds the
     # set before the last, so its records are written too. A collection comes about every
     # sixth change, and one with a live record to copy (the CA's) every third collection.
-    def make(i):
-        out = tmp_path / f"set-{i}"
-        mkcerts("device", CLIENT_ID, "--out", str(out), "--ca-dir", str(DEV_CERTS))
-        return {"cert": (out / "device.crt.der").read_bytes(),
-                "key": (out / "device.key.der").read_bytes(), "ca": CA_DER}
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        sets = list(pool.map(make, range(CRED_CUTS + 6)))
+    sets = credential_sets(tmp_path, CRED_CUTS + 6)
     rig = Rig(device, tmp_path)
 
     # Unharmed changes first: what one writes once every record's name exists (the first
@@ -472,13 +478,7 @@ def test_power_cuts_in_boot_after_boot_end_in_a_working_device(tmp_path, broker,
     rng = random.Random(SEED)
     print(f"seed {SEED} (POWER_CUT_SEED={SEED} replays it)")
 
-    def make(i):
-        out = tmp_path / f"set-{i}"
-        mkcerts("device", CLIENT_ID, "--out", str(out), "--ca-dir", str(DEV_CERTS))
-        return {"cert": (out / "device.crt.der").read_bytes(),
-                "key": (out / "device.key.der").read_bytes(), "ca": CA_DER}
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        sets = itertools.cycle(list(pool.map(make, range(3))))
+    sets = itertools.cycle(credential_sets(tmp_path, 3))
     observer = Observer(broker_port)
     rig = Rig(device, tmp_path)
     dead = free_port()  # offline: nothing listens there
