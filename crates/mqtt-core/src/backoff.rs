@@ -211,6 +211,28 @@ mod tests {
     }
 
     #[test]
+    fn with_the_default_caps_refusals_are_retried_up_to_an_hour_apart_and_never_stop() {
+        // The firmware's defaults: Kconfig's APP_RECONNECT_ATTENTION_CAP_S is 3600 too.
+        let mut backoff = Backoff::new(BackoffConfig::default(), 3);
+        let delays: std::vec::Vec<u32> = (0..200).map(|_| backoff.next_delay_ms(REFUSED)).collect();
+        assert!(
+            delays.iter().all(|&d| d > 0 && d <= 3_600_000),
+            "{delays:?}"
+        );
+        // Doubling from the usual cap, the ceiling reaches the hour and stays there: every
+        // later delay is between half an hour and an hour.
+        let reached = delays.iter().position(|&d| d >= 1_800_000).unwrap();
+        assert!(
+            reached < 20,
+            "the slow schedule took {reached} refusals to reach the hour"
+        );
+        assert!(
+            delays[reached..].iter().all(|&d| d >= 1_800_000),
+            "{delays:?}"
+        );
+    }
+
+    #[test]
     fn refusals_do_not_slow_down_recovery_from_link_faults_and_vice_versa() {
         let config = BackoffConfig {
             base_ms: 100,
