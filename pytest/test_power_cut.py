@@ -891,3 +891,37 @@ def test_a_power_cut_while_outbox_records_are_written_or_deleted_loses_no_queued
     assert not lost_journaled, f"journaled whole, then lost: {lost_journaled}"
     assert tally["records deleted"] > 4, "no record deletion seen under the cuts"
     assert sum(cuts.values()) >= OUTBOX_CUTS
+
+
+def flash_bytes_written(console: Console) -> int:
+    """What the flash hook has let through so far (`flashcut count`)."""
+    console.command("flashcut count")
+    return int(console.until(r"flashcut: (\d+) bytes in \d+ writes", timeout=5).group(1))
+
+
+def test_messages_queued_while_connected_are_not_written_to_flash(broker, peer, device):
+    """README: a QoS 1 message queued while connected is acknowledged within a round trip and
+    spares the flash; only one queued offline gets a record."""
+    stream = peer.subscribe(f"{SEQ_TOPIC}")
+    try:
+        device.launch()
+        console = Console(device)
+        connected(console)
+        # The stream is subscribed once a marker published after it arrives.
+        marker = f"marker-{os.urandom(8).hex()}"
+        for _ in range(10):
+            peer.publish(SEQ_TOPIC, marker)
+            if not stream.wait_for_all({f"{SEQ_TOPIC} {marker}"}, timeout=1):
+                break
+        else:
+            raise AssertionError("the observer's subscription never received its marker")
+        before = flash_bytes_written(console)
+        expected = set()
+        for n in range(10):
+            _, outcome, answer = console.pub(SEQ_TOPIC, f"c{n}")
+            assert outcome == "queued", answer
+            expected.add(f"{SEQ_TOPIC} c{n}")
+        assert not stream.wait_for_all(expected, timeout=30)
+        assert flash_bytes_written(console) == before, "messages queued while connected were written"
+    finally:
+        stream.close()
