@@ -84,6 +84,21 @@ def test_boots_to_mqtt_over_dhcp_sntp_dns_and_mutual_tls(dnsmasq, sntp, broker, 
         status.close()
 
 
+def test_no_connection_to_the_broker_before_the_clock_is_set(dnsmasq, broker, device):
+    """Without a time server the device does not connect (it could not check a certificate's
+    dates) and says why; once SNTP answers, it connects."""
+    device.start()
+    device.until(r"network: up, address 192\.0\.2\.\d+", timeout=BOOT_TO_MQTT_S)
+    device.until(r"connect failed: wall clock not set \(SNTP failed\)", timeout=60)
+    assert "New connection from" not in broker.log(), "connected before the clock was set"
+    sntp = rig.SntpServer()
+    try:
+        device.until(rf"clock: set by SNTP from {TIME_NAME}", timeout=120)
+        device.until(r"mqtt: connected", timeout=60)
+    finally:
+        sntp.stop()
+
+
 def test_certificate_dates_are_checked_against_the_time_sntp_gives(dnsmasq, broker, device):
     # A clock far past the broker certificate's notAfter (825 days from its making): the
     # device must take SNTP's word for the date and refuse the certificate as expired.
