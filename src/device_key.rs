@@ -57,11 +57,16 @@ pub struct Scalar(pub [u8; SCALAR_LEN]);
 
 impl Drop for Scalar {
     fn drop(&mut self) {
-        for byte in self.0.iter_mut() {
-            // SAFETY: a plain write to a live byte; volatile so that the wipe of a buffer
-            // about to die is not optimised away.
-            unsafe { ptr::write_volatile(byte, 0) };
-        }
+        wipe(&mut self.0);
+    }
+}
+
+/// Zeroes a buffer that held private key bytes; volatile, so that the wipe of a buffer about
+/// to die is not optimised away.
+pub fn wipe(buf: &mut [u8]) {
+    for byte in buf.iter_mut() {
+        // SAFETY: a plain write to a live byte.
+        unsafe { ptr::write_volatile(byte, 0) };
     }
 }
 

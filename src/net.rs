@@ -363,9 +363,7 @@ const EARLIEST_PLAUSIBLE_TIME_S: i64 = 1_735_689_600;
 
 /// Whether the wall clock is set, so that mbedTLS can check certificate dates.
 pub fn wall_clock_is_set() -> bool {
-    // SAFETY: plain call; time(NULL).
-    let now = unsafe { ffi::app_wall_clock_s() };
-    now >= EARLIEST_PLAUSIBLE_TIME_S
+    unix_time().is_some()
 }
 
 /// Seconds since 1970, once the wall clock is set.

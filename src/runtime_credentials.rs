@@ -641,7 +641,7 @@ fn stage_new_key<T>(
             provisioner.stage(Kind::DeviceKey, key, &mut MbedTls, &mut Flash)?;
             with_key(key)
         });
-    wipe(&mut pkcs8);
+    device_key::wipe(&mut pkcs8);
     drop(scalar);
     Ok((made?, point))
 }
@@ -666,7 +666,7 @@ fn csr(provisioner: &mut Provisioner, out: &mut impl Write) -> Result<(), CredEr
             provisioner.staged_credential(Kind::DeviceKey, &image(), &mut Flash, &mut key_der)?;
         device_key::SigningKey::from_der(der)
     };
-    wipe(&mut key_der);
+    device_key::wipe(&mut key_der);
     let signing_key = signing_key.map_err(CredError::Key)?;
     let settings = Settings::current();
     let mut work = [0u8; CSR_DER_MAX];
@@ -700,14 +700,6 @@ pub fn request_subject<'s>(settings: &'s Settings) -> csr::Subject<'s> {
         organization: optional(kconfig::CONFIG_APP_CSR_ORGANIZATION),
         organizational_unit: optional(kconfig::CONFIG_APP_CSR_ORGANIZATIONAL_UNIT),
         serial_number: optional(kconfig::CONFIG_APP_CSR_SERIAL_NUMBER),
-    }
-}
-
-/// Zeroes a buffer that held private key bytes; volatile, so that it is not optimised away.
-fn wipe(buf: &mut [u8]) {
-    for byte in buf.iter_mut() {
-        // SAFETY: a plain write to a live byte.
-        unsafe { core::ptr::write_volatile(byte, 0) };
     }
 }
 
